@@ -1,0 +1,74 @@
+# gqcim — make targets. The venv lives outside the repo so fresh clones (CI) reuse it.
+SHELL := /bin/bash
+VENV ?= $(HOME)/.cache/gqcim/venv-torch-2.11.0
+PY := $(VENV)/bin/python
+FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
+BIN := target/release/gqcim
+CONFIG ?= configs/classify_fmnist.yaml
+REF_CKPT ?= models/resnet20_fmnist.safetensors
+PIP_PKGS := torch==2.11.0 torchvision==0.26.0 tensorboard==2.21.0 safetensors numpy
+
+# torch-sys finds libtorch through the venv's python; build.rs adds the rpath.
+export LIBTORCH_USE_PYTORCH := 1
+export PATH := $(VENV)/bin:$(PATH)
+export GQCIM_PYTHON := $(PY)
+export GQCIM_FMNIST_DIR := $(FMNIST_DIR)
+
+.PHONY: all build test classify train-classify data tensorboard venv fmt lint clean-runs
+
+all: build
+
+$(VENV)/.gqcim-venv-ok:
+	@echo ">> creating the torch 2.11.0 venv at $(VENV) (about 5 GB, one minute)"
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet $(PIP_PKGS)
+	$(PY) -c "import torch, torchvision, tensorboard; print('torch', torch.__version__)"
+	touch $@
+
+venv: $(VENV)/.gqcim-venv-ok
+
+build: venv
+	cargo build --release
+
+data:
+	@if [ -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ] && [ -f $(FMNIST_DIR)/t10k-labels-idx1-ubyte.gz ]; then \
+		echo ">> Fashion-MNIST present in $(FMNIST_DIR)"; \
+	elif [ "$$(id -u)" = "0" ]; then \
+		echo ">> installing Debian's dataset-fashion-mnist"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		echo "Fashion-MNIST is missing from $(FMNIST_DIR). Install it with:"; \
+		echo "    sudo apt-get update && sudo apt-get install dataset-fashion-mnist"; \
+		echo "or set FMNIST_DIR and data.root to a folder holding the four IDX .gz files."; \
+		exit 1; \
+	fi
+
+# The main job: evaluate the committed reference checkpoint on the Fashion-MNIST test set.
+RUN_TS := $(shell date -u +%Y%m%d-%H%M%S)
+classify: build data
+	$(BIN) eval --config $(CONFIG) --checkpoint $(REF_CKPT) --set data.root=$(FMNIST_DIR) \
+		--run-dir runs/classify/reference-eval-$(RUN_TS)
+	@$(PY) -c "import json,sys; m=json.load(open('models/resnet20_fmnist.json'))['test_accuracy']; \
+		r=json.load(open('runs/classify/reference-eval-$(RUN_TS)/results.json'))['metrics']['test_accuracy']; \
+		print('manifest test accuracy: %.2f%%, measured now: %.2f%%' % (100*m, 100*r)); sys.exit(abs(m-r) > 1e-9)"
+
+# Train the reference ResNet-20 from scratch (GPU if libtorch sees one).
+train-classify: build data
+	$(BIN) train --config $(CONFIG) --set data.root=$(FMNIST_DIR)
+
+test: venv data
+	cargo test --release -- --test-threads=2
+
+tensorboard: venv
+	$(VENV)/bin/tensorboard --logdir runs --bind_all
+
+fmt:
+	cargo fmt
+
+lint: venv
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+clean-runs:
+	rm -rf runs/*/

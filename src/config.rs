@@ -1,0 +1,421 @@
+//! Typed experiment configs (the burn `Config` pattern): one struct per concern, each with
+//! defaults, `deny_unknown_fields`, and a validation pass that names the field and the allowed
+//! range. YAML is read into a value tree first so that `--set a.b=c` overrides apply before
+//! the typed parse, and every error names the dotted field path (serde_path_to_error) with a
+//! did-you-mean hint for unknown keys and enum variants (the ultralytics cfg check).
+use crate::error::{invalid, GqcimError, Result};
+use serde::{Deserialize, Serialize};
+use serde_yaml::{Mapping, Value};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    Classify,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceChoice {
+    /// CUDA when libtorch sees a GPU, else CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Fixes data order, augmentation, initialisation and every noise draw.
+    pub seed: u64,
+    pub task: Task,
+    pub device: DeviceChoice,
+    /// libtorch intra-op threads; 0 keeps libtorch's default (one per core).
+    pub threads: usize,
+    /// Run folders go to `<out_dir>/<task>/<run_name>/`.
+    pub out_dir: PathBuf,
+    /// Defaults to `<config stem>-<command>-<timestamp>`.
+    pub run_name: Option<String>,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub eval: EvalConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            seed: 0,
+            task: Task::Classify,
+            device: DeviceChoice::Auto,
+            threads: 0,
+            out_dir: PathBuf::from("runs"),
+            run_name: None,
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+            eval: EvalConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    FashionMnist,
+    Mnist,
+    Cifar10,
+    Cifar100,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    pub dataset: DatasetKind,
+    /// Folder holding the dataset files (IDX for MNIST-like sets, `*.bin` for CIFAR).
+    pub root: PathBuf,
+    /// Per-channel mean and std on the [0, 1] scale; default: the dataset's own statistics.
+    pub mean: Option<Vec<f64>>,
+    pub std: Option<Vec<f64>>,
+    /// Use only the first n training / test images (0 = all); for smoke tests.
+    pub train_limit: usize,
+    pub test_limit: usize,
+    pub augment: AugmentConfig,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dataset: DatasetKind::FashionMnist,
+            root: PathBuf::from("/usr/share/datasets/fashion-mnist"),
+            mean: None,
+            std: None,
+            train_limit: 0,
+            test_limit: 0,
+            augment: AugmentConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    /// Random crop after zero padding by this many pixels on each side (0 = off).
+    pub crop_padding: i64,
+    pub horizontal_flip: bool,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            crop_padding: 2,
+            horizontal_flip: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    Resnet20,
+    Resnet32,
+    Resnet44,
+    Resnet56,
+    Resnet18,
+    Resnet34,
+    Resnet50,
+}
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Resnet20 => "resnet20",
+            Arch::Resnet32 => "resnet32",
+            Arch::Resnet44 => "resnet44",
+            Arch::Resnet56 => "resnet56",
+            Arch::Resnet18 => "resnet18",
+            Arch::Resnet34 => "resnet34",
+            Arch::Resnet50 => "resnet50",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub in_channels: i64,
+    pub num_classes: i64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            arch: Arch::Resnet20,
+            in_channels: 1,
+            num_classes: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: i64,
+    /// Peak learning rate, reached after the warm-up, then cosine-annealed to zero.
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    pub warmup_epochs: f64,
+    pub label_smoothing: f64,
+    /// Per-layer weight histograms in TensorBoard every n epochs (0 = never).
+    pub histogram_every: usize,
+    /// Check the loss for NaN/inf (one host sync) every n steps; 1 = every step.
+    pub nan_check_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 30,
+            batch_size: 128,
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-4,
+            warmup_epochs: 1.0,
+            label_smoothing: 0.0,
+            histogram_every: 1,
+            nan_check_every: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    pub batch_size: i64,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { batch_size: 1000 }
+    }
+}
+
+/// Checks `lo <= v <= hi` and names the field when it is not.
+fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: T) -> Result<()> {
+    if v < lo || v > hi || v.partial_cmp(&v).is_none() {
+        return Err(invalid(
+            field,
+            format!("expected a value in [{lo}, {hi}], got {v}"),
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The validation pass: every range check names its field.
+    pub fn validate(&self) -> Result<()> {
+        in_range("threads", self.threads, 0, 1024)?;
+        let d = &self.data;
+        in_range("data.augment.crop_padding", d.augment.crop_padding, 0, 64)?;
+        let channels = self.model.in_channels as usize;
+        for (field, v) in [("data.mean", &d.mean), ("data.std", &d.std)] {
+            if let Some(v) = v {
+                if v.len() != channels {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "expected {channels} values (model.in_channels), got {}",
+                            v.len()
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(std) = &d.std {
+            if std.iter().any(|s| *s <= 0.0 || !s.is_finite()) {
+                return Err(invalid("data.std", "every value must be finite and > 0"));
+            }
+        }
+        in_range("model.in_channels", self.model.in_channels, 1, 64)?;
+        in_range("model.num_classes", self.model.num_classes, 2, 100_000)?;
+        let t = &self.train;
+        in_range("train.epochs", t.epochs, 1, 100_000)?;
+        in_range("train.batch_size", t.batch_size, 1, 1 << 20)?;
+        if !(t.lr > 0.0 && t.lr <= 10.0) {
+            return Err(invalid(
+                "train.lr",
+                format!("expected a value in (0, 10], got {}", t.lr),
+            ));
+        }
+        in_range("train.momentum", t.momentum, 0.0, 0.999)?;
+        in_range("train.weight_decay", t.weight_decay, 0.0, 1.0)?;
+        in_range("train.warmup_epochs", t.warmup_epochs, 0.0, t.epochs as f64)?;
+        in_range("train.label_smoothing", t.label_smoothing, 0.0, 0.99)?;
+        in_range("train.nan_check_every", t.nan_check_every, 1, 1_000_000)?;
+        if t.nesterov && t.momentum == 0.0 {
+            return Err(invalid(
+                "train.nesterov",
+                "Nesterov momentum needs train.momentum > 0",
+            ));
+        }
+        in_range("eval.batch_size", self.eval.batch_size, 1, 1 << 20)?;
+        Ok(())
+    }
+
+    /// Reads a YAML config, applies `key.path=value` overrides, parses and validates it.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| GqcimError::Config {
+            path: path.display().to_string(),
+            msg: format!("cannot read config file: {e}"),
+        })?;
+        Self::from_yaml_str(&text, &path.display().to_string(), overrides)
+    }
+
+    /// As `load`, from text; `origin` names the source in errors.
+    pub fn from_yaml_str(text: &str, origin: &str, overrides: &[String]) -> Result<Config> {
+        let cfg_err = |msg: String| GqcimError::Config {
+            path: origin.to_string(),
+            msg,
+        };
+        let mut tree: Value =
+            serde_yaml::from_str(text).map_err(|e| cfg_err(format!("not valid YAML: {e}")))?;
+        if tree.is_null() {
+            tree = Value::Mapping(Mapping::new());
+        }
+        for o in overrides {
+            apply_override(&mut tree, o).map_err(|m| cfg_err(format!("--set {o}: {m}")))?;
+        }
+        let cfg: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            cfg_err(describe_serde_error(&field, &inner))
+        })?;
+        cfg.validate().map_err(|e| cfg_err(e.to_string()))?;
+        Ok(cfg)
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Applies one `a.b.c=value` override to the YAML tree; the value is parsed as YAML.
+pub fn apply_override(tree: &mut Value, assignment: &str) -> std::result::Result<(), String> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| "expected key.path=value".to_string())?;
+    let value: Value =
+        serde_yaml::from_str(raw).map_err(|e| format!("value is not valid YAML: {e}"))?;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("empty component in key `{key}`"));
+    }
+    let mut node = tree;
+    for (i, part) in parts.iter().enumerate() {
+        let map = match node {
+            Value::Mapping(m) => m,
+            _ => return Err(format!("`{}` is not a section", parts[..i].join("."))),
+        };
+        let k = Value::String(part.to_string());
+        if i + 1 == parts.len() {
+            map.insert(k, value);
+            return Ok(());
+        }
+        node = map
+            .entry(k)
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        if node.is_null() {
+            *node = Value::Mapping(Mapping::new());
+        }
+    }
+    Ok(())
+}
+
+/// Turns serde's message into one line naming the field, with a did-you-mean for unknown
+/// keys and variants ("unknown field `lrr`, expected one of `lr`, ...").
+fn describe_serde_error(field: &str, inner: &str) -> String {
+    let field = if field == "." || field.is_empty() {
+        "<top level>"
+    } else {
+        field
+    };
+    for kind in ["unknown field", "unknown variant"] {
+        if let Some(rest) = inner.strip_prefix(kind) {
+            let names: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+            if let Some((bad, expected)) = names.split_first() {
+                let hint = did_you_mean(bad, expected)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                let what = if kind == "unknown field" {
+                    "unknown key"
+                } else {
+                    "unknown value"
+                };
+                let at = if kind == "unknown field" {
+                    let parent = field
+                        .rsplit_once('.')
+                        .map(|(p, _)| p)
+                        .unwrap_or("<top level>");
+                    if field.ends_with(bad) {
+                        format!("in section `{parent}`")
+                    } else {
+                        format!("in section `{field}`")
+                    }
+                } else {
+                    format!("for field `{field}`")
+                };
+                return format!(
+                    "{what} `{bad}` {at}{hint} (allowed: {})",
+                    expected
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+    }
+    format!("field `{field}`: {inner}")
+}
+
+/// The closest allowed name, when it is close enough to be a plausible typo.
+pub fn did_you_mean<'a>(bad: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|a| (strsim::levenshtein(bad, a), *a))
+        .filter(|(d, a)| *d <= 2.max(a.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn override_sets_nested_value_and_parses_yaml_scalars() {
+        let cfg = Config::from_yaml_str(
+            "train:\n  epochs: 3\n",
+            "t.yaml",
+            &["train.lr=0.05".into(), "model.arch=resnet32".into()],
+        )
+        .unwrap();
+        assert_eq!(cfg.train.epochs, 3);
+        assert_eq!(cfg.train.lr, 0.05);
+        assert_eq!(cfg.model.arch, Arch::Resnet32);
+    }
+
+    #[test]
+    fn unknown_key_gets_did_you_mean() {
+        let err = Config::from_yaml_str("train:\n  lrr: 0.1\n", "t.yaml", &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("unknown key `lrr`"), "{msg}");
+        assert!(msg.contains("did you mean `lr`"), "{msg}");
+        assert!(msg.contains("train"), "{msg}");
+    }
+}

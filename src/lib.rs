@@ -1,0 +1,12 @@
+//! gqcim: generalized quantization and analog crossbar (CACIM) deployment of vision networks
+//! on libtorch. See DESIGN notes in the README for the weight-path architecture.
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod nets;
+pub mod quant;
+pub mod run;
+pub mod sgd;
+pub mod tasks;
+pub mod tb;

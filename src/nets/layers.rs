@@ -1,0 +1,327 @@
+//! The shared conv / linear layer and its per-layer weight path.
+//!
+//! Every conv and linear layer owns its fp32 master weight under the torchvision name and
+//! sends its forward pass through a `WeightPath` chosen by the deployment config: identity
+//! (digital fp32), a straight-through quantizer, or a programmed analog crossbar. Model code
+//! never knows which one runs (mmcv's `build_conv_layer`, aihwkit's `convert_to_analog`,
+//! without renaming the checkpoint keys). All layers of a network are listed in a
+//! `LayerRegistry`, through which deployment code swaps paths after the model is built.
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tch::nn::{self, Init, ModuleT};
+use tch::{Kind, Tensor};
+
+/// What a hooked layer computes with its (possibly transformed) weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LayerOp {
+    Conv2d {
+        stride: i64,
+        padding: i64,
+        dilation: i64,
+        groups: i64,
+    },
+    Linear,
+}
+
+/// One conv or linear layer: its name (torchvision key prefix), operation, and parameters.
+#[derive(Debug)]
+pub struct LayerSpec {
+    /// e.g. `layer1.0.conv1`; the weight's key is `<name>.weight`.
+    pub name: String,
+    pub op: LayerOp,
+    /// fp32 master weight: conv [c_out, c_in/groups, k, k], linear [out, in].
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl LayerSpec {
+    /// Applies the layer's operation with a given effective weight.
+    /// xs: conv [b, c_in, h, w] -> [b, c_out, h', w']; linear [b, in] -> [b, out].
+    pub fn apply(&self, xs: &Tensor, weight: &Tensor) -> Tensor {
+        match self.op {
+            LayerOp::Conv2d {
+                stride,
+                padding,
+                dilation,
+                groups,
+            } => xs.conv2d(
+                weight,
+                self.bias.as_ref(),
+                [stride, stride],
+                [padding, padding],
+                [dilation, dilation],
+                groups,
+            ),
+            LayerOp::Linear => xs.linear(weight, self.bias.as_ref()),
+        }
+    }
+
+    pub fn numel(&self) -> i64 {
+        self.weight.numel() as i64
+    }
+
+    pub fn shallow_clone(&self) -> LayerSpec {
+        LayerSpec {
+            name: self.name.clone(),
+            op: self.op,
+            weight: self.weight.shallow_clone(),
+            bias: self.bias.as_ref().map(|b| b.shallow_clone()),
+        }
+    }
+}
+
+/// How a layer turns its master weight into the computation that runs.
+pub trait WeightPath: Send + std::fmt::Debug {
+    /// The effective weight used in the forward pass.
+    fn weight(&mut self, layer: &LayerSpec, train: bool) -> Tensor;
+
+    /// The layer's forward pass; paths that model the periphery (DAC/ADC per tile) override it.
+    fn forward(&mut self, layer: &LayerSpec, xs: &Tensor, train: bool) -> Tensor {
+        let w = self.weight(layer, train);
+        layer.apply(xs, &w)
+    }
+
+    /// A short description for logs and results.json.
+    fn describe(&self) -> String;
+}
+
+/// Digital fp32: the master weight as it is.
+#[derive(Debug, Default)]
+pub struct Identity;
+
+impl WeightPath for Identity {
+    fn weight(&mut self, layer: &LayerSpec, _train: bool) -> Tensor {
+        layer.weight.shallow_clone()
+    }
+
+    fn describe(&self) -> String {
+        "fp32".into()
+    }
+}
+
+pub type PathSlot = Arc<Mutex<Box<dyn WeightPath>>>;
+
+/// A conv or linear layer whose forward pass goes through its weight path.
+#[derive(Debug)]
+pub struct HookedLayer {
+    spec: LayerSpec,
+    path: PathSlot,
+}
+
+impl ModuleT for HookedLayer {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        lock(&self.path).forward(&self.spec, xs, train)
+    }
+}
+
+fn lock(slot: &PathSlot) -> MutexGuard<'_, Box<dyn WeightPath>> {
+    // A poisoned lock only means an earlier forward panicked; the path itself is still usable.
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A handle on one registered layer, for deployment code.
+#[derive(Debug)]
+pub struct LayerHandle {
+    pub spec: LayerSpec,
+    slot: PathSlot,
+}
+
+impl LayerHandle {
+    pub fn set_path(&self, path: Box<dyn WeightPath>) {
+        *lock(&self.slot) = path;
+    }
+
+    pub fn with_path<R>(&self, f: impl FnOnce(&mut dyn WeightPath) -> R) -> R {
+        let mut g = lock(&self.slot);
+        f(g.as_mut())
+    }
+
+    /// The weight the forward pass currently uses (eval mode).
+    pub fn effective_weight(&self) -> Tensor {
+        tch::no_grad(|| lock(&self.slot).weight(&self.spec, false))
+    }
+}
+
+/// Every hooked layer of a network, in construction order (single-threaded handle; the
+/// layers themselves hold thread-safe slots).
+#[derive(Debug, Clone, Default)]
+pub struct LayerRegistry(Rc<RefCell<Vec<Rc<LayerHandle>>>>);
+
+impl LayerRegistry {
+    fn register(&self, spec: &LayerSpec) -> PathSlot {
+        let slot: PathSlot = Arc::new(Mutex::new(Box::new(Identity)));
+        let handle = LayerHandle {
+            spec: spec.shallow_clone(),
+            slot: slot.clone(),
+        };
+        self.0.borrow_mut().push(Rc::new(handle));
+        slot
+    }
+
+    pub fn layers(&self) -> Vec<Rc<LayerHandle>> {
+        self.0.borrow().clone()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Rc<LayerHandle>> {
+        self.layers().into_iter().find(|l| l.spec.name == name)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.layers().iter().map(|l| l.spec.name.clone()).collect()
+    }
+
+    /// Puts every layer back on the digital fp32 path.
+    pub fn reset_paths(&self) {
+        for l in self.layers() {
+            l.set_path(Box::new(Identity));
+        }
+    }
+}
+
+fn layer_name(p: &nn::Path) -> String {
+    p.components().collect::<Vec<_>>().join(".")
+}
+
+/// A conv2d through the weight hook, initialised as torchvision's ResNet does
+/// (kaiming normal, fan_out, gain sqrt(2)); no bias, as every conv here is followed by BN.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    p: nn::Path,
+    reg: &LayerRegistry,
+    c_in: i64,
+    c_out: i64,
+    k: i64,
+    stride: i64,
+    padding: i64,
+    dilation: i64,
+) -> HookedLayer {
+    conv2d_grouped(p, reg, c_in, c_out, k, stride, padding, dilation, 1, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_grouped(
+    p: nn::Path,
+    reg: &LayerRegistry,
+    c_in: i64,
+    c_out: i64,
+    k: i64,
+    stride: i64,
+    padding: i64,
+    dilation: i64,
+    groups: i64,
+    bias: bool,
+) -> HookedLayer {
+    let fan_out = (c_out * k * k) as f64;
+    let std = (2.0 / fan_out).sqrt();
+    let weight = p.var(
+        "weight",
+        &[c_out, c_in / groups, k, k],
+        Init::Randn {
+            mean: 0.0,
+            stdev: std,
+        },
+    );
+    let bias = bias.then(|| {
+        let bound = 1.0 / ((c_in / groups * k * k) as f64).sqrt();
+        p.var(
+            "bias",
+            &[c_out],
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+        )
+    });
+    let spec = LayerSpec {
+        name: layer_name(&p),
+        op: LayerOp::Conv2d {
+            stride,
+            padding,
+            dilation,
+            groups,
+        },
+        weight,
+        bias,
+    };
+    let path = reg.register(&spec);
+    HookedLayer { spec, path }
+}
+
+/// A linear layer through the weight hook, initialised as PyTorch's nn.Linear.
+pub fn linear(p: nn::Path, reg: &LayerRegistry, c_in: i64, c_out: i64) -> HookedLayer {
+    let bound = 1.0 / (c_in as f64).sqrt();
+    let weight = p.var(
+        "weight",
+        &[c_out, c_in],
+        Init::Uniform {
+            lo: -bound,
+            up: bound,
+        },
+    );
+    let bias = Some(p.var(
+        "bias",
+        &[c_out],
+        Init::Uniform {
+            lo: -bound,
+            up: bound,
+        },
+    ));
+    let spec = LayerSpec {
+        name: layer_name(&p),
+        op: LayerOp::Linear,
+        weight,
+        bias,
+    };
+    let path = reg.register(&spec);
+    HookedLayer { spec, path }
+}
+
+/// BatchNorm2d as PyTorch initialises and names it (gamma 1, beta 0, running stats and
+/// `num_batches_tracked`, so torchvision state dicts load with no missing or extra keys).
+/// It stays digital: in a CACIM system BN runs in the periphery.
+#[derive(Debug)]
+pub struct BatchNorm2d {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    num_batches_tracked: Tensor,
+    momentum: f64,
+    eps: f64,
+}
+
+pub fn batch_norm2d(p: nn::Path, c: i64) -> BatchNorm2d {
+    let tracked = Tensor::zeros([], (Kind::Int64, p.device()));
+    BatchNorm2d {
+        weight: p.var("weight", &[c], Init::Const(1.0)),
+        bias: p.var("bias", &[c], Init::Const(0.0)),
+        running_mean: p.zeros_no_train("running_mean", &[c]),
+        running_var: p.ones_no_train("running_var", &[c]),
+        num_batches_tracked: p.add("num_batches_tracked", tracked, false),
+        momentum: 0.1,
+        eps: 1e-5,
+    }
+}
+
+impl ModuleT for BatchNorm2d {
+    /// xs: [b, c, h, w] -> [b, c, h, w]; updates the running statistics in train mode.
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        if train {
+            tch::no_grad(|| {
+                let _ = self.num_batches_tracked.shallow_clone().g_add_scalar_(1);
+            });
+        }
+        Tensor::batch_norm(
+            xs,
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            train,
+            self.momentum,
+            self.eps,
+            true,
+        )
+    }
+}

@@ -1,0 +1,129 @@
+//! Run folders: `runs/<task>/<run>/` with the resolved config, TensorBoard events,
+//! checkpoints and results.json (config, seed, git commit, device, metrics, timings).
+use crate::checkpoint::{write_json_atomic, write_text_atomic};
+use crate::config::{Config, DeviceChoice};
+use crate::error::{invalid, Result};
+use crate::tb::Tb;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+pub struct RunDir {
+    pub path: PathBuf,
+    pub tb: Tb,
+}
+
+impl RunDir {
+    /// Creates (or re-opens, when resuming) a run folder and saves the resolved config.
+    pub fn create(
+        cfg: &Config,
+        command: &str,
+        config_path: &Path,
+        explicit: Option<&Path>,
+    ) -> Result<RunDir> {
+        let path = match (explicit, &cfg.run_name) {
+            (Some(p), _) => p.to_path_buf(),
+            (None, Some(name)) => cfg.out_dir.join(task_name(cfg)).join(name),
+            (None, None) => {
+                let stem = config_path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_string());
+                let ts = timestamp();
+                cfg.out_dir.join(task_name(cfg)).join(format!(
+                    "{}-{command}-{ts}",
+                    stem.unwrap_or_else(|| "run".into())
+                ))
+            }
+        };
+        std::fs::create_dir_all(&path)?;
+        write_text_atomic(&path.join("config.yaml"), &cfg.to_yaml())?;
+        let tb = Tb::new(&path);
+        Ok(RunDir { path, tb })
+    }
+
+    pub fn write_results(&self, results: &Value) -> Result<()> {
+        write_json_atomic(&self.path.join("results.json"), results)
+    }
+}
+
+pub fn task_name(cfg: &Config) -> &'static str {
+    match cfg.task {
+        crate::config::Task::Classify => "classify",
+    }
+}
+
+/// UTC time as YYYYmmdd-HHMMSS, without a date crate.
+pub fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// The commit of the working tree (or of the build, when not run inside the repository).
+pub fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| env!("GQCIM_BUILD_COMMIT").to_string())
+}
+
+/// Resolves the device choice and the thread count; errors if CUDA is demanded but absent.
+pub fn setup_device(cfg: &Config) -> Result<Device> {
+    if cfg.threads > 0 {
+        tch::set_num_threads(cfg.threads as i32);
+    }
+    let device = match cfg.device {
+        DeviceChoice::Cpu => Device::Cpu,
+        DeviceChoice::Auto => Device::cuda_if_available(),
+        DeviceChoice::Cuda => {
+            if !tch::Cuda::is_available() {
+                return Err(invalid(
+                    "device",
+                    "is `cuda` but libtorch sees no CUDA device",
+                ));
+            }
+            Device::Cuda(0)
+        }
+    };
+    if device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    Ok(device)
+}
+
+/// A description of the device for results.json.
+pub fn device_info(device: Device) -> Value {
+    json!({
+        "device": format!("{device:?}"),
+        "cuda_available": tch::Cuda::is_available(),
+        "cuda_devices": tch::Cuda::device_count(),
+        "cudnn": tch::Cuda::cudnn_is_available(),
+        "threads": tch::get_num_threads(),
+        "host_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+    })
+}

@@ -1,0 +1,2 @@
+//! Vision tasks: losses, metrics, training and evaluation loops.
+pub mod classify;
