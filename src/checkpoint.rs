@@ -7,18 +7,12 @@ use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Tensor};
 
 fn ckpt_err(path: &Path, msg: impl Into<String>) -> GqcimError {
-    GqcimError::Checkpoint {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
+    GqcimError::Checkpoint { path: path.to_path_buf(), msg: msg.into() }
 }
 
 /// The temporary sibling of `path` (keeps the `.safetensors` extension tch dispatches on).
 fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}.safetensors", std::process::id()))
 }
 
@@ -32,10 +26,8 @@ pub fn write_tensors_atomic(named: &[(String, Tensor)], path: &Path) -> Result<(
         std::fs::create_dir_all(dir)?;
     }
     let tmp = temp_sibling(path);
-    let cpu: Vec<(String, Tensor)> = named
-        .iter()
-        .map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu)))
-        .collect();
+    let cpu: Vec<(String, Tensor)> =
+        named.iter().map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu))).collect();
     Tensor::write_safetensors(&cpu, &tmp).map_err(|e| ckpt_err(path, e.to_string()))?;
     std::fs::File::open(&tmp)?.sync_all()?;
     rename_into_place(&tmp, path)
@@ -53,10 +45,7 @@ pub fn write_text_atomic(path: &Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     std::fs::write(&tmp, text)?;
     std::fs::File::open(&tmp)?.sync_all()?;
@@ -66,10 +55,7 @@ pub fn write_text_atomic(path: &Path, text: &str) -> Result<()> {
 
 /// Writes a JSON value atomically, pretty-printed.
 pub fn write_json_atomic(path: &Path, value: &serde_json::Value) -> Result<()> {
-    write_text_atomic(
-        path,
-        &serde_json::to_string_pretty(value).unwrap_or_default(),
-    )
+    write_text_atomic(path, &serde_json::to_string_pretty(value).unwrap_or_default())
 }
 
 /// Reads a safetensors file into a name -> tensor map, with a clear error when it is not one.
@@ -93,30 +79,17 @@ pub fn load_strict(vs: &mut VarStore, path: &Path) -> Result<()> {
     let mut unexpected: Vec<&String> = file.keys().filter(|k| !model.contains_key(*k)).collect();
     unexpected.sort();
     let list = |v: &[&String]| {
-        let mut s = v
-            .iter()
-            .take(6)
-            .map(|k| format!("`{k}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let mut s = v.iter().take(6).map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
         if v.len() > 6 {
             s.push_str(&format!(" and {} more", v.len() - 6));
         }
         s
     };
     if !missing.is_empty() {
-        problems.push(format!(
-            "{} missing tensors: {}",
-            missing.len(),
-            list(&missing)
-        ));
+        problems.push(format!("{} missing tensors: {}", missing.len(), list(&missing)));
     }
     if !unexpected.is_empty() {
-        problems.push(format!(
-            "{} unexpected tensors: {}",
-            unexpected.len(),
-            list(&unexpected)
-        ));
+        problems.push(format!("{} unexpected tensors: {}", unexpected.len(), list(&unexpected)));
     }
     for (name, var) in &model {
         if let Some(t) = file.get(name) {
@@ -130,10 +103,7 @@ pub fn load_strict(vs: &mut VarStore, path: &Path) -> Result<()> {
         }
     }
     if !problems.is_empty() {
-        return Err(ckpt_err(
-            path,
-            format!("does not match the model: {}", problems.join("; ")),
-        ));
+        return Err(ckpt_err(path, format!("does not match the model: {}", problems.join("; "))));
     }
     tch::no_grad(|| -> Result<()> {
         for (name, var) in &model {

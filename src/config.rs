@@ -40,6 +40,10 @@ pub struct Config {
     pub model: ModelConfig,
     pub train: TrainConfig,
     pub eval: EvalConfig,
+    /// How conv/linear weights are quantized (post-training or during fine-tuning).
+    pub quant: QuantConfig,
+    /// Straight-through (QAT) fine-tuning of a trained checkpoint.
+    pub finetune: FinetuneConfig,
 }
 
 impl Default for Config {
@@ -55,6 +59,8 @@ impl Default for Config {
             model: ModelConfig::default(),
             train: TrainConfig::default(),
             eval: EvalConfig::default(),
+            quant: QuantConfig::default(),
+            finetune: FinetuneConfig::default(),
         }
     }
 }
@@ -107,10 +113,7 @@ pub struct AugmentConfig {
 
 impl Default for AugmentConfig {
     fn default() -> Self {
-        AugmentConfig {
-            crop_padding: 2,
-            horizontal_flip: true,
-        }
+        AugmentConfig { crop_padding: 2, horizontal_flip: true }
     }
 }
 
@@ -150,11 +153,7 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig {
-            arch: Arch::Resnet20,
-            in_channels: 1,
-            num_classes: 10,
-        }
+        ModelConfig { arch: Arch::Resnet20, in_channels: 1, num_classes: 10 }
     }
 }
 
@@ -205,13 +204,112 @@ impl Default for EvalConfig {
     }
 }
 
+/// Weight quantization methods.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuantMethod {
+    /// No quantization (the digital fp32 network).
+    Fp32,
+    /// Generalized quantization: per-layer Lloyd-Max quanta (optimal 1-D k-means, local).
+    Gq,
+    /// Globally optimal 1-D k-means by dynamic programming over a fine histogram.
+    GqExact,
+    /// N evenly spaced levels on [-max|w|, max|w|].
+    UniformMinmax,
+    /// N evenly spaced levels on [-c, c], c minimising the squared error.
+    UniformMse,
+    /// Learned step size quantization (Esser et al., ICLR 2020).
+    Lsq,
+}
+
+impl QuantMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantMethod::Fp32 => "fp32",
+            QuantMethod::Gq => "gq",
+            QuantMethod::GqExact => "gq-exact",
+            QuantMethod::UniformMinmax => "uniform-minmax",
+            QuantMethod::UniformMse => "uniform-mse",
+            QuantMethod::Lsq => "lsq",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuantConfig {
+    pub method: QuantMethod,
+    /// Number of quanta (analog levels) per layer, 2..=256.
+    pub levels: usize,
+    /// One set of quanta per output channel instead of per layer.
+    pub per_channel: bool,
+    /// Layers kept in fp32 by name (e.g. [conv1, fc]); default: quantize every conv/linear.
+    pub keep_fp32: Vec<String>,
+    /// Fold each BatchNorm into its preceding conv before quantizing (post-training only).
+    pub fold_bn: bool,
+    /// Lloyd-Max: stop when the relative change in distortion is below `tol`, or after
+    /// `max_iter` iterations.
+    pub max_iter: usize,
+    pub tol: f64,
+    /// Histogram bins of the `gq-exact` dynamic programme.
+    pub exact_bins: usize,
+    /// During fine-tuning, refit the quanta of `gq`, `gq-exact` and the uniform methods
+    /// every K optimizer steps (1 = every step).
+    pub refit_every: usize,
+    /// With `gq`, also solve `gq-exact` per layer and report the gap to the optimum.
+    pub report_exact_gap: bool,
+}
+
+impl Default for QuantConfig {
+    fn default() -> Self {
+        QuantConfig {
+            method: QuantMethod::Gq,
+            levels: 8,
+            per_channel: false,
+            keep_fp32: Vec::new(),
+            fold_bn: false,
+            max_iter: 100,
+            tol: 1e-6,
+            exact_bins: 4096,
+            refit_every: 100,
+            report_exact_gap: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinetuneConfig {
+    /// Fine-tuning length in epochs of the training set (fractions allowed: 0.5).
+    pub epochs: f64,
+    pub batch_size: i64,
+    /// Starting learning rate, cosine-annealed to zero.
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    /// Learning rate of LSQ step sizes, relative to `lr`.
+    pub lsq_lr_scale: f64,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        FinetuneConfig {
+            epochs: 1.0,
+            batch_size: 128,
+            lr: 0.01,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-4,
+            lsq_lr_scale: 1.0,
+        }
+    }
+}
+
 /// Checks `lo <= v <= hi` and names the field when it is not.
 fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: T) -> Result<()> {
     if v < lo || v > hi || v.partial_cmp(&v).is_none() {
-        return Err(invalid(
-            field,
-            format!("expected a value in [{lo}, {hi}], got {v}"),
-        ));
+        return Err(invalid(field, format!("expected a value in [{lo}, {hi}], got {v}")));
     }
     Ok(())
 }
@@ -228,10 +326,7 @@ impl Config {
                 if v.len() != channels {
                     return Err(invalid(
                         field,
-                        format!(
-                            "expected {channels} values (model.in_channels), got {}",
-                            v.len()
-                        ),
+                        format!("expected {channels} values (model.in_channels), got {}", v.len()),
                     ));
                 }
             }
@@ -247,10 +342,7 @@ impl Config {
         in_range("train.epochs", t.epochs, 1, 100_000)?;
         in_range("train.batch_size", t.batch_size, 1, 1 << 20)?;
         if !(t.lr > 0.0 && t.lr <= 10.0) {
-            return Err(invalid(
-                "train.lr",
-                format!("expected a value in (0, 10], got {}", t.lr),
-            ));
+            return Err(invalid("train.lr", format!("expected a value in (0, 10], got {}", t.lr)));
         }
         in_range("train.momentum", t.momentum, 0.0, 0.999)?;
         in_range("train.weight_decay", t.weight_decay, 0.0, 1.0)?;
@@ -258,12 +350,32 @@ impl Config {
         in_range("train.label_smoothing", t.label_smoothing, 0.0, 0.99)?;
         in_range("train.nan_check_every", t.nan_check_every, 1, 1_000_000)?;
         if t.nesterov && t.momentum == 0.0 {
-            return Err(invalid(
-                "train.nesterov",
-                "Nesterov momentum needs train.momentum > 0",
-            ));
+            return Err(invalid("train.nesterov", "Nesterov momentum needs train.momentum > 0"));
         }
         in_range("eval.batch_size", self.eval.batch_size, 1, 1 << 20)?;
+        let q = &self.quant;
+        in_range("quant.levels", q.levels, 2, 256)?;
+        in_range("quant.max_iter", q.max_iter, 1, 100_000)?;
+        in_range("quant.tol", q.tol, 0.0, 1.0)?;
+        in_range("quant.exact_bins", q.exact_bins, 16, 1 << 20)?;
+        in_range("quant.refit_every", q.refit_every, 1, 1 << 30)?;
+        let f = &self.finetune;
+        if !(f.epochs > 0.0 && f.epochs <= 10_000.0) {
+            return Err(invalid(
+                "finetune.epochs",
+                format!("expected a value in (0, 10000], got {}", f.epochs),
+            ));
+        }
+        in_range("finetune.batch_size", f.batch_size, 1, 1 << 20)?;
+        if !(f.lr > 0.0 && f.lr <= 10.0) {
+            return Err(invalid(
+                "finetune.lr",
+                format!("expected a value in (0, 10], got {}", f.lr),
+            ));
+        }
+        in_range("finetune.momentum", f.momentum, 0.0, 0.999)?;
+        in_range("finetune.weight_decay", f.weight_decay, 0.0, 1.0)?;
+        in_range("finetune.lsq_lr_scale", f.lsq_lr_scale, 0.0, 1000.0)?;
         Ok(())
     }
 
@@ -278,10 +390,7 @@ impl Config {
 
     /// As `load`, from text; `origin` names the source in errors.
     pub fn from_yaml_str(text: &str, origin: &str, overrides: &[String]) -> Result<Config> {
-        let cfg_err = |msg: String| GqcimError::Config {
-            path: origin.to_string(),
-            msg,
-        };
+        let cfg_err = |msg: String| GqcimError::Config { path: origin.to_string(), msg };
         let mut tree: Value =
             serde_yaml::from_str(text).map_err(|e| cfg_err(format!("not valid YAML: {e}")))?;
         if tree.is_null() {
@@ -306,9 +415,8 @@ impl Config {
 
 /// Applies one `a.b.c=value` override to the YAML tree; the value is parsed as YAML.
 pub fn apply_override(tree: &mut Value, assignment: &str) -> std::result::Result<(), String> {
-    let (key, raw) = assignment
-        .split_once('=')
-        .ok_or_else(|| "expected key.path=value".to_string())?;
+    let (key, raw) =
+        assignment.split_once('=').ok_or_else(|| "expected key.path=value".to_string())?;
     let value: Value =
         serde_yaml::from_str(raw).map_err(|e| format!("value is not valid YAML: {e}"))?;
     let parts: Vec<&str> = key.trim().split('.').collect();
@@ -326,9 +434,7 @@ pub fn apply_override(tree: &mut Value, assignment: &str) -> std::result::Result
             map.insert(k, value);
             return Ok(());
         }
-        node = map
-            .entry(k)
-            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        node = map.entry(k).or_insert_with(|| Value::Mapping(Mapping::new()));
         if node.is_null() {
             *node = Value::Mapping(Mapping::new());
         }
@@ -339,11 +445,7 @@ pub fn apply_override(tree: &mut Value, assignment: &str) -> std::result::Result
 /// Turns serde's message into one line naming the field, with a did-you-mean for unknown
 /// keys and variants ("unknown field `lrr`, expected one of `lr`, ...").
 fn describe_serde_error(field: &str, inner: &str) -> String {
-    let field = if field == "." || field.is_empty() {
-        "<top level>"
-    } else {
-        field
-    };
+    let field = if field == "." || field.is_empty() { "<top level>" } else { field };
     for kind in ["unknown field", "unknown variant"] {
         if let Some(rest) = inner.strip_prefix(kind) {
             let names: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
@@ -351,16 +453,9 @@ fn describe_serde_error(field: &str, inner: &str) -> String {
                 let hint = did_you_mean(bad, expected)
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
-                let what = if kind == "unknown field" {
-                    "unknown key"
-                } else {
-                    "unknown value"
-                };
+                let what = if kind == "unknown field" { "unknown key" } else { "unknown value" };
                 let at = if kind == "unknown field" {
-                    let parent = field
-                        .rsplit_once('.')
-                        .map(|(p, _)| p)
-                        .unwrap_or("<top level>");
+                    let parent = field.rsplit_once('.').map(|(p, _)| p).unwrap_or("<top level>");
                     if field.ends_with(bad) {
                         format!("in section `{parent}`")
                     } else {
@@ -371,11 +466,7 @@ fn describe_serde_error(field: &str, inner: &str) -> String {
                 };
                 return format!(
                     "{what} `{bad}` {at}{hint} (allowed: {})",
-                    expected
-                        .iter()
-                        .map(|s| format!("`{s}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    expected.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
                 );
             }
         }

@@ -30,16 +30,10 @@ pub type Result<T> = std::result::Result<T, GqcimError>;
 
 /// Shorthand for a validation failure on one config field.
 pub fn invalid(field: impl Into<String>, msg: impl Into<String>) -> GqcimError {
-    GqcimError::Invalid {
-        field: field.into(),
-        msg: msg.into(),
-    }
+    GqcimError::Invalid { field: field.into(), msg: msg.into() }
 }
 
 /// Shorthand for a problem with one data file.
 pub fn data_err(path: impl Into<PathBuf>, msg: impl Into<String>) -> GqcimError {
-    GqcimError::Data {
-        path: path.into(),
-        msg: msg.into(),
-    }
+    GqcimError::Data { path: path.into(), msg: msg.into() }
 }

@@ -29,6 +29,28 @@ struct ConfigArgs {
     run_dir: Option<PathBuf>,
 }
 
+/// Shortcuts for `--set quant.method=...` and `--set quant.levels=...`.
+#[derive(clap::Args)]
+struct QuantArgs {
+    /// gq | gq-exact | uniform-minmax | uniform-mse | lsq | fp32
+    #[arg(long)]
+    method: Option<String>,
+    /// Number of quanta per layer (2..=256).
+    #[arg(long)]
+    levels: Option<usize>,
+}
+
+impl QuantArgs {
+    fn into_overrides(self, args: &mut ConfigArgs) {
+        if let Some(m) = self.method {
+            args.overrides.push(format!("quant.method={m}"));
+        }
+        if let Some(n) = self.levels {
+            args.overrides.push(format!("quant.levels={n}"));
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train a network from scratch (or --resume a run folder).
@@ -38,6 +60,24 @@ enum Command {
         /// Continue from <run-dir>/checkpoints/last.*.
         #[arg(long)]
         resume: bool,
+    },
+    /// Post-training quantization of a checkpoint, then evaluation.
+    Quantize {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        quant: QuantArgs,
+    },
+    /// Straight-through quantization-aware fine-tuning of a checkpoint, then evaluation.
+    Finetune {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        quant: QuantArgs,
     },
     /// Evaluate a checkpoint on the test split.
     Eval {
@@ -63,6 +103,30 @@ fn run(cli: Cli) -> Result<()> {
             }
             gqcim::tasks::classify::train(&cfg, &args.config, args.run_dir.as_deref(), resume)
                 .context("training failed")?;
+        }
+        Command::Quantize { mut args, checkpoint, quant } => {
+            quant.into_overrides(&mut args);
+            let cfg = load_config(&args)?;
+            gqcim::tasks::quantize::quantize_command(
+                &cfg,
+                &args.config,
+                &checkpoint,
+                args.run_dir.as_deref(),
+                false,
+            )
+            .context("quantization failed")?;
+        }
+        Command::Finetune { mut args, checkpoint, quant } => {
+            quant.into_overrides(&mut args);
+            let cfg = load_config(&args)?;
+            gqcim::tasks::quantize::quantize_command(
+                &cfg,
+                &args.config,
+                &checkpoint,
+                args.run_dir.as_deref(),
+                true,
+            )
+            .context("fine-tuning failed")?;
         }
         Command::Eval { args, checkpoint } => {
             let cfg = load_config(&args)?;

@@ -25,14 +25,11 @@ impl RunDir {
             (Some(p), _) => p.to_path_buf(),
             (None, Some(name)) => cfg.out_dir.join(task_name(cfg)).join(name),
             (None, None) => {
-                let stem = config_path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().to_string());
+                let stem = config_path.file_stem().map(|s| s.to_string_lossy().to_string());
                 let ts = timestamp();
-                cfg.out_dir.join(task_name(cfg)).join(format!(
-                    "{}-{command}-{ts}",
-                    stem.unwrap_or_else(|| "run".into())
-                ))
+                cfg.out_dir
+                    .join(task_name(cfg))
+                    .join(format!("{}-{command}-{ts}", stem.unwrap_or_else(|| "run".into())))
             }
         };
         std::fs::create_dir_all(&path)?;
@@ -60,12 +57,7 @@ pub fn timestamp() -> String {
         .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Howard Hinnant's days-to-civil algorithm.
@@ -102,10 +94,7 @@ pub fn setup_device(cfg: &Config) -> Result<Device> {
         DeviceChoice::Auto => Device::cuda_if_available(),
         DeviceChoice::Cuda => {
             if !tch::Cuda::is_available() {
-                return Err(invalid(
-                    "device",
-                    "is `cuda` but libtorch sees no CUDA device",
-                ));
+                return Err(invalid("device", "is `cuda` but libtorch sees no CUDA device"));
             }
             Device::Cuda(0)
         }

@@ -6,6 +6,8 @@ use tch::Tensor;
 
 pub struct Sgd {
     params: Vec<(String, Tensor)>,
+    /// Per-parameter learning-rate multipliers (1 for weights; LSQ steps may differ).
+    lr_scale: Vec<f64>,
     buffers: Vec<Option<Tensor>>,
     momentum: f64,
     nesterov: bool,
@@ -18,11 +20,27 @@ impl Sgd {
         let n = params.len();
         Sgd {
             params,
+            lr_scale: vec![1.0; n],
             buffers: (0..n).map(|_| None).collect(),
             momentum,
             nesterov,
             weight_decay: wd,
         }
+    }
+
+    /// As `new`, with a learning-rate multiplier per parameter. Parameters with a
+    /// multiplier other than 1 (quantizer step sizes) get no weight decay.
+    pub fn with_groups(
+        params: Vec<(String, Tensor, f64)>,
+        momentum: f64,
+        nesterov: bool,
+        wd: f64,
+    ) -> Sgd {
+        let lr_scale = params.iter().map(|p| p.2).collect();
+        let params = params.into_iter().map(|(n, t, _)| (n, t)).collect();
+        let mut s = Sgd::new(params, momentum, nesterov, wd);
+        s.lr_scale = lr_scale;
+        s
     }
 
     pub fn zero_grad(&mut self) {
@@ -38,16 +56,14 @@ impl Sgd {
     /// One update: g += wd*p; b = mu*b + g; d = nesterov ? g + mu*b : b; p -= lr*d.
     pub fn step(&mut self, lr: f64) {
         tch::no_grad(|| {
-            for ((_, p), buf) in self.params.iter().zip(self.buffers.iter_mut()) {
+            let items = self.params.iter().zip(self.buffers.iter_mut()).zip(&self.lr_scale);
+            for (((_, p), buf), scale) in items {
                 let g = p.grad();
                 if !g.defined() {
                     continue;
                 }
-                let mut d = if self.weight_decay != 0.0 {
-                    &g + p * self.weight_decay
-                } else {
-                    g
-                };
+                let wd = if *scale == 1.0 { self.weight_decay } else { 0.0 };
+                let mut d = if wd != 0.0 { &g + p * wd } else { g };
                 if self.momentum != 0.0 {
                     match buf {
                         None => *buf = Some(d.detach().copy()),
@@ -56,13 +72,9 @@ impl Sgd {
                         }
                     }
                     let b = buf.as_ref().expect("buffer set above");
-                    d = if self.nesterov {
-                        d + b * self.momentum
-                    } else {
-                        b.shallow_clone()
-                    };
+                    d = if self.nesterov { d + b * self.momentum } else { b.shallow_clone() };
                 }
-                let _ = p.shallow_clone().g_add_(&(d * (-lr)));
+                let _ = p.shallow_clone().g_add_(&(d * (-lr * scale)));
             }
         })
     }
@@ -73,8 +85,7 @@ impl Sgd {
             .iter()
             .zip(&self.buffers)
             .filter_map(|((n, _), b)| {
-                b.as_ref()
-                    .map(|b| (format!("{n}.momentum_buffer"), b.copy()))
+                b.as_ref().map(|b| (format!("{n}.momentum_buffer"), b.copy()))
             })
             .collect()
     }

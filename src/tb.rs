@@ -10,9 +10,7 @@ pub struct Tb {
 
 impl Tb {
     pub fn new(dir: &Path) -> Tb {
-        Tb {
-            writer: SummaryWriter::new(dir),
-        }
+        Tb { writer: SummaryWriter::new(dir) }
     }
 
     pub fn scalar(&mut self, tag: &str, value: f64, step: usize) {
@@ -37,8 +35,7 @@ impl Tb {
         } else {
             (vec![n as f64], vec![max])
         };
-        self.writer
-            .add_histogram_raw(tag, min, max, n as f64, sum, sum_sq, &limits, &counts, step);
+        self.writer.add_histogram_raw(tag, min, max, n as f64, sum, sum_sq, &limits, &counts, step);
     }
 
     /// An RGB image, data in CHW order (3 x h x w bytes).
@@ -47,8 +44,7 @@ impl Tb {
         // so only square images are laid out correctly; callers pad to square.
         let side = h.max(w);
         if h == w {
-            self.writer
-                .add_image(tag, &hwc(chw, h, w), &[3, h, w], step);
+            self.writer.add_image(tag, &hwc(chw, h, w), &[3, h, w], step);
         } else {
             let mut sq = vec![0u8; 3 * side * side];
             for c in 0..3 {
@@ -58,8 +54,7 @@ impl Tb {
                         .copy_from_slice(src);
                 }
             }
-            self.writer
-                .add_image(tag, &hwc(&sq, side, side), &[3, side, side], step);
+            self.writer.add_image(tag, &hwc(&sq, side, side), &[3, side, side], step);
         }
     }
 

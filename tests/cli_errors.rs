@@ -6,15 +6,8 @@ use std::path::Path;
 
 fn assert_clean_failure(o: &std::process::Output, needles: &[&str]) {
     let err = stderr(o);
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "expected exit code 2, stderr: {err}"
-    );
-    assert!(
-        !err.contains("panicked"),
-        "panic instead of an error: {err}"
-    );
+    assert_eq!(o.status.code(), Some(2), "expected exit code 2, stderr: {err}");
+    assert!(!err.contains("panicked"), "panic instead of an error: {err}");
     assert!(!err.contains("backtrace"), "backtrace in the error: {err}");
     for n in needles {
         assert!(err.contains(n), "stderr lacks `{n}`: {err}");
@@ -34,12 +27,7 @@ fn unknown_key_names_section_and_suggests() {
     let o = run_gqcim(&["train", "--config", &cfg]);
     assert_clean_failure(
         &o,
-        &[
-            "c.yaml",
-            "unknown key `epocs`",
-            "`train`",
-            "did you mean `epochs`",
-        ],
+        &["c.yaml", "unknown key `epocs`", "`train`", "did you mean `epochs`"],
     );
 }
 
@@ -50,11 +38,7 @@ fn unknown_enum_value_suggests() {
     let o = run_gqcim(&["train", "--config", &cfg]);
     assert_clean_failure(
         &o,
-        &[
-            "unknown value `resnet21`",
-            "model.arch",
-            "did you mean `resnet20`",
-        ],
+        &["unknown value `resnet21`", "model.arch", "did you mean `resnet20`"],
     );
 }
 
@@ -90,10 +74,7 @@ fn missing_data_file_gives_install_command() {
     let cfg = write(
         d.path(),
         "c.yaml",
-        &format!(
-            "device: cpu\ndata:\n  root: {}/nowhere\n",
-            d.path().display()
-        ),
+        &format!("device: cpu\ndata:\n  root: {}/nowhere\n", d.path().display()),
     );
     let o = run_gqcim(&["train", "--config", &cfg]);
     assert_clean_failure(
@@ -187,8 +168,5 @@ fn mismatched_checkpoint_names_tensors() {
         "--checkpoint",
         bogus.to_str().unwrap(),
     ]);
-    assert_clean_failure(
-        &o,
-        &["bogus.safetensors", "not a readable safetensors file"],
-    );
+    assert_clean_failure(&o, &["bogus.safetensors", "not a readable safetensors file"]);
 }

@@ -35,10 +35,7 @@ fn truncated_idx_names_file_and_sizes() {
     write_idx(&p, &[3, 4, 5], &img_bytes(3)[..50]).unwrap();
     let msg = read_idx(&p, 3).unwrap_err().to_string();
     assert!(msg.contains("trunc-images"), "{msg}");
-    assert!(
-        msg.contains("truncated") && msg.contains("60") && msg.contains("50"),
-        "{msg}"
-    );
+    assert!(msg.contains("truncated") && msg.contains("60") && msg.contains("50"), "{msg}");
 }
 
 #[test]
@@ -63,10 +60,7 @@ fn wrong_magic_is_reported_with_expected_value() {
     assert!(msg.contains("0x00000803"), "{msg}");
     let q = dir.path().join("garbage");
     std::fs::write(&q, b"PK\x03\x04 not an idx file").unwrap();
-    assert!(read_idx(&q, 1)
-        .unwrap_err()
-        .to_string()
-        .contains("wrong magic"));
+    assert!(read_idx(&q, 1).unwrap_err().to_string().contains("wrong magic"));
 }
 
 #[test]
@@ -76,10 +70,7 @@ fn label_count_mismatch_is_reported() {
     write_idx(&im, &[3, 4, 5], &img_bytes(3)).unwrap();
     write_idx(&lb, &[2], &[0, 1]).unwrap();
     let msg = load_idx_pair(&im, &lb, 10).unwrap_err().to_string();
-    assert!(
-        msg.contains("label count 2 does not match the image count 3"),
-        "{msg}"
-    );
+    assert!(msg.contains("label count 2 does not match the image count 3"), "{msg}");
 }
 
 #[test]
@@ -93,10 +84,7 @@ fn idx_pair_loads_into_tensors() {
     assert_eq!(Vec::<i64>::try_from(&ds.labels).unwrap(), vec![0, 9, 4]);
     assert_eq!(ds.images.int64_value(&[1, 0, 0, 1]), 21);
     write_idx(&lb, &[3], &[0, 10, 4]).unwrap();
-    assert!(load_idx_pair(&im, &lb, 10)
-        .unwrap_err()
-        .to_string()
-        .contains("label 10 out of range"));
+    assert!(load_idx_pair(&im, &lb, 10).unwrap_err().to_string().contains("label 10 out of range"));
 }
 
 #[test]
@@ -122,17 +110,11 @@ fn cifar10_and_100_records_parse_and_bad_files_fail() {
     // truncated
     std::fs::write(&p, &bytes[..bytes.len() - 10]).unwrap();
     let msg = read_cifar_file(&p, 1, 10).unwrap_err().to_string();
-    assert!(
-        msg.contains("data_batch_1.bin") && msg.contains("whole number"),
-        "{msg}"
-    );
+    assert!(msg.contains("data_batch_1.bin") && msg.contains("whole number"), "{msg}");
     // label out of range
     bytes[0] = 12;
     std::fs::write(&p, &bytes).unwrap();
-    assert!(read_cifar_file(&p, 1, 10)
-        .unwrap_err()
-        .to_string()
-        .contains("label 12 out of range"));
+    assert!(read_cifar_file(&p, 1, 10).unwrap_err().to_string().contains("label 12 out of range"));
 }
 
 #[test]
@@ -156,10 +138,7 @@ fn random_crop_shifts_whole_images_and_flip_mirrors() {
             .filter(|(_, v)| **v > 0.0)
             .map(|(c, v)| *v as i64 - 1 - c as i64)
             .collect();
-        assert!(
-            inside.windows(2).all(|p| p[0] == p[1]),
-            "row is not a shifted copy: {row:?}"
-        );
+        assert!(inside.windows(2).all(|p| p[0] == p[1]), "row is not a shifted copy: {row:?}");
         assert!(inside[0].abs() <= 2);
         shifts.insert(inside[0]);
     }

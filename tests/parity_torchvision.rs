@@ -17,33 +17,17 @@ fn parity(arch: Arch) {
         .arg(dir.path())
         .output()
         .expect("cannot run the venv python");
-    assert!(
-        out.status.success(),
-        "export failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cfg = ModelConfig {
-        arch,
-        in_channels: 3,
-        num_classes: 10,
-    };
+    assert!(out.status.success(), "export failed: {}", String::from_utf8_lossy(&out.stderr));
+    let cfg = ModelConfig { arch, in_channels: 3, num_classes: 10 };
     let mut net = build_classifier(&cfg, tch::Device::Cpu);
     // Strict: no missing, no unexpected keys, same shapes (num_batches_tracked included).
-    load_strict(
-        &mut net.vs,
-        &dir.path().join(format!("{}.safetensors", arch.name())),
-    )
-    .unwrap();
+    load_strict(&mut net.vs, &dir.path().join(format!("{}.safetensors", arch.name()))).unwrap();
     let io = read_tensors(&dir.path().join(format!("{}_io.safetensors", arch.name()))).unwrap();
     let logits = tch::no_grad(|| net.forward_t(&io["input"], false));
     let diff = (&logits - &io["logits"]).abs().max().double_value(&[]);
     let scale = io["logits"].abs().max().double_value(&[]);
     assert!(scale > 1e-3, "degenerate reference logits");
-    assert!(
-        diff < 1e-4,
-        "{}: max |logit difference| {diff} (logit scale {scale})",
-        arch.name()
-    );
+    assert!(diff < 1e-4, "{}: max |logit difference| {diff} (logit scale {scale})", arch.name());
 }
 
 #[test]
@@ -61,11 +45,7 @@ fn resnet50_matches_torchvision() {
 #[test]
 fn cifar_resnet_depths_and_names() {
     for (arch, convs) in [(Arch::Resnet20, 19 + 2), (Arch::Resnet56, 55 + 2)] {
-        let cfg = ModelConfig {
-            arch,
-            in_channels: 1,
-            num_classes: 10,
-        };
+        let cfg = ModelConfig { arch, in_channels: 1, num_classes: 10 };
         let net = build_classifier(&cfg, tch::Device::Cpu);
         let hooked = net.layers.names();
         // convs in the main path + 2 projection shortcuts, plus the classifier.
@@ -76,14 +56,6 @@ fn cifar_resnet_depths_and_names() {
         assert_eq!(net.forward_t(&x, false).size(), vec![2, 10]);
     }
     let net = build_classifier(&ModelConfig::default(), tch::Device::Cpu);
-    let params: i64 = net
-        .vs
-        .trainable_variables()
-        .iter()
-        .map(|t| t.numel() as i64)
-        .sum();
-    assert!(
-        (270_000..=280_000).contains(&params),
-        "ResNet-20 has {params} parameters"
-    );
+    let params: i64 = net.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+    assert!((270_000..=280_000).contains(&params), "ResNet-20 has {params} parameters");
 }

@@ -15,10 +15,7 @@ fn manifest_matches_checkpoint_file_and_accuracy() {
         manifest["sha256"].as_str().unwrap()
     );
     let expected = manifest["test_accuracy"].as_f64().unwrap();
-    assert!(
-        expected >= 0.93,
-        "reference below the 93% target: {expected}"
-    );
+    assert!(expected >= 0.93, "reference below the 93% target: {expected}");
 
     // Evaluate it on the real Fashion-MNIST test set, as `make classify` does.
     let fmnist =
@@ -43,8 +40,5 @@ fn manifest_matches_checkpoint_file_and_accuracy() {
         serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
     let acc = r["metrics"]["test_accuracy"].as_f64().unwrap();
     assert_eq!(r["test_images"], 10_000);
-    assert!(
-        (acc - expected).abs() < 1e-9,
-        "accuracy {acc} differs from the manifest's {expected}"
-    );
+    assert!((acc - expected).abs() < 1e-9, "accuracy {acc} differs from the manifest's {expected}");
 }

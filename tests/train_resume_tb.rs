@@ -38,35 +38,19 @@ fn trains_and_tensorboard_reads_events() {
         .arg(&run)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let tb: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for tag in [
-        "train/loss",
-        "train/lr",
-        "train/accuracy",
-        "test/accuracy",
-        "test/loss",
-    ] {
-        let series = tb["scalars"][tag]
-            .as_array()
-            .unwrap_or_else(|| panic!("no scalar {tag}: {tb}"));
+    for tag in ["train/loss", "train/lr", "train/accuracy", "test/accuracy", "test/loss"] {
+        let series =
+            tb["scalars"][tag].as_array().unwrap_or_else(|| panic!("no scalar {tag}: {tb}"));
         assert_eq!(series.len(), 3, "{tag}: {series:?}");
     }
     // The logged test accuracy of the last epoch is the one in results.json.
     let last = tb["scalars"]["test/accuracy"][2][1].as_f64().unwrap();
-    assert!(
-        (last - acc).abs() < 1e-6,
-        "TensorBoard {last} vs results.json {acc}"
-    );
+    assert!((last - acc).abs() < 1e-6, "TensorBoard {last} vs results.json {acc}");
     assert_eq!(tb["scalars"]["test/accuracy"][2][0], 3);
     // One weight histogram per hooked layer per epoch, counting all its weights.
-    let conv1 = tb["histograms"]["weights/conv1"]
-        .as_array()
-        .expect("no conv1 histogram");
+    let conv1 = tb["histograms"]["weights/conv1"].as_array().expect("no conv1 histogram");
     assert_eq!(conv1.len(), 3);
     assert_eq!(conv1[0][1].as_f64().unwrap(), 16.0 * 9.0);
     assert!(tb["histograms"]["weights/layer3.2.conv2"].is_array());
@@ -83,24 +67,12 @@ fn sigkill_mid_epoch_then_resume_completes_like_uninterrupted() {
 
     // Reference: the same run without interruption.
     let reference = d.path().join("reference");
-    let o = run_gqcim(&[
-        "train",
-        "--config",
-        cfg_s,
-        "--run-dir",
-        reference.to_str().unwrap(),
-    ]);
+    let o = run_gqcim(&["train", "--config", cfg_s, "--run-dir", reference.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
 
     let run = d.path().join("killed");
     let mut child = Command::new(bin())
-        .args([
-            "train",
-            "--config",
-            cfg_s,
-            "--run-dir",
-            run.to_str().unwrap(),
-        ])
+        .args(["train", "--config", cfg_s, "--run-dir", run.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -108,14 +80,8 @@ fn sigkill_mid_epoch_then_resume_completes_like_uninterrupted() {
     let meta = run.join("checkpoints/last.json");
     let start = Instant::now();
     while !meta.is_file() {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "no checkpoint after 300 s"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "training ended before it could be killed"
-        );
+        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint after 300 s");
+        assert!(child.try_wait().unwrap().is_none(), "training ended before it could be killed");
         std::thread::sleep(Duration::from_millis(50));
     }
     // Epoch 1 is saved; kill during epoch 2.
@@ -126,14 +92,8 @@ fn sigkill_mid_epoch_then_resume_completes_like_uninterrupted() {
     assert!(killed_at < 3, "the run finished before the kill");
     assert!(!run.join("results.json").exists());
 
-    let o = run_gqcim(&[
-        "train",
-        "--config",
-        cfg_s,
-        "--run-dir",
-        run.to_str().unwrap(),
-        "--resume",
-    ]);
+    let o =
+        run_gqcim(&["train", "--config", cfg_s, "--run-dir", run.to_str().unwrap(), "--resume"]);
     assert!(o.status.success(), "resume failed: {}", stderr(&o));
     let results = read_json(&run.join("results.json"));
     assert_eq!(results["history"].as_array().unwrap().len(), 3);

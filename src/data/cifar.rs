@@ -10,10 +10,7 @@ pub const CIFAR_PIXELS: usize = 3 * 32 * 32;
 /// Reads one CIFAR binary file into (pixels [n*3072], labels [n]).
 pub fn read_cifar_file(path: &Path, label_bytes: usize, classes: u8) -> Result<(Vec<u8>, Vec<u8>)> {
     let raw = std::fs::read(path).map_err(|e| {
-        data_err(
-            path,
-            format!("cannot read: {e} (expected the CIFAR binary version files)"),
-        )
+        data_err(path, format!("cannot read: {e} (expected the CIFAR binary version files)"))
     })?;
     let record = label_bytes + CIFAR_PIXELS;
     if raw.is_empty() || raw.len() % record != 0 {

@@ -32,10 +32,7 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 pub fn read_idx(path: &Path, expected_ndim: usize) -> Result<IdxArray> {
     let bytes = read_maybe_gz(path)?;
     if bytes.len() < 4 {
-        return Err(data_err(
-            path,
-            format!("truncated: {} bytes, no IDX header", bytes.len()),
-        ));
+        return Err(data_err(path, format!("truncated: {} bytes, no IDX header", bytes.len())));
     }
     let (zero, dtype, ndim) = (&bytes[0..2], bytes[2], bytes[3] as usize);
     if zero != [0, 0] || dtype != 0x08 || ndim != expected_ndim {
@@ -50,10 +47,7 @@ pub fn read_idx(path: &Path, expected_ndim: usize) -> Result<IdxArray> {
     }
     let header = 4 + 4 * ndim;
     if bytes.len() < header {
-        return Err(data_err(
-            path,
-            "truncated: the header ends before its dimension sizes",
-        ));
+        return Err(data_err(path, "truncated: the header ends before its dimension sizes"));
     }
     let dims: Vec<usize> = (0..ndim)
         .map(|i| {
@@ -64,11 +58,7 @@ pub fn read_idx(path: &Path, expected_ndim: usize) -> Result<IdxArray> {
     let expected: usize = dims.iter().product();
     let got = bytes.len() - header;
     if got != expected {
-        let what = if got < expected {
-            "truncated"
-        } else {
-            "too long"
-        };
+        let what = if got < expected { "truncated" } else { "too long" };
         return Err(data_err(
             path,
             format!("{what}: header {dims:?} needs {expected} data bytes, the file has {got}"),

@@ -75,14 +75,8 @@ impl Normalizer {
         let std = cfg.std.clone().unwrap_or(s);
         let c = mean.len() as i64;
         Normalizer {
-            mean: Tensor::from_slice(&mean)
-                .to_kind(Kind::Float)
-                .view([1, c, 1, 1])
-                .to(device),
-            std: Tensor::from_slice(&std)
-                .to_kind(Kind::Float)
-                .view([1, c, 1, 1])
-                .to(device),
+            mean: Tensor::from_slice(&mean).to_kind(Kind::Float).view([1, c, 1, 1]).to(device),
+            std: Tensor::from_slice(&std).to_kind(Kind::Float).view([1, c, 1, 1]).to(device),
         }
     }
 
@@ -124,10 +118,7 @@ fn find_file(root: &Path, stem: &str, kind: DatasetKind) -> Result<PathBuf> {
             return Ok(cand);
         }
     }
-    Err(data_err(
-        root.join(format!("{stem}[.gz]")),
-        format!("not found; {}", install_hint(kind)),
-    ))
+    Err(data_err(root.join(format!("{stem}[.gz]")), format!("not found; {}", install_hint(kind))))
 }
 
 /// Loads an IDX image file and its label file, checking that they agree.
@@ -199,26 +190,16 @@ pub fn load_split(cfg: &DataConfig, train: bool) -> Result<Dataset> {
             } else {
                 vec!["test_batch.bin".into()]
             };
-            let files = names
-                .iter()
-                .map(|n| existing(root, n, cfg.dataset))
-                .collect::<Result<Vec<_>>>()?;
+            let files =
+                names.iter().map(|n| existing(root, n, cfg.dataset)).collect::<Result<Vec<_>>>()?;
             cifar_dataset(&files, 1, 10)?
         }
         DatasetKind::Cifar100 => {
-            let f = existing(
-                root,
-                if train { "train.bin" } else { "test.bin" },
-                cfg.dataset,
-            )?;
+            let f = existing(root, if train { "train.bin" } else { "test.bin" }, cfg.dataset)?;
             cifar_dataset(&[f], 2, 100)?
         }
     };
-    Ok(ds.limit(if train {
-        cfg.train_limit
-    } else {
-        cfg.test_limit
-    }))
+    Ok(ds.limit(if train { cfg.train_limit } else { cfg.test_limit }))
 }
 
 /// Checks that the data fits the model (channels, classes); names the config field.
@@ -226,19 +207,13 @@ pub fn check_against_model(ds: &Dataset, in_channels: i64, num_classes: i64) -> 
     if ds.channels() != in_channels {
         return Err(invalid(
             "model.in_channels",
-            format!(
-                "is {in_channels} but the dataset images have {} channels",
-                ds.channels()
-            ),
+            format!("is {in_channels} but the dataset images have {} channels", ds.channels()),
         ));
     }
     if ds.num_classes > num_classes {
         return Err(invalid(
             "model.num_classes",
-            format!(
-                "is {num_classes} but the dataset has {} classes",
-                ds.num_classes
-            ),
+            format!("is {num_classes} but the dataset has {} classes", ds.num_classes),
         ));
     }
     Ok(())

@@ -15,12 +15,7 @@ use tch::{Kind, Tensor};
 /// What a hooked layer computes with its (possibly transformed) weight.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LayerOp {
-    Conv2d {
-        stride: i64,
-        padding: i64,
-        dilation: i64,
-        groups: i64,
-    },
+    Conv2d { stride: i64, padding: i64, dilation: i64, groups: i64 },
     Linear,
 }
 
@@ -40,12 +35,7 @@ impl LayerSpec {
     /// xs: conv [b, c_in, h, w] -> [b, c_out, h', w']; linear [b, in] -> [b, out].
     pub fn apply(&self, xs: &Tensor, weight: &Tensor) -> Tensor {
         match self.op {
-            LayerOp::Conv2d {
-                stride,
-                padding,
-                dilation,
-                groups,
-            } => xs.conv2d(
+            LayerOp::Conv2d { stride, padding, dilation, groups } => xs.conv2d(
                 weight,
                 self.bias.as_ref(),
                 [stride, stride],
@@ -84,6 +74,16 @@ pub trait WeightPath: Send + std::fmt::Debug {
 
     /// A short description for logs and results.json.
     fn describe(&self) -> String;
+
+    /// Extra trainable tensors the path owns (LSQ step sizes), for the optimizer.
+    fn trainable(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+
+    /// Per-layer facts for results.json (quanta, MSE, conductances...).
+    fn report(&self, _layer: &LayerSpec) -> serde_json::Value {
+        serde_json::json!({ "path": self.describe() })
+    }
 }
 
 /// Digital fp32: the master weight as it is.
@@ -137,6 +137,18 @@ impl LayerHandle {
         f(g.as_mut())
     }
 
+    pub fn report(&self) -> serde_json::Value {
+        lock(&self.slot).report(&self.spec)
+    }
+
+    pub fn describe(&self) -> String {
+        lock(&self.slot).describe()
+    }
+
+    pub fn trainable(&self) -> Vec<Tensor> {
+        lock(&self.slot).trainable()
+    }
+
     /// The weight the forward pass currently uses (eval mode).
     pub fn effective_weight(&self) -> Tensor {
         tch::no_grad(|| lock(&self.slot).weight(&self.spec, false))
@@ -151,10 +163,7 @@ pub struct LayerRegistry(Rc<RefCell<Vec<Rc<LayerHandle>>>>);
 impl LayerRegistry {
     fn register(&self, spec: &LayerSpec) -> PathSlot {
         let slot: PathSlot = Arc::new(Mutex::new(Box::new(Identity)));
-        let handle = LayerHandle {
-            spec: spec.shallow_clone(),
-            slot: slot.clone(),
-        };
+        let handle = LayerHandle { spec: spec.shallow_clone(), slot: slot.clone() };
         self.0.borrow_mut().push(Rc::new(handle));
         slot
     }
@@ -214,33 +223,15 @@ pub fn conv2d_grouped(
 ) -> HookedLayer {
     let fan_out = (c_out * k * k) as f64;
     let std = (2.0 / fan_out).sqrt();
-    let weight = p.var(
-        "weight",
-        &[c_out, c_in / groups, k, k],
-        Init::Randn {
-            mean: 0.0,
-            stdev: std,
-        },
-    );
+    let weight =
+        p.var("weight", &[c_out, c_in / groups, k, k], Init::Randn { mean: 0.0, stdev: std });
     let bias = bias.then(|| {
         let bound = 1.0 / ((c_in / groups * k * k) as f64).sqrt();
-        p.var(
-            "bias",
-            &[c_out],
-            Init::Uniform {
-                lo: -bound,
-                up: bound,
-            },
-        )
+        p.var("bias", &[c_out], Init::Uniform { lo: -bound, up: bound })
     });
     let spec = LayerSpec {
         name: layer_name(&p),
-        op: LayerOp::Conv2d {
-            stride,
-            padding,
-            dilation,
-            groups,
-        },
+        op: LayerOp::Conv2d { stride, padding, dilation, groups },
         weight,
         bias,
     };
@@ -251,28 +242,9 @@ pub fn conv2d_grouped(
 /// A linear layer through the weight hook, initialised as PyTorch's nn.Linear.
 pub fn linear(p: nn::Path, reg: &LayerRegistry, c_in: i64, c_out: i64) -> HookedLayer {
     let bound = 1.0 / (c_in as f64).sqrt();
-    let weight = p.var(
-        "weight",
-        &[c_out, c_in],
-        Init::Uniform {
-            lo: -bound,
-            up: bound,
-        },
-    );
-    let bias = Some(p.var(
-        "bias",
-        &[c_out],
-        Init::Uniform {
-            lo: -bound,
-            up: bound,
-        },
-    ));
-    let spec = LayerSpec {
-        name: layer_name(&p),
-        op: LayerOp::Linear,
-        weight,
-        bias,
-    };
+    let weight = p.var("weight", &[c_out, c_in], Init::Uniform { lo: -bound, up: bound });
+    let bias = Some(p.var("bias", &[c_out], Init::Uniform { lo: -bound, up: bound }));
+    let spec = LayerSpec { name: layer_name(&p), op: LayerOp::Linear, weight, bias };
     let path = reg.register(&spec);
     HookedLayer { spec, path }
 }

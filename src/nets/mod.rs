@@ -43,10 +43,5 @@ pub fn build_classifier(cfg: &ModelConfig, device: Device) -> Network {
             resnet::torchvision_resnet(&root, &layers, resnet::TvDepth::R50, c, k, [false; 3])
         }
     };
-    Network {
-        vs,
-        model: Box::new(model),
-        layers,
-        arch: cfg.arch.name().to_string(),
-    }
+    Network { vs, model: Box::new(model), layers, arch: cfg.arch.name().to_string() }
 }

@@ -57,10 +57,7 @@ impl BasicBlock {
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let ys = self
-            .bn1
-            .forward_t(&self.conv1.forward_t(xs, train), train)
-            .relu();
+        let ys = self.bn1.forward_t(&self.conv1.forward_t(xs, train), train).relu();
         let ys = self.bn2.forward_t(&self.conv2.forward_t(&ys, train), train);
         let shortcut = match &self.downsample {
             Some(d) => d.forward_t(xs, train),
@@ -101,16 +98,7 @@ impl Bottleneck {
         Bottleneck {
             conv1: conv2d(&p / "conv1", reg, c_in, planes, 1, 1, 0, 1),
             bn1: batch_norm2d(&p / "bn1", planes),
-            conv2: conv2d(
-                &p / "conv2",
-                reg,
-                planes,
-                planes,
-                3,
-                stride,
-                dilation,
-                dilation,
-            ),
+            conv2: conv2d(&p / "conv2", reg, planes, planes, 3, stride, dilation, dilation),
             bn2: batch_norm2d(&p / "bn2", planes),
             conv3: conv2d(&p / "conv3", reg, planes, c_out, 1, 1, 0, 1),
             bn3: batch_norm2d(&p / "bn3", c_out),
@@ -121,14 +109,8 @@ impl Bottleneck {
 
 impl ModuleT for Bottleneck {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let ys = self
-            .bn1
-            .forward_t(&self.conv1.forward_t(xs, train), train)
-            .relu();
-        let ys = self
-            .bn2
-            .forward_t(&self.conv2.forward_t(&ys, train), train)
-            .relu();
+        let ys = self.bn1.forward_t(&self.conv1.forward_t(xs, train), train).relu();
+        let ys = self.bn2.forward_t(&self.conv2.forward_t(&ys, train), train).relu();
         let ys = self.bn3.forward_t(&self.conv3.forward_t(&ys, train), train);
         let shortcut = match &self.downsample {
             Some(d) => d.forward_t(xs, train),
@@ -144,9 +126,7 @@ pub struct Stage(Vec<Box<dyn ModuleT>>);
 
 impl ModuleT for Stage {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.0
-            .iter()
-            .fold(xs.shallow_clone(), |acc, b| b.forward_t(&acc, train))
+        self.0.iter().fold(xs.shallow_clone(), |acc, b| b.forward_t(&acc, train))
     }
 }
 
@@ -164,24 +144,16 @@ pub struct ResNet {
 impl ResNet {
     /// Features before pooling: [b, c_in, h, w] -> [b, c_last, h/s, w/s].
     pub fn features(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut ys = self
-            .bn1
-            .forward_t(&self.conv1.forward_t(xs, train), train)
-            .relu();
+        let mut ys = self.bn1.forward_t(&self.conv1.forward_t(xs, train), train).relu();
         if self.maxpool {
             ys = ys.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         }
-        self.stages
-            .iter()
-            .fold(ys, |acc, s| s.forward_t(&acc, train))
+        self.stages.iter().fold(ys, |acc, s| s.forward_t(&acc, train))
     }
 
     /// Outputs of the stem and of every stage, for detection / segmentation necks.
     pub fn stage_outputs(&self, xs: &Tensor, train: bool) -> Vec<Tensor> {
-        let mut ys = self
-            .bn1
-            .forward_t(&self.conv1.forward_t(xs, train), train)
-            .relu();
+        let mut ys = self.bn1.forward_t(&self.conv1.forward_t(xs, train), train).relu();
         if self.maxpool {
             ys = ys.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         }
@@ -196,10 +168,7 @@ impl ResNet {
 
 impl ModuleT for ResNet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let ys = self
-            .features(xs, train)
-            .adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1);
+        let ys = self.features(xs, train).adaptive_avg_pool2d([1, 1]).flatten(1, -1);
         self.fc.forward_t(&ys, train)
     }
 }
@@ -272,18 +241,11 @@ pub fn torchvision_resnet(
             dilation *= stride;
             stride = 1;
         }
-        assert!(
-            bottleneck || dilation == 1,
-            "BasicBlock does not support dilation > 1"
-        );
+        assert!(bottleneck || dilation == 1, "BasicBlock does not support dilation > 1");
         let mut blocks: Vec<Box<dyn ModuleT>> = Vec::new();
         for b in 0..count {
             let block: Box<dyn ModuleT> = if bottleneck {
-                let (s, d) = if b == 0 {
-                    (stride, previous_dilation)
-                } else {
-                    (1, dilation)
-                };
+                let (s, d) = if b == 0 { (stride, previous_dilation) } else { (1, dilation) };
                 let needs = b == 0 && (stride != 1 || c_in != planes * expansion);
                 Box::new(Bottleneck::new(&sp / b, reg, c_in, planes, s, d, needs))
             } else {

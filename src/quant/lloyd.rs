@@ -21,10 +21,7 @@ pub struct LloydOptions {
 
 impl Default for LloydOptions {
     fn default() -> Self {
-        Self {
-            max_iter: 100,
-            tol: 1e-6,
-        }
+        Self { max_iter: 100, tol: 1e-6 }
     }
 }
 
@@ -121,21 +118,12 @@ pub fn lloyd_max_per_channel(
     }
     let per_row = w.numel() / channels as usize;
     if per_row == 0 {
-        return Err(format!(
-            "n = {n} levels requested but each channel has only 0 weights"
-        ));
+        return Err(format!("n = {n} levels requested but each channel has only 0 weights"));
     }
-    let rows = w
-        .detach()
-        .reshape([channels, per_row as i64])
-        .to_kind(Kind::Float);
+    let rows = w.detach().reshape([channels, per_row as i64]).to_kind(Kind::Float);
     // On CUDA one batched device sort beats per-row host sorts; on CPU the host radix sort wins.
     let on_device = w.device().is_cuda();
-    let flat = if on_device {
-        rows.sort(1, false).0
-    } else {
-        rows
-    };
+    let flat = if on_device { rows.sort(1, false).0 } else { rows };
     let all = Vec::<f32>::try_from(&flat.reshape([-1])).map_err(|e| e.to_string())?;
     all.chunks(per_row)
         .enumerate()

@@ -13,3 +13,5 @@ pub use lloyd::{
     LloydResult,
 };
 pub use uniform::{uniform_minmax, uniform_mse, uniform_mse_sorted};
+pub mod deploy;
+pub mod paths;

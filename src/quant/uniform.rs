@@ -36,15 +36,8 @@ fn nonzero_scale(m: f64) -> f64 {
 /// If `n < 2` or `w` holds NaN/inf (a grid cannot be placed then).
 pub fn uniform_minmax(w: &Tensor, n: usize) -> Vec<f64> {
     assert!(n >= 2, "uniform_minmax needs n >= 2 levels, got {n}");
-    let m = if w.numel() == 0 {
-        0.0
-    } else {
-        w.detach().abs().max().double_value(&[])
-    };
-    assert!(
-        m.is_finite(),
-        "uniform_minmax: tensor holds non-finite values"
-    );
+    let m = if w.numel() == 0 { 0.0 } else { w.detach().abs().max().double_value(&[]) };
+    assert!(m.is_finite(), "uniform_minmax: tensor holds non-finite values");
     grid(nonzero_scale(m), n)
 }
 
@@ -112,9 +105,6 @@ pub fn uniform_mse_sorted(sw: &SortedWeights, n: usize) -> (Vec<f64>, f64) {
     let best = [m, c_grid, c_golden]
         .into_iter()
         .map(|c| (c, sw.squared_error(&grid(c, n))))
-        .fold(
-            (m, f64::INFINITY),
-            |acc, ce| if ce.1 < acc.1 { ce } else { acc },
-        );
+        .fold((m, f64::INFINITY), |acc, ce| if ce.1 < acc.1 { ce } else { acc });
     (grid(best.0, n), best.0)
 }

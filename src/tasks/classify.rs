@@ -39,11 +39,7 @@ pub fn evaluate(net: &Network, ds: &Dataset, norm: &Normalizer, batch_size: i64)
             loss_sum += logits
                 .cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0)
                 .double_value(&[]);
-            correct += logits
-                .argmax(-1, false)
-                .eq_tensor(&y)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
+            correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
             i += b;
         }
     });
@@ -68,9 +64,7 @@ pub fn learning_rate(peak: f64, step: usize, warmup_steps: usize, total_steps: u
 /// The generator seed for one epoch: data order and augmentation of epoch e depend only on
 /// (seed, e), so a resumed run draws exactly what an uninterrupted one would have.
 pub fn epoch_seed(seed: u64, epoch: usize) -> i64 {
-    let x = seed
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(epoch as u64 + 1);
+    let x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64 + 1);
     (x ^ (x >> 29)) as i64 & i64::MAX
 }
 
@@ -122,12 +116,7 @@ pub fn say(bar: &ProgressBar, line: String) {
 /// Logs one histogram per hooked layer's master weight.
 pub fn log_weight_histograms(run: &mut RunDir, net: &Network, step: usize) {
     for l in net.layers.layers() {
-        run.tb.histogram(
-            &format!("weights/{}", l.spec.name),
-            &l.spec.weight,
-            step,
-            64,
-        );
+        run.tb.histogram(&format!("weights/{}", l.spec.name), &l.spec.weight, step, 64);
     }
 }
 
@@ -159,12 +148,8 @@ pub fn train(
     tch::manual_seed(cfg.seed as i64);
     let mut net = build_classifier(&cfg.model, device);
     let params: Vec<(String, Tensor)> = {
-        let mut v: Vec<(String, Tensor)> = net
-            .vs
-            .variables()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .collect();
+        let mut v: Vec<(String, Tensor)> =
+            net.vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
@@ -264,8 +249,7 @@ pub fn train(
                     });
                 }
                 bar.set_message(format!("loss {:.4} lr {lr:.4}", s / (i + 1) as f64));
-                run.tb
-                    .scalar("train/loss_step", s / (i + 1) as f64, step + 1);
+                run.tb.scalar("train/loss_step", s / (i + 1) as f64, step + 1);
             }
             bar.inc(1);
         }
@@ -281,27 +265,20 @@ pub fn train(
         let train_acc = correct_acc.int64_value(&[]) as f64 / (nb * bs as f64);
         let test = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size);
         let e = epoch + 1;
-        let lr_now = learning_rate(
-            t.lr,
-            (e * steps_per_epoch).saturating_sub(1),
-            warmup_steps,
-            total_steps,
-        );
+        let lr_now =
+            learning_rate(t.lr, (e * steps_per_epoch).saturating_sub(1), warmup_steps, total_steps);
         run.tb.scalar("train/loss", train_loss, e);
         run.tb.scalar("train/accuracy", train_acc, e);
         run.tb.scalar("train/lr", lr_now, e);
-        run.tb
-            .scalar("train/images_per_second", nb * bs as f64 / secs, e);
+        run.tb.scalar("train/images_per_second", nb * bs as f64 / secs, e);
         run.tb.scalar("test/accuracy", test.accuracy, e);
         run.tb.scalar("test/loss", test.loss, e);
         if t.histogram_every > 0 && e % t.histogram_every == 0 {
             log_weight_histograms(&mut run, &net, e);
         }
         run.tb.flush();
-        history.push(
-            json!({"epoch": e, "train_loss": train_loss, "train_accuracy": train_acc,
-            "test_accuracy": test.accuracy, "test_loss": test.loss, "seconds": secs}),
-        );
+        history.push(json!({"epoch": e, "train_loss": train_loss, "train_accuracy": train_acc,
+            "test_accuracy": test.accuracy, "test_loss": test.loss, "seconds": secs}));
         // Optimizer state first, model next, the sidecar that names the epoch last.
         write_tensors_atomic(&opt.state(), &ck.optim)?;
         save_varstore(&net.vs, &ck.model)?;

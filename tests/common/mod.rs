@@ -60,18 +60,8 @@ pub fn write_toy_idx(dir: &Path, n_train: usize, n_test: usize) {
                 img[(row + 1) * 28 + c] = 200;
             }
         }
-        write_idx(
-            &dir.join(format!("{prefix}-images-idx3-ubyte")),
-            &[n, 28, 28],
-            &images,
-        )
-        .unwrap();
-        write_idx(
-            &dir.join(format!("{prefix}-labels-idx1-ubyte")),
-            &[n],
-            &labels,
-        )
-        .unwrap();
+        write_idx(&dir.join(format!("{prefix}-images-idx3-ubyte")), &[n, 28, 28], &images).unwrap();
+        write_idx(&dir.join(format!("{prefix}-labels-idx1-ubyte")), &[n], &labels).unwrap();
     }
 }
 

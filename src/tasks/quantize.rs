@@ -1,0 +1,231 @@
+//! Post-training quantization (`gqcim quantize`) and straight-through fine-tuning
+//! (`gqcim finetune`) of a trained classifier, each writing a run folder.
+use super::classify::{epoch_seed, evaluate, learning_rate, train_batch, EvalResult};
+use crate::checkpoint::{self, load_strict, save_varstore};
+use crate::config::{Config, QuantMethod};
+use crate::data::{self, Dataset, Normalizer};
+use crate::error::Result;
+use crate::nets::{build_classifier, Network};
+use crate::quant::deploy::{apply_quantization, fold_batchnorm, quant_report, QuantDeployment};
+use crate::run::{device_info, git_commit, setup_device, RunDir};
+use crate::sgd::Sgd;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Instant;
+use tch::{Device, Reduction, Tensor};
+
+/// What a fine-tuning run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FinetuneStats {
+    pub steps: usize,
+    pub seconds: f64,
+    pub refit_seconds: f64,
+    pub refits: usize,
+    /// Share of the step time spent refitting quanta.
+    pub refit_share: f64,
+    pub final_train_loss: f64,
+}
+
+/// Straight-through fine-tuning with whatever weight paths the network carries: master
+/// weights (and LSQ steps) learn, the forward pass sees quantized (or noisy) weights.
+pub fn finetune_loop(
+    net: &Network,
+    train_ds: &Dataset,
+    norm: &Normalizer,
+    cfg: &Config,
+    dep: &QuantDeployment,
+    mut on_epoch: impl FnMut(usize, f64),
+) -> Result<FinetuneStats> {
+    let f = &cfg.finetune;
+    let mut params: Vec<(String, Tensor, f64)> = net
+        .vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .map(|(n, t)| (n, t, 1.0))
+        .collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    for l in net.layers.layers() {
+        for (i, t) in l.trainable().into_iter().enumerate() {
+            params.push((format!("{}.path{i}", l.spec.name), t, f.lsq_lr_scale));
+        }
+    }
+    let mut opt = Sgd::with_groups(params, f.momentum, f.nesterov, f.weight_decay);
+    let device = train_ds.images.device();
+    let bs = f.batch_size.min(train_ds.len());
+    let steps_per_epoch = (train_ds.len() / bs).max(1) as usize;
+    let total = ((f.epochs * steps_per_epoch as f64).round() as usize).max(1);
+    let start = Instant::now();
+    let clock0 = dep.clock.lock().map(|c| (c.total, c.refits)).unwrap_or_default();
+    let (mut step, mut epoch, mut last_loss) = (0usize, 0usize, f64::NAN);
+    while step < total {
+        tch::manual_seed(epoch_seed(cfg.seed ^ 0xF17E, epoch));
+        let batches = data::epoch_batches(train_ds.len(), bs, device);
+        let mut loss_acc = Tensor::zeros([], (tch::Kind::Float, device));
+        let mut n = 0;
+        for idx in batches.iter().take(total - step) {
+            let lr = learning_rate(f.lr, step, 0, total);
+            let (x, y) = train_batch(train_ds, idx, cfg, norm);
+            let loss = net.forward_t(&x, true).cross_entropy_loss::<Tensor>(
+                &y,
+                None,
+                Reduction::Mean,
+                -100,
+                0.0,
+            );
+            opt.zero_grad();
+            loss.backward();
+            opt.step(lr);
+            tch::no_grad(|| loss_acc += loss.detach());
+            step += 1;
+            n += 1;
+        }
+        last_loss = loss_acc.double_value(&[]) / n.max(1) as f64;
+        if !last_loss.is_finite() {
+            return Err(crate::error::invalid(
+                "finetune",
+                format!(
+                    "loss became {last_loss} in fine-tuning epoch {}; lower finetune.lr",
+                    epoch + 1
+                ),
+            ));
+        }
+        epoch += 1;
+        on_epoch(epoch, last_loss);
+    }
+    if device.is_cuda() {
+        tch::Cuda::synchronize(0);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let (total_refit, refits) = dep
+        .clock
+        .lock()
+        .map(|c| ((c.total - clock0.0).as_secs_f64(), c.refits - clock0.1))
+        .unwrap_or_default();
+    Ok(FinetuneStats {
+        steps: total,
+        seconds,
+        refit_seconds: total_refit,
+        refits,
+        refit_share: total_refit / seconds.max(1e-9),
+        final_train_loss: last_loss,
+    })
+}
+
+/// Loads a checkpoint into a freshly built classifier.
+pub fn load_classifier(cfg: &Config, checkpoint_path: &Path, device: Device) -> Result<Network> {
+    tch::manual_seed(cfg.seed as i64);
+    let mut net = build_classifier(&cfg.model, device);
+    load_strict(&mut net.vs, checkpoint_path)?;
+    Ok(net)
+}
+
+fn log_quant_tb(run: &mut RunDir, net: &Network, report: &Value, step: usize) {
+    for l in net.layers.layers() {
+        if let Some(mse) = report[&l.spec.name]["mse"].as_f64() {
+            run.tb.scalar(&format!("quant/mse/{}", l.spec.name), mse, step);
+        }
+        run.tb.histogram(&format!("quantized/{}", l.spec.name), &l.effective_weight(), step, 64);
+        run.tb.histogram(&format!("weights/{}", l.spec.name), &l.spec.weight, step, 64);
+    }
+}
+
+fn summary(res: &EvalResult) -> Value {
+    json!({"test_accuracy": res.accuracy, "test_loss": res.loss, "test_images": res.images})
+}
+
+/// `gqcim quantize` (post-training) and `gqcim finetune` (QAT): load, quantize, optionally
+/// fine-tune, evaluate, report.
+pub fn quantize_command(
+    cfg: &Config,
+    config_path: &Path,
+    checkpoint_path: &Path,
+    run_dir: Option<&Path>,
+    finetune: bool,
+) -> Result<Value> {
+    let wall = Instant::now();
+    let device = setup_device(cfg)?;
+    let train_ds = if finetune { Some(data::load_split(&cfg.data, true)?) } else { None };
+    let test_ds = data::load_split(&cfg.data, false)?;
+    data::check_against_model(&test_ds, cfg.model.in_channels, cfg.model.num_classes)?;
+    let test_ds = test_ds.to_device(device);
+    let norm = Normalizer::new(&cfg.data, device);
+    let net = load_classifier(cfg, checkpoint_path, device)?;
+    let command = if finetune { "finetune" } else { "quantize" };
+    let mut run = RunDir::create(cfg, command, config_path, run_dir)?;
+    let fp32 = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size);
+    run.tb.scalar("test/accuracy_fp32", fp32.accuracy, 0);
+    if cfg.quant.fold_bn && finetune {
+        return Err(crate::error::invalid(
+            "quant.fold_bn",
+            "folding applies to post-training quantization; fine-tuning keeps BatchNorm digital",
+        ));
+    }
+    let folded = if cfg.quant.fold_bn { fold_batchnorm(&net)? } else { Vec::new() };
+    let dep = apply_quantization(&net, &cfg.quant)?;
+    let ptq = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size);
+    let ptq_report = quant_report(&net, &cfg.quant, cfg.quant.report_exact_gap);
+    log_quant_tb(&mut run, &net, &ptq_report, 0);
+    run.tb.scalar("test/accuracy", ptq.accuracy, 0);
+    println!(
+        "{} {} levels: fp32 {:.2}%  post-training {:.2}%",
+        cfg.quant.method.name(),
+        cfg.quant.levels,
+        100.0 * fp32.accuracy,
+        100.0 * ptq.accuracy
+    );
+    let mut results = json!({
+        "command": command,
+        "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
+        "seed": cfg.seed,
+        "git_commit": git_commit(),
+        "device": device_info(device),
+        "arch": net.arch,
+        "checkpoint": checkpoint_path.display().to_string(),
+        "checkpoint_sha256": checkpoint::sha256_file(checkpoint_path)?,
+        "method": cfg.quant.method.name(),
+        "levels": cfg.quant.levels,
+        "per_channel": cfg.quant.per_channel,
+        "bn": if folded.is_empty() { "digital (kept as BatchNorm layers)" } else { "folded into the preceding convs" },
+        "bn_folded_convs": folded,
+        "kept_fp32": dep.kept_fp32,
+        "quantized_layers": dep.quantized.len(),
+        "fit_seconds": dep.fit_seconds,
+        "fp32": summary(&fp32),
+        "post_training": summary(&ptq),
+        "layers_post_training": ptq_report,
+    });
+    let mut final_res = ptq;
+    if let Some(train_ds) = train_ds {
+        let train_ds = train_ds.to_device(device);
+        let stats = finetune_loop(&net, &train_ds, &norm, cfg, &dep, |e, loss| {
+            run.tb.scalar("finetune/loss", loss, e);
+        })?;
+        let ft = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size);
+        let report = quant_report(&net, &cfg.quant, cfg.quant.report_exact_gap);
+        log_quant_tb(&mut run, &net, &report, 1);
+        run.tb.scalar("test/accuracy", ft.accuracy, 1);
+        println!(
+            "after {:.2} epochs of straight-through fine-tuning: {:.2}%  (refit share {:.1}% of step time)",
+            cfg.finetune.epochs,
+            100.0 * ft.accuracy,
+            100.0 * stats.refit_share
+        );
+        let model = run.path.join("model.safetensors");
+        save_varstore(&net.vs, &model)?;
+        results["finetune"] = serde_json::to_value(&stats).unwrap_or(Value::Null);
+        results["after_finetune"] = summary(&ft);
+        results["layers"] = report;
+        results["model"] = json!(model.display().to_string());
+        final_res = ft;
+    } else {
+        results["layers"] = results["layers_post_training"].clone();
+    }
+    results["metrics"] = summary(&final_res);
+    results["wall_seconds"] = json!(wall.elapsed().as_secs_f64());
+    run.tb.flush();
+    run.write_results(&results)?;
+    println!("run folder {}", run.path.display());
+    let _ = QuantMethod::Fp32;
+    Ok(results)
+}
