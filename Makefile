@@ -6,7 +6,8 @@ FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 BIN := target/release/gqcim
 CONFIG ?= configs/classify_fmnist.yaml
 REF_CKPT ?= models/resnet20_fmnist.safetensors
-PIP_PKGS := torch==2.11.0 torchvision==0.26.0 tensorboard==2.21.0 safetensors numpy
+PIP_PKGS := torch==2.11.0 torchvision==0.26.0 tensorboard==2.21.0 safetensors numpy \
+	pycocotools==2.0.11 torchmetrics==1.9.0
 
 # torch-sys finds libtorch through the venv's python; build.rs adds the rpath.
 export LIBTORCH_USE_PYTORCH := 1
@@ -18,7 +19,7 @@ export GQCIM_FMNIST_DIR := $(FMNIST_DIR)
 
 all: build
 
-$(VENV)/.gqcim-venv-ok:
+$(VENV)/.gqcim-venv-ok-2:
 	@echo ">> creating the torch 2.11.0 venv at $(VENV) (about 5 GB, one minute)"
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
@@ -26,7 +27,7 @@ $(VENV)/.gqcim-venv-ok:
 	$(PY) -c "import torch, torchvision, tensorboard; print('torch', torch.__version__)"
 	touch $@
 
-venv: $(VENV)/.gqcim-venv-ok
+venv: $(VENV)/.gqcim-venv-ok-2
 
 build: venv
 	cargo build --release

@@ -79,7 +79,7 @@ fn straight_through_gradient_equals_upstream_gradient() {
     };
     let mut path = LevelPath::new(&layer.spec, s, 100, Default::default()).unwrap();
     let w = &layer.spec.weight;
-    let _ = w.shallow_clone().zero_grad();
+    w.shallow_clone().zero_grad();
     let q = path.weight(&layer.spec, true);
     assert_eq!(distinct(&q.detach()), 4);
     tch::manual_seed(1);

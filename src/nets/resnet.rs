@@ -43,12 +43,26 @@ struct BasicBlock {
 
 impl BasicBlock {
     fn new(p: nn::Path, reg: &LayerRegistry, c_in: i64, c_out: i64, stride: i64) -> Self {
+        Self::dilated(p, reg, c_in, c_out, stride, 1)
+    }
+
+    /// Dilation in both 3x3 convs (torchvision raises for BasicBlock dilation > 1; we allow
+    /// it for small dense-prediction backbones such as a ResNet-18 at output stride 8).
+    fn dilated(
+        p: nn::Path,
+        reg: &LayerRegistry,
+        c_in: i64,
+        c_out: i64,
+        stride: i64,
+        dilation: i64,
+    ) -> Self {
         let downsample = (stride != 1 || c_in != c_out)
             .then(|| Downsample::new(&p / "downsample", reg, c_in, c_out, stride));
+        let d = dilation;
         BasicBlock {
-            conv1: conv2d(&p / "conv1", reg, c_in, c_out, 3, stride, 1, 1),
+            conv1: conv2d(&p / "conv1", reg, c_in, c_out, 3, stride, d, d),
             bn1: batch_norm2d(&p / "bn1", c_out),
-            conv2: conv2d(&p / "conv2", reg, c_out, c_out, 3, 1, 1, 1),
+            conv2: conv2d(&p / "conv2", reg, c_out, c_out, 3, 1, d, d),
             bn2: batch_norm2d(&p / "bn2", c_out),
             downsample,
         }
@@ -138,7 +152,8 @@ pub struct ResNet {
     /// torchvision's 3x3/2 max pool after the stem; absent in CIFAR ResNets.
     maxpool: bool,
     pub stages: Vec<Stage>,
-    fc: HookedLayer,
+    /// The classifier; absent in backbones for detection / segmentation.
+    fc: Option<HookedLayer>,
 }
 
 impl ResNet {
@@ -169,7 +184,10 @@ impl ResNet {
 impl ModuleT for ResNet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let ys = self.features(xs, train).adaptive_avg_pool2d([1, 1]).flatten(1, -1);
-        self.fc.forward_t(&ys, train)
+        match &self.fc {
+            Some(fc) => fc.forward_t(&ys, train),
+            None => ys,
+        }
     }
 }
 
@@ -203,7 +221,7 @@ pub fn cifar_resnet(
         bn1: batch_norm2d(p / "bn1", 16),
         maxpool: false,
         stages,
-        fc: linear(p / "fc", reg, 64, classes),
+        fc: Some(linear(p / "fc", reg, 64, classes)),
     }
 }
 
@@ -224,6 +242,37 @@ pub fn torchvision_resnet(
     classes: i64,
     dilate: [bool; 3],
 ) -> ResNet {
+    tv_resnet(p, reg, depth, in_channels, Some(classes), dilate)
+}
+
+/// The torchvision ResNet without its classifier (as torchvision's IntermediateLayerGetter
+/// exposes it to DeepLab / detection heads): no `fc.*` variables.
+pub fn torchvision_backbone(
+    p: &nn::Path,
+    reg: &LayerRegistry,
+    depth: TvDepth,
+    in_channels: i64,
+    dilate: [bool; 3],
+) -> ResNet {
+    tv_resnet(p, reg, depth, in_channels, None, dilate)
+}
+
+/// Channels of the last stage: 512 (basic blocks) or 2048 (bottlenecks).
+pub fn tv_out_channels(depth: TvDepth) -> i64 {
+    match depth {
+        TvDepth::R18 | TvDepth::R34 => 512,
+        TvDepth::R50 => 2048,
+    }
+}
+
+fn tv_resnet(
+    p: &nn::Path,
+    reg: &LayerRegistry,
+    depth: TvDepth,
+    in_channels: i64,
+    classes: Option<i64>,
+    dilate: [bool; 3],
+) -> ResNet {
     let (counts, bottleneck) = match depth {
         TvDepth::R18 => ([2, 2, 2, 2], false),
         TvDepth::R34 => ([3, 4, 6, 3], false),
@@ -241,7 +290,6 @@ pub fn torchvision_resnet(
             dilation *= stride;
             stride = 1;
         }
-        assert!(bottleneck || dilation == 1, "BasicBlock does not support dilation > 1");
         let mut blocks: Vec<Box<dyn ModuleT>> = Vec::new();
         for b in 0..count {
             let block: Box<dyn ModuleT> = if bottleneck {
@@ -249,8 +297,8 @@ pub fn torchvision_resnet(
                 let needs = b == 0 && (stride != 1 || c_in != planes * expansion);
                 Box::new(Bottleneck::new(&sp / b, reg, c_in, planes, s, d, needs))
             } else {
-                let s = if b == 0 { stride } else { 1 };
-                Box::new(BasicBlock::new(&sp / b, reg, c_in, planes, s))
+                let (s, d) = if b == 0 { (stride, previous_dilation) } else { (1, dilation) };
+                Box::new(BasicBlock::dilated(&sp / b, reg, c_in, planes, s, d))
             };
             c_in = planes * expansion;
             blocks.push(block);
@@ -262,6 +310,6 @@ pub fn torchvision_resnet(
         bn1: batch_norm2d(p / "bn1", 64),
         maxpool: true,
         stages,
-        fc: linear(p / "fc", reg, 512 * expansion, classes),
+        fc: classes.map(|k| linear(p / "fc", reg, 512 * expansion, k)),
     }
 }

@@ -9,11 +9,16 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gqcim"))
 }
 
-/// The venv python (`make test` exports GQCIM_PYTHON); tests that need it fail without it.
+/// The venv python (`make test` exports GQCIM_PYTHON; else the Makefile's default venv).
+/// Tests that need it fail without it.
 pub fn python() -> PathBuf {
-    let p = std::env::var("GQCIM_PYTHON")
-        .expect("GQCIM_PYTHON is not set: run the tests through `make test`");
-    PathBuf::from(p)
+    if let Ok(p) = std::env::var("GQCIM_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let p = PathBuf::from(home).join(".cache/gqcim/venv-torch-2.11.0/bin/python");
+    assert!(p.is_file(), "GQCIM_PYTHON is not set and {} is missing: run `make test`", p.display());
+    p
 }
 
 pub fn repo_root() -> PathBuf {
