@@ -3,6 +3,8 @@
 pub mod augment;
 pub mod cifar;
 pub mod idx;
+pub mod voc;
+pub mod voc_seg;
 
 use crate::config::{DataConfig, DatasetKind};
 use crate::error::{data_err, invalid, Result};

@@ -1,4 +1,5 @@
 //! Networks. Model code only builds layers; the weight path of each layer is set elsewhere.
+pub mod deeplab;
 pub mod layers;
 pub mod resnet;
 

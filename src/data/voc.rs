@@ -1,0 +1,1 @@
+//! Pascal VOC detection XML and YOLO txt annotation readers.

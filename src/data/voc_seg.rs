@@ -1,0 +1,1 @@
+//! Pascal VOC segmentation masks (palette PNG, 255 = ignore).

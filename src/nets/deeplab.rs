@@ -1,0 +1,1 @@
+//! DeepLabv3 (dilated ResNet + ASPP) with torchvision names.

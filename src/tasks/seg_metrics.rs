@@ -1,0 +1,1 @@
+//! Segmentation metrics: confusion matrix, per-class IoU, mIoU, pixel accuracy.
