@@ -44,6 +44,14 @@ pub struct Config {
     pub quant: QuantConfig,
     /// Straight-through (QAT) fine-tuning of a trained checkpoint.
     pub finetune: FinetuneConfig,
+    /// The crossbar and its evaluation-time non-idealities (Monte-Carlo evaluation).
+    pub analog: AnalogConfig,
+    /// Device noise injected on every mini-batch during noise-aware fine-tuning; separate
+    /// from `analog` so a network can be fine-tuned clean or noisy and evaluated under any
+    /// condition (aihwkit's InferenceRPUConfig split).
+    pub train_noise: TrainNoiseConfig,
+    /// The method comparison grid of `gqcim compare` (`make classify`).
+    pub compare: CompareConfig,
 }
 
 impl Default for Config {
@@ -61,6 +69,9 @@ impl Default for Config {
             eval: EvalConfig::default(),
             quant: QuantConfig::default(),
             finetune: FinetuneConfig::default(),
+            analog: AnalogConfig::default(),
+            train_noise: TrainNoiseConfig::default(),
+            compare: CompareConfig::default(),
         }
     }
 }
@@ -306,6 +317,282 @@ impl Default for FinetuneConfig {
     }
 }
 
+/// Programming noise of each device of a differential pair.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ProgrammingNoise {
+    #[default]
+    None,
+    /// Gaussian, sigma relative to the conductance window (g_max - g_min).
+    Gaussian { sigma: f64 },
+    /// State-dependent: sigma(g) = c0 + c1·g + c2·g² + ... in µS (g in µS).
+    Polynomial { coeffs: Vec<f64> },
+}
+
+/// Read noise, drawn fresh at every forward pass.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ReadNoise {
+    #[default]
+    None,
+    /// Gaussian, sigma relative to the device's conductance g.
+    Gaussian { sigma: f64 },
+}
+
+/// Conductance drift after programming.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Drift {
+    #[default]
+    None,
+    /// g(t) = g(t0)·(t/t0)^(-nu), nu ~ N(nu_mean, nu_std) per device; with `compensation`,
+    /// one digital scale per layer from a calibration batch (global drift compensation).
+    PowerLaw { nu_mean: f64, nu_std: f64, t0: f64, t: f64, compensation: bool },
+}
+
+/// Stuck-at faults: fractions of devices stuck at g_min and at g_max.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StuckAt {
+    pub at_gmin: f64,
+    pub at_gmax: f64,
+}
+
+/// A data converter of the periphery.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Converter {
+    /// Ideal: no quantization, no clipping.
+    #[default]
+    Ideal,
+    /// Uniform quantizer with `bits` bits over [-range, range].
+    ///
+    /// DAC: inputs are first scaled per sample by their abs-max to [-1, 1] (aihwkit's noise
+    /// management), so its range is normally 1. ADC: `range` bounds a tile's partial sum in
+    /// normalised units (inputs in [-1, 1], weights in [-1, 1] of the layer's window), as
+    /// aihwkit's `out_bound`.
+    Uniform { bits: u32, range: f64 },
+}
+
+impl Converter {
+    pub fn is_ideal(&self) -> bool {
+        matches!(self, Converter::Ideal)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalogConfig {
+    /// Evaluate on the simulated crossbar (Monte-Carlo) instead of digitally.
+    pub enabled: bool,
+    /// Conductance window in microsiemens.
+    pub g_min: f64,
+    pub g_max: f64,
+    /// One weight scale per output column instead of per layer.
+    pub per_column_scale: bool,
+    /// Crossbar tile size: a tile's partial sum of `tile_rows` inputs is digitised separately.
+    pub tile_rows: i64,
+    pub tile_cols: i64,
+    pub programming_noise: ProgrammingNoise,
+    pub stuck_at: StuckAt,
+    pub read_noise: ReadNoise,
+    pub drift: Drift,
+    pub dac: Converter,
+    pub adc: Converter,
+    /// Gaussian noise on each tile's partial sum, in normalised output units.
+    pub output_noise: f64,
+    /// Monte-Carlo trials: every layer is programmed once per trial.
+    pub trials: usize,
+    /// Calibration inputs per layer for global drift compensation.
+    pub calibration_samples: i64,
+}
+
+impl Default for AnalogConfig {
+    fn default() -> Self {
+        AnalogConfig {
+            enabled: false,
+            g_min: 1.0,
+            g_max: 25.0,
+            per_column_scale: false,
+            tile_rows: 256,
+            tile_cols: 256,
+            programming_noise: ProgrammingNoise::None,
+            stuck_at: StuckAt::default(),
+            read_noise: ReadNoise::None,
+            drift: Drift::None,
+            dac: Converter::Ideal,
+            adc: Converter::Ideal,
+            output_noise: 0.0,
+            trials: 3,
+            calibration_samples: 256,
+        }
+    }
+}
+
+impl AnalogConfig {
+    /// True when any evaluation-time draw is random (more than one trial is informative).
+    pub fn is_stochastic(&self) -> bool {
+        self.programming_noise != ProgrammingNoise::None
+            || self.stuck_at.at_gmin > 0.0
+            || self.stuck_at.at_gmax > 0.0
+            || self.read_noise != ReadNoise::None
+            || matches!(self.drift, Drift::PowerLaw { nu_std, .. } if nu_std > 0.0)
+            || self.output_noise > 0.0
+    }
+
+    /// True when the forward pass cannot use one cached weight per trial.
+    pub fn needs_per_forward_work(&self) -> bool {
+        self.read_noise != ReadNoise::None
+            || !self.dac.is_ideal()
+            || !self.adc.is_ideal()
+            || self.output_noise > 0.0
+    }
+
+    pub fn validate(&self, section: &str) -> Result<()> {
+        let f = |k: &str| format!("{section}.{k}");
+        if !(self.g_min >= 0.0 && self.g_min < self.g_max && self.g_max.is_finite()) {
+            return Err(invalid(
+                f("g_min"),
+                format!(
+                    "need 0 <= g_min < g_max, got g_min {} and g_max {}",
+                    self.g_min, self.g_max
+                ),
+            ));
+        }
+        validate_programming_noise(&self.programming_noise, &f("programming_noise"))?;
+        validate_stuck_at(&self.stuck_at, &f("stuck_at"))?;
+        if let ReadNoise::Gaussian { sigma } = self.read_noise {
+            in_range(&f("read_noise.sigma"), sigma, 0.0, 10.0)?;
+        }
+        if let Drift::PowerLaw { nu_mean, nu_std, t0, t, .. } = self.drift {
+            in_range(&f("drift.nu_mean"), nu_mean, -1.0, 1.0)?;
+            in_range(&f("drift.nu_std"), nu_std, 0.0, 1.0)?;
+            if !(t0 > 0.0 && t >= t0) {
+                return Err(invalid(f("drift.t"), format!("need 0 < t0 <= t, got t0 {t0}, t {t}")));
+            }
+        }
+        for (name, c) in [("dac", &self.dac), ("adc", &self.adc)] {
+            if let Converter::Uniform { bits, range } = c {
+                in_range(&f(&format!("{name}.bits")), *bits, 1, 24)?;
+                if !(*range > 0.0 && range.is_finite()) {
+                    return Err(invalid(
+                        f(&format!("{name}.range")),
+                        format!("must be > 0, got {range}"),
+                    ));
+                }
+            }
+        }
+        in_range(&f("output_noise"), self.output_noise, 0.0, 100.0)?;
+        in_range(&f("tile_rows"), self.tile_rows, 1, 1 << 20)?;
+        in_range(&f("tile_cols"), self.tile_cols, 1, 1 << 20)?;
+        in_range(&f("trials"), self.trials, 1, 100_000)?;
+        in_range(&f("calibration_samples"), self.calibration_samples, 1, 1 << 20)?;
+        Ok(())
+    }
+}
+
+fn validate_programming_noise(n: &ProgrammingNoise, field: &str) -> Result<()> {
+    match n {
+        ProgrammingNoise::None => Ok(()),
+        ProgrammingNoise::Gaussian { sigma } => {
+            in_range(&format!("{field}.sigma"), *sigma, 0.0, 10.0)
+        }
+        ProgrammingNoise::Polynomial { coeffs } => {
+            if coeffs.is_empty() || coeffs.iter().any(|c| !c.is_finite()) {
+                return Err(invalid(
+                    format!("{field}.coeffs"),
+                    "need at least one finite coefficient",
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn validate_stuck_at(s: &StuckAt, field: &str) -> Result<()> {
+    in_range(&format!("{field}.at_gmin"), s.at_gmin, 0.0, 1.0)?;
+    in_range(&format!("{field}.at_gmax"), s.at_gmax, 0.0, 1.0)?;
+    if s.at_gmin + s.at_gmax > 1.0 {
+        return Err(invalid(
+            field,
+            format!(
+                "fault fractions sum to {} (> 1): at_gmin {} + at_gmax {}",
+                s.at_gmin + s.at_gmax,
+                s.at_gmin,
+                s.at_gmax
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Device noise for noise-aware fine-tuning, drawn afresh for every mini-batch on the
+/// conductances of the `analog` window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainNoiseConfig {
+    pub programming_noise: ProgrammingNoise,
+    pub stuck_at: StuckAt,
+}
+
+impl TrainNoiseConfig {
+    pub fn is_off(&self) -> bool {
+        self.programming_noise == ProgrammingNoise::None
+            && self.stuck_at.at_gmin == 0.0
+            && self.stuck_at.at_gmax == 0.0
+    }
+}
+
+/// How a quantized network is obtained in a comparison cell.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TuneMode {
+    /// Post-training quantization, no fine-tuning.
+    Ptq,
+    /// Straight-through fine-tuning without device noise.
+    Qat,
+    /// Straight-through fine-tuning with `train_noise` injected on every mini-batch.
+    QatNoise,
+}
+
+impl TuneMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            TuneMode::Ptq => "ptq",
+            TuneMode::Qat => "qat",
+            TuneMode::QatNoise => "qat-noise",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompareConfig {
+    pub methods: Vec<QuantMethod>,
+    pub levels: Vec<usize>,
+    pub modes: Vec<TuneMode>,
+    /// Evaluation-time programming noise, sigma relative to the window (g_max - g_min);
+    /// the other non-idealities come from the `analog` section.
+    pub sigmas: Vec<f64>,
+    /// Include the fp32 network (analog with continuous conductances) as a row.
+    pub include_fp32: bool,
+    /// Test images per evaluation (0 = the whole test set).
+    pub eval_limit: usize,
+}
+
+impl Default for CompareConfig {
+    fn default() -> Self {
+        CompareConfig {
+            methods: vec![QuantMethod::Gq, QuantMethod::UniformMse, QuantMethod::Lsq],
+            levels: vec![2, 3, 4, 8],
+            modes: vec![TuneMode::Qat, TuneMode::QatNoise],
+            sigmas: vec![0.0, 0.01, 0.02, 0.05],
+            include_fp32: true,
+            eval_limit: 0,
+        }
+    }
+}
+
 /// Checks `lo <= v <= hi` and names the field when it is not.
 fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: T) -> Result<()> {
     if v < lo || v > hi || v.partial_cmp(&v).is_none() {
@@ -315,6 +602,19 @@ fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: T) 
 }
 
 impl Config {
+    /// Checks what only the comparison grid needs.
+    pub fn validate_compare(&self) -> Result<()> {
+        let c = &self.compare;
+        if c.modes.contains(&TuneMode::QatNoise) && self.train_noise.is_off() {
+            return Err(invalid(
+                "train_noise",
+                "compare.modes has qat-noise but train_noise has no noise; set \
+                 train_noise.programming_noise (e.g. {type: gaussian, sigma: 0.03})",
+            ));
+        }
+        Ok(())
+    }
+
     /// The validation pass: every range check names its field.
     pub fn validate(&self) -> Result<()> {
         in_range("threads", self.threads, 0, 1024)?;
@@ -376,6 +676,23 @@ impl Config {
         in_range("finetune.momentum", f.momentum, 0.0, 0.999)?;
         in_range("finetune.weight_decay", f.weight_decay, 0.0, 1.0)?;
         in_range("finetune.lsq_lr_scale", f.lsq_lr_scale, 0.0, 1000.0)?;
+        self.analog.validate("analog")?;
+        validate_programming_noise(
+            &self.train_noise.programming_noise,
+            "train_noise.programming_noise",
+        )?;
+        validate_stuck_at(&self.train_noise.stuck_at, "train_noise.stuck_at")?;
+        let c = &self.compare;
+        for n in &c.levels {
+            in_range("compare.levels", *n, 2, 256)?;
+        }
+        for s in &c.sigmas {
+            in_range("compare.sigmas", *s, 0.0, 10.0)?;
+        }
+        if c.methods.is_empty() || c.levels.is_empty() || c.modes.is_empty() || c.sigmas.is_empty()
+        {
+            return Err(invalid("compare", "methods, levels, modes and sigmas must be non-empty"));
+        }
         Ok(())
     }
 

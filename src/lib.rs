@@ -1,11 +1,14 @@
 //! gqcim: generalized quantization and analog crossbar (CACIM) deployment of vision networks
 //! on libtorch. See DESIGN notes in the README for the weight-path architecture.
+pub mod analog;
 pub mod checkpoint;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod error;
 pub mod nets;
 pub mod quant;
+pub mod report;
 pub mod run;
 pub mod sgd;
 pub mod tasks;

@@ -79,12 +79,38 @@ enum Command {
         #[command(flatten)]
         quant: QuantArgs,
     },
-    /// Evaluate a checkpoint on the test split.
+    /// The comparison grid: fp32 vs quantizers x levels x fine-tuning x programming noise,
+    /// with Monte-Carlo trials on the crossbar.
+    Compare {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+    },
+    /// Write each layer's level table and conductance tiles (safetensors + JSON index).
+    Export {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        quant: QuantArgs,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Evaluate a checkpoint on the test split (`--analog`: Monte-Carlo on the crossbar).
     Eval {
         #[command(flatten)]
         args: ConfigArgs,
         #[arg(long)]
         checkpoint: PathBuf,
+        /// Evaluate on the simulated crossbar (sets analog.enabled).
+        #[arg(long)]
+        analog: bool,
+        /// Monte-Carlo trials (sets analog.trials).
+        #[arg(long)]
+        trials: Option<usize>,
     },
 }
 
@@ -128,7 +154,29 @@ fn run(cli: Cli) -> Result<()> {
             )
             .context("fine-tuning failed")?;
         }
-        Command::Eval { args, checkpoint } => {
+        Command::Compare { args, checkpoint } => {
+            let cfg = load_config(&args)?;
+            gqcim::compare::compare_command(
+                &cfg,
+                &args.config,
+                &checkpoint,
+                args.run_dir.as_deref(),
+            )
+            .context("comparison failed")?;
+        }
+        Command::Export { mut args, checkpoint, quant, out } => {
+            quant.into_overrides(&mut args);
+            let cfg = load_config(&args)?;
+            gqcim::tasks::quantize::export_command(&cfg, &checkpoint, &out)
+                .context("export failed")?;
+        }
+        Command::Eval { mut args, checkpoint, analog, trials } => {
+            if analog {
+                args.overrides.push("analog.enabled=true".into());
+            }
+            if let Some(t) = trials {
+                args.overrides.push(format!("analog.trials={t}"));
+            }
             let cfg = load_config(&args)?;
             gqcim::tasks::classify::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
                 .context("evaluation failed")?;

@@ -23,6 +23,7 @@ fn distinct(t: &Tensor) -> i64 {
 
 #[test]
 fn every_layer_holds_exactly_n_values_per_layer_and_per_channel() {
+    let _rng = rng_lock();
     let net = resnet20();
     for method in
         [QuantMethod::Gq, QuantMethod::GqExact, QuantMethod::UniformMse, QuantMethod::UniformMinmax]
@@ -68,6 +69,7 @@ fn every_layer_holds_exactly_n_values_per_layer_and_per_channel() {
 
 #[test]
 fn straight_through_gradient_equals_upstream_gradient() {
+    let _rng = rng_lock();
     let net = resnet20();
     let layer = net.layers.get("layer2.1.conv1").unwrap();
     let s = FitSettings {
@@ -91,6 +93,7 @@ fn straight_through_gradient_equals_upstream_gradient() {
 
 #[test]
 fn lsq_step_learns_and_grid_is_symmetric() {
+    let _rng = rng_lock();
     let net = resnet20();
     let q = QuantConfig { method: QuantMethod::Lsq, levels: 4, ..Default::default() };
     apply_quantization(&net, &q).unwrap();
@@ -109,6 +112,7 @@ fn lsq_step_learns_and_grid_is_symmetric() {
 
 #[test]
 fn batchnorm_folding_keeps_the_function() {
+    let _rng = rng_lock();
     let net = resnet20();
     // Give BN non-trivial statistics by running a few train-mode batches.
     tch::manual_seed(3);
@@ -128,6 +132,7 @@ fn batchnorm_folding_keeps_the_function() {
 /// uniform-minmax's and uniform-mse's at the same N.
 #[test]
 fn gq_beats_uniform_on_every_reference_layer() {
+    let _rng = rng_lock();
     let mut net = build_classifier(
         &ModelConfig { arch: Arch::Resnet20, in_channels: 1, num_classes: 10 },
         Device::Cpu,
@@ -160,6 +165,7 @@ fn gq_beats_uniform_on_every_reference_layer() {
 
 #[test]
 fn unusable_settings_give_clear_errors() {
+    let _rng = rng_lock();
     let d = tempfile::tempdir().unwrap();
     let root = repo_root();
     let cfg = root.join("configs/classify_fmnist.yaml");

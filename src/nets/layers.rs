@@ -62,7 +62,7 @@ impl LayerSpec {
 }
 
 /// How a layer turns its master weight into the computation that runs.
-pub trait WeightPath: Send + std::fmt::Debug {
+pub trait WeightPath: Send + std::fmt::Debug + AsAny {
     /// The effective weight used in the forward pass.
     fn weight(&mut self, layer: &LayerSpec, train: bool) -> Tensor;
 
@@ -83,6 +83,18 @@ pub trait WeightPath: Send + std::fmt::Debug {
     /// Per-layer facts for results.json (quanta, MSE, conductances...).
     fn report(&self, _layer: &LayerSpec) -> serde_json::Value {
         serde_json::json!({ "path": self.describe() })
+    }
+}
+
+/// Downcasting support, so deployment code can reach a concrete path (e.g. to reprogram a
+/// crossbar) through the layer's slot.
+pub trait AsAny {
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+}
+
+impl<T: std::any::Any> AsAny for T {
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 }
 
@@ -156,11 +168,21 @@ impl LayerHandle {
 }
 
 /// Every hooked layer of a network, in construction order (single-threaded handle; the
-/// layers themselves hold thread-safe slots).
+/// layers themselves hold thread-safe slots), and whether the network is training.
 #[derive(Debug, Clone, Default)]
-pub struct LayerRegistry(Rc<RefCell<Vec<Rc<LayerHandle>>>>);
+pub struct LayerRegistry(Rc<RefCell<Vec<Rc<LayerHandle>>>>, Rc<std::cell::Cell<bool>>);
 
 impl LayerRegistry {
+    /// Marks the network as training (fine-tuning loops) or evaluating; the crossbar
+    /// refuses to be programmed while training.
+    pub fn set_training(&self, training: bool) {
+        self.1.set(training);
+    }
+
+    pub fn is_training(&self) -> bool {
+        self.1.get()
+    }
+
     fn register(&self, spec: &LayerSpec) -> PathSlot {
         let slot: PathSlot = Arc::new(Mutex::new(Box::new(Identity)));
         let handle = LayerHandle { spec: spec.shallow_clone(), slot: slot.clone() };

@@ -352,6 +352,9 @@ pub fn eval(
     let mut net = build_classifier(&cfg.model, device);
     load_strict(&mut net.vs, checkpoint_path)?;
     let mut run = RunDir::create(cfg, "eval", config_path, run_dir)?;
+    if cfg.analog.enabled {
+        return analog_eval(cfg, &net, &test_ds, &norm, &mut run, checkpoint_path, device);
+    }
     let res = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size);
     run.tb.scalar("test/accuracy", res.accuracy, 0);
     run.tb.scalar("test/loss", res.loss, 0);
@@ -377,6 +380,73 @@ pub fn eval(
         100.0 * res.accuracy,
         res.images,
         res.images as f64 / res.seconds.max(1e-9),
+        run.path.display()
+    );
+    Ok(results)
+}
+
+/// `gqcim eval --analog`: quantize with `quant` (fp32 = continuous conductances), put every
+/// layer on the crossbar, and run Monte-Carlo trials over the whole test set.
+fn analog_eval(
+    cfg: &Config,
+    net: &Network,
+    test_ds: &Dataset,
+    norm: &Normalizer,
+    run: &mut RunDir,
+    checkpoint_path: &Path,
+    device: Device,
+) -> Result<Value> {
+    let start = Instant::now();
+    let digital_fp32 = evaluate(net, test_ds, norm, cfg.eval.batch_size);
+    let dep = crate::quant::deploy::apply_quantization(net, &cfg.quant)?;
+    let digital_q = evaluate(net, test_ds, norm, cfg.eval.batch_size);
+    crate::analog::montecarlo::deploy_analog(net, &cfg.analog);
+    let mut trial_seconds = Vec::new();
+    let stats = crate::analog::montecarlo::monte_carlo(net, &cfg.analog, cfg.seed, |n| {
+        let r = evaluate(n, test_ds, norm, cfg.eval.batch_size);
+        trial_seconds.push(r.seconds);
+        r.accuracy
+    })?;
+    for t in &stats.trials {
+        run.tb.scalar("analog/accuracy_trial", t.metric, t.trial);
+    }
+    run.tb.scalar("analog/accuracy_mean", stats.mean, 0);
+    run.tb.scalar("test/accuracy_fp32", digital_fp32.accuracy, 0);
+    run.tb.scalar("test/accuracy_quantized", digital_q.accuracy, 0);
+    run.tb.flush();
+    let results = json!({
+        "command": "eval --analog",
+        "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
+        "seed": cfg.seed,
+        "git_commit": git_commit(),
+        "device": device_info(device),
+        "arch": net.arch,
+        "checkpoint": checkpoint_path.display().to_string(),
+        "checkpoint_sha256": checkpoint::sha256_file(checkpoint_path)?,
+        "quantized_layers": dep.quantized,
+        "kept_fp32": dep.kept_fp32,
+        "digital_fp32_accuracy": digital_fp32.accuracy,
+        "digital_quantized_accuracy": digital_q.accuracy,
+        "analog": stats,
+        "fp32_eval_seconds": digital_fp32.seconds,
+        "trial_eval_seconds": trial_seconds,
+        "metrics": {"test_accuracy": stats.mean},
+        "wall_seconds": start.elapsed().as_secs_f64(),
+    });
+    run.write_results(&results)?;
+    println!(
+        "analog {} ({} levels), {} trials: accuracy {:.2}% ± {:.2} (95% CI ± {:.2}, min {:.2}, max {:.2}); \
+         digital quantized {:.2}%, fp32 {:.2}%; run folder {}",
+        cfg.quant.method.name(),
+        cfg.quant.levels,
+        stats.trials.len(),
+        100.0 * stats.mean,
+        100.0 * stats.std,
+        100.0 * stats.ci95,
+        100.0 * stats.min,
+        100.0 * stats.max,
+        100.0 * digital_q.accuracy,
+        100.0 * digital_fp32.accuracy,
         run.path.display()
     );
     Ok(results)

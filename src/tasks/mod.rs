@@ -1,5 +1,5 @@
 //! Vision tasks: losses, metrics, training and evaluation loops.
 pub mod classify;
-pub mod quantize;
 pub mod detect_metrics;
+pub mod quantize;
 pub mod seg_metrics;

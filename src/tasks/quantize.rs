@@ -56,6 +56,7 @@ pub fn finetune_loop(
     let steps_per_epoch = (train_ds.len() / bs).max(1) as usize;
     let total = ((f.epochs * steps_per_epoch as f64).round() as usize).max(1);
     let start = Instant::now();
+    net.layers.set_training(true);
     let clock0 = dep.clock.lock().map(|c| (c.total, c.refits)).unwrap_or_default();
     let (mut step, mut epoch, mut last_loss) = (0usize, 0usize, f64::NAN);
     while step < total {
@@ -82,6 +83,7 @@ pub fn finetune_loop(
         }
         last_loss = loss_acc.double_value(&[]) / n.max(1) as f64;
         if !last_loss.is_finite() {
+            net.layers.set_training(false);
             return Err(crate::error::invalid(
                 "finetune",
                 format!(
@@ -93,6 +95,7 @@ pub fn finetune_loop(
         epoch += 1;
         on_epoch(epoch, last_loss);
     }
+    net.layers.set_training(false);
     if device.is_cuda() {
         tch::Cuda::synchronize(0);
     }
@@ -228,4 +231,23 @@ pub fn quantize_command(
     println!("run folder {}", run.path.display());
     let _ = QuantMethod::Fp32;
     Ok(results)
+}
+
+/// `gqcim export`: quantize a checkpoint and write its crossbar programming data.
+pub fn export_command(cfg: &Config, checkpoint_path: &Path, out: &Path) -> Result<Value> {
+    let device = setup_device(cfg)?;
+    let net = load_classifier(cfg, checkpoint_path, device)?;
+    if cfg.quant.fold_bn {
+        fold_batchnorm(&net)?;
+    }
+    apply_quantization(&net, &cfg.quant)?;
+    let index = crate::analog::export::export_crossbars(&net, &cfg.analog, out)?;
+    println!(
+        "exported {} layers ({} {} levels) to {}",
+        index["layers"].as_object().map(|m| m.len()).unwrap_or(0),
+        cfg.quant.method.name(),
+        cfg.quant.levels,
+        out.display()
+    );
+    Ok(index)
 }

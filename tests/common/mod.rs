@@ -83,3 +83,10 @@ pub fn toy_config(dir: &Path, data_root: &Path, epochs: usize, extra: &str) -> P
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// libtorch's default generator is global and the tests of one binary run in parallel
+/// threads: tests whose assertions depend on seeded draws hold this lock.
+pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,143 @@
+//! Monte-Carlo evaluation on the crossbar: every layer is programmed once per trial
+//! (seeded), the effective weights are built once per trial, and the whole test set is
+//! evaluated; statistics over trials with a Student-t 95% confidence interval.
+use super::path::AnalogPath;
+use crate::config::AnalogConfig;
+use crate::error::{invalid, Result};
+use crate::nets::Network;
+use serde::Serialize;
+use tch::{Kind, Tensor};
+
+/// Replaces every layer's path by a crossbar path whose target is the weight that layer
+/// currently computes with (quantized, or fp32 for unquantized layers).
+pub fn deploy_analog(net: &Network, cfg: &AnalogConfig) {
+    for l in net.layers.layers() {
+        let target = l.effective_weight();
+        let source = l.describe();
+        l.set_path(Box::new(AnalogPath::new(target, source, cfg)));
+    }
+}
+
+/// The generator seed of one trial: trial t of base seed s always draws the same devices.
+pub fn trial_seed(base: u64, trial: usize) -> i64 {
+    let x = (base ^ 0xA5A5_5A5A_C3C3_3C3C)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add((trial as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    (x ^ (x >> 31)) as i64 & i64::MAX
+}
+
+/// Programs every crossbar layer for one trial. Programming while the network is in
+/// training mode is an error (as in aihwkit): fine-tuning must see the master weights.
+pub fn program_trial(net: &Network, cfg: &AnalogConfig, seed: i64) -> Result<()> {
+    if net.layers.is_training() {
+        return Err(invalid(
+            "analog",
+            "cannot program the crossbar while the network is in training mode; finish \
+             fine-tuning (eval mode) first",
+        ));
+    }
+    tch::manual_seed(seed);
+    for l in net.layers.layers() {
+        let fan_in = l.spec.weight.size()[1..].iter().product::<i64>();
+        let device = l.spec.weight.device();
+        let calibration = tch::no_grad(|| {
+            Tensor::randn([cfg.calibration_samples, fan_in], (Kind::Float, device))
+        });
+        let mut done = false;
+        l.with_path(|p| {
+            if let Some(a) = as_analog(p) {
+                a.program(Some(&calibration));
+                done = true;
+            }
+        });
+        if !done {
+            return Err(invalid(
+                "analog",
+                format!("layer `{}` is not on the crossbar (deploy_analog first)", l.spec.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn as_analog(p: &mut dyn crate::nets::layers::WeightPath) -> Option<&mut AnalogPath> {
+    p.as_any_mut().downcast_mut::<AnalogPath>()
+}
+
+/// One trial's seed and metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trial {
+    pub trial: usize,
+    pub seed: i64,
+    pub metric: f64,
+}
+
+/// Mean, standard deviation (n-1), 95% confidence interval of the mean, min and max.
+#[derive(Debug, Clone, Serialize)]
+pub struct McStats {
+    pub mean: f64,
+    pub std: f64,
+    pub ci95: f64,
+    pub min: f64,
+    pub max: f64,
+    pub trials: Vec<Trial>,
+}
+
+/// Two-sided 95% Student-t quantile for `df` degrees of freedom.
+pub fn t95(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    if df == 0 {
+        f64::NAN
+    } else if df <= 30 {
+        T[df - 1]
+    } else {
+        1.96
+    }
+}
+
+impl McStats {
+    pub fn from_trials(trials: Vec<Trial>) -> McStats {
+        let n = trials.len() as f64;
+        let v: Vec<f64> = trials.iter().map(|t| t.metric).collect();
+        let mean = v.iter().sum::<f64>() / n.max(1.0);
+        let var = if v.len() > 1 {
+            v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        let std = var.sqrt();
+        let ci95 = if v.len() > 1 { t95(v.len() - 1) * std / n.sqrt() } else { 0.0 };
+        McStats {
+            mean,
+            std,
+            ci95,
+            min: v.iter().cloned().fold(f64::INFINITY, f64::min),
+            max: v.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+            trials,
+        }
+    }
+}
+
+/// Runs `trials` Monte-Carlo trials: program, then `metric(net)` over the whole test set.
+/// A deterministic device model needs one trial only.
+pub fn monte_carlo(
+    net: &Network,
+    cfg: &AnalogConfig,
+    base_seed: u64,
+    mut metric: impl FnMut(&Network) -> f64,
+) -> Result<McStats> {
+    let trials = if cfg.is_stochastic() { cfg.trials } else { 1 };
+    let mut out = Vec::with_capacity(trials);
+    for t in 0..trials {
+        let seed = trial_seed(base_seed, t);
+        program_trial(net, cfg, seed)?;
+        // Read noise and periphery noise during evaluation draw from the same stream.
+        tch::manual_seed(seed ^ 0x5EED);
+        out.push(Trial { trial: t, seed, metric: metric(net) });
+    }
+    Ok(McStats::from_trials(out))
+}

@@ -1,0 +1,167 @@
+//! The crossbar weight path: a layer's target weights (its quanta, or fp32 weights) mapped
+//! to differential conductance pairs, programmed once per Monte-Carlo trial with the
+//! configured variation, and read back on every forward pass.
+use super::device::{
+    drift, drift_compensation, map_to_pairs, program_noise, read_noise, stuck_at, weight_bound,
+    PairMap,
+};
+use super::periphery::forward_with_periphery;
+use crate::config::{AnalogConfig, Drift, ReadNoise, TrainNoiseConfig};
+use crate::nets::layers::{LayerSpec, WeightPath};
+use serde_json::{json, Value};
+use tch::{Kind, Tensor};
+
+/// One programmed crossbar layer.
+#[derive(Debug)]
+pub struct AnalogPath {
+    /// The weights to programme (detached): the quantized weights of the layer's
+    /// quantizer, or its fp32 weights.
+    pub target: Tensor,
+    /// What the target came from (e.g. `gq-8`), for reports.
+    pub source: String,
+    pub cfg: AnalogConfig,
+    /// The conductances after programming, faults and drift (this trial).
+    pub programmed: PairMap,
+    /// Global drift compensation factor (1 without drift compensation).
+    pub gdc: Tensor,
+    /// alpha·(G+ − G−)·gdc, cached once per trial for the plain forward pass.
+    effective: Tensor,
+    /// The window's full scale in weight units (per layer or per column).
+    w_max: Tensor,
+}
+
+impl AnalogPath {
+    /// Maps the target ideally (no variation); `program` draws a trial.
+    pub fn new(target: Tensor, source: String, cfg: &AnalogConfig) -> AnalogPath {
+        let target = target.detach();
+        let ideal = map_to_pairs(&target, cfg.g_min, cfg.g_max, cfg.per_column_scale);
+        let effective = ideal.weight();
+        let w_max = weight_bound(&target, cfg.per_column_scale);
+        let gdc = Tensor::ones([], (Kind::Float, target.device()));
+        AnalogPath { target, source, cfg: cfg.clone(), programmed: ideal, gdc, effective, w_max }
+    }
+
+    /// Programs the devices for one trial (draws from the global generator, which the
+    /// caller seeds once per trial). Order: ideal map, stuck-at faults, programming noise
+    /// (on the devices that are not stuck), drift; clipping after each perturbation.
+    pub fn program(&mut self, calibration: Option<&Tensor>) {
+        tch::no_grad(|| {
+            let c = &self.cfg;
+            let ideal = map_to_pairs(&self.target, c.g_min, c.g_max, c.per_column_scale);
+            let perturb = |g: &Tensor| {
+                let noisy = program_noise(g, &c.programming_noise, c.g_min, c.g_max);
+                stuck_at(&noisy, &c.stuck_at, c.g_min, c.g_max)
+            };
+            let prog = PairMap {
+                g_pos: perturb(&ideal.g_pos),
+                g_neg: perturb(&ideal.g_neg),
+                alpha: ideal.alpha.shallow_clone(),
+            };
+            let w_t0 = prog.weight();
+            let drifted = PairMap {
+                g_pos: drift(&prog.g_pos, &c.drift, c.g_min, c.g_max),
+                g_neg: drift(&prog.g_neg, &c.drift, c.g_min, c.g_max),
+                alpha: prog.alpha.shallow_clone(),
+            };
+            let w_t = drifted.weight();
+            self.gdc = match (&c.drift, calibration) {
+                (Drift::PowerLaw { compensation: true, .. }, Some(cal)) => {
+                    drift_compensation(&w_t0, &w_t, cal)
+                }
+                _ => Tensor::ones([], (Kind::Float, w_t.device())),
+            };
+            self.effective = &w_t * &self.gdc;
+            self.programmed = drifted;
+        })
+    }
+
+    /// The weights as read now: the cached trial weights, or with fresh read noise.
+    fn read(&self) -> Tensor {
+        match self.cfg.read_noise {
+            ReadNoise::None => self.effective.shallow_clone(),
+            ReadNoise::Gaussian { sigma } => {
+                let (lo, hi) = (self.cfg.g_min, self.cfg.g_max);
+                let gp = read_noise(&self.programmed.g_pos, sigma, lo, hi);
+                let gn = read_noise(&self.programmed.g_neg, sigma, lo, hi);
+                (gp - gn) * &self.programmed.alpha * &self.gdc
+            }
+        }
+    }
+}
+
+impl WeightPath for AnalogPath {
+    fn weight(&mut self, _layer: &LayerSpec, _train: bool) -> Tensor {
+        tch::no_grad(|| self.read())
+    }
+
+    fn forward(&mut self, layer: &LayerSpec, xs: &Tensor, _train: bool) -> Tensor {
+        tch::no_grad(|| {
+            let w = self.read();
+            if !self.cfg.dac.is_ideal() || !self.cfg.adc.is_ideal() || self.cfg.output_noise > 0.0 {
+                forward_with_periphery(layer, xs, &w, &self.w_max, &self.cfg)
+            } else {
+                layer.apply(xs, &w)
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("analog({})", self.source)
+    }
+
+    fn report(&self, _layer: &LayerSpec) -> Value {
+        let err = (&self.effective - &self.target).square().mean(Kind::Double).double_value(&[]);
+        json!({
+            "path": self.describe(),
+            "w_max": Vec::<f64>::try_from(self.w_max.flatten(0, -1).to_kind(Kind::Double)).unwrap_or_default(),
+            "drift_compensation": self.gdc.double_value(&[]),
+            "programming_mse": err,
+        })
+    }
+}
+
+/// Noise-aware fine-tuning: the inner (quantizing) path's weights are mapped to conductance
+/// pairs in the analog window, perturbed with the training-time device model on every
+/// mini-batch, and mapped back; the perturbation is added as a constant, so gradients pass
+/// straight through to the master weights (and LSQ steps) as without noise.
+#[derive(Debug)]
+pub struct NoisyTrainPath {
+    pub inner: Box<dyn WeightPath>,
+    pub noise: TrainNoiseConfig,
+    pub g_min: f64,
+    pub g_max: f64,
+    pub per_column: bool,
+}
+
+impl WeightPath for NoisyTrainPath {
+    fn weight(&mut self, layer: &LayerSpec, train: bool) -> Tensor {
+        let q = self.inner.weight(layer, train);
+        if !train {
+            return q;
+        }
+        let delta = tch::no_grad(|| {
+            let qd = q.detach();
+            let m = map_to_pairs(&qd, self.g_min, self.g_max, self.per_column);
+            let perturb = |g: &Tensor| {
+                let noisy = program_noise(g, &self.noise.programming_noise, self.g_min, self.g_max);
+                stuck_at(&noisy, &self.noise.stuck_at, self.g_min, self.g_max)
+            };
+            let noisy =
+                PairMap { g_pos: perturb(&m.g_pos), g_neg: perturb(&m.g_neg), alpha: m.alpha };
+            noisy.weight() - qd
+        });
+        q + delta
+    }
+
+    fn describe(&self) -> String {
+        format!("{}+train-noise", self.inner.describe())
+    }
+
+    fn trainable(&self) -> Vec<Tensor> {
+        self.inner.trainable()
+    }
+
+    fn report(&self, layer: &LayerSpec) -> Value {
+        self.inner.report(layer)
+    }
+}

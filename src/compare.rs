@@ -1,0 +1,278 @@
+//! The method comparison grid (`gqcim compare`, the main job of `make classify`): fp32
+//! against each quantizer at each level count, post-training or after straight-through
+//! fine-tuning with or without device noise, each evaluated on the crossbar under a sweep of
+//! programming noise with Monte-Carlo trials.
+use crate::analog::montecarlo::{monte_carlo, McStats};
+use crate::analog::path::{AnalogPath, NoisyTrainPath};
+use crate::checkpoint::write_text_atomic;
+use crate::config::{Config, ProgrammingNoise, QuantMethod, TuneMode};
+use crate::data::{self, Normalizer};
+use crate::error::Result;
+use crate::quant::deploy::{apply_quantization, make_path, QuantDeployment};
+use crate::report::{line_chart, markdown_table, Series};
+use crate::run::{device_info, git_commit, setup_device, RunDir};
+use crate::tasks::classify::evaluate;
+use crate::tasks::quantize::{finetune_loop, load_classifier, FinetuneStats};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Instant;
+use tch::Tensor;
+
+/// One evaluated cell of the grid.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub method: String,
+    pub levels: usize,
+    pub mode: String,
+    pub sigma: f64,
+    pub stats: McStats,
+    pub digital_accuracy: f64,
+    pub finetune: Option<FinetuneStats>,
+}
+
+/// Wraps every quantizing path with training-time device noise.
+fn add_train_noise(net: &crate::nets::Network, cfg: &Config) -> Result<QuantDeployment> {
+    let dep = QuantDeployment::default();
+    for l in net.layers.layers() {
+        let inner = tch::no_grad(|| make_path(&l.spec, &cfg.quant, &dep.clock))?;
+        l.set_path(Box::new(NoisyTrainPath {
+            inner,
+            noise: cfg.train_noise.clone(),
+            g_min: cfg.analog.g_min,
+            g_max: cfg.analog.g_max,
+            per_column: cfg.analog.per_column_scale,
+        }));
+    }
+    Ok(dep)
+}
+
+fn mean_std(s: &McStats) -> String {
+    format!("{:.2} ± {:.2}", 100.0 * s.mean, 100.0 * s.std)
+}
+
+/// Runs the grid; writes results.csv, results.json, table.md and plots into the run folder.
+pub fn compare_command(
+    cfg: &Config,
+    config_path: &Path,
+    checkpoint: &Path,
+    run_dir: Option<&Path>,
+) -> Result<Value> {
+    let wall = Instant::now();
+    cfg.validate_compare()?;
+    let device = setup_device(cfg)?;
+    let cc = &cfg.compare;
+    let train_ds = data::load_split(&cfg.data, true)?.to_device(device);
+    let mut test_ds = data::load_split(&cfg.data, false)?;
+    data::check_against_model(&test_ds, cfg.model.in_channels, cfg.model.num_classes)?;
+    if cc.eval_limit > 0 {
+        test_ds = test_ds.limit(cc.eval_limit);
+    }
+    let test_ds = test_ds.to_device(device);
+    let norm = Normalizer::new(&cfg.data, device);
+    let mut run = RunDir::create(cfg, "compare", config_path, run_dir)?;
+    let bs = cfg.eval.batch_size;
+    let mut cells: Vec<Cell> = Vec::new();
+
+    let mut rows: Vec<(QuantMethod, usize, TuneMode)> = Vec::new();
+    if cc.include_fp32 {
+        rows.push((QuantMethod::Fp32, 32, TuneMode::Ptq));
+    }
+    for &m in &cc.methods {
+        for &n in &cc.levels {
+            for &mode in &cc.modes {
+                rows.push((m, n, mode));
+            }
+        }
+    }
+    println!(
+        "comparison grid: {} rows x {} sigmas, {} test images, up to {} trials per cell",
+        rows.len(),
+        cc.sigmas.len(),
+        test_ds.len(),
+        cfg.analog.trials
+    );
+    for (ri, &(method, levels, mode)) in rows.iter().enumerate() {
+        let row_start = Instant::now();
+        let mut c = cfg.clone();
+        c.quant.method = method;
+        c.quant.levels = levels;
+        let net = load_classifier(&c, checkpoint, device)?;
+        let mut ft = None;
+        if method != QuantMethod::Fp32 {
+            let dep = match mode {
+                TuneMode::QatNoise => add_train_noise(&net, &c)?,
+                _ => apply_quantization(&net, &c.quant)?,
+            };
+            if mode != TuneMode::Ptq {
+                ft = Some(finetune_loop(&net, &train_ds, &norm, &c, &dep, |_, _| {})?);
+            }
+        }
+        let digital = evaluate(&net, &test_ds, &norm, bs).accuracy;
+        let targets: Vec<(Tensor, String)> =
+            net.layers.layers().iter().map(|l| (l.effective_weight(), l.describe())).collect();
+        let tag = format!("{}-{}", method.name(), mode.name());
+        for (si, &sigma) in cc.sigmas.iter().enumerate() {
+            let mut a = c.analog.clone();
+            a.programming_noise = if sigma > 0.0 {
+                ProgrammingNoise::Gaussian { sigma }
+            } else {
+                ProgrammingNoise::None
+            };
+            for (l, (t, src)) in net.layers.layers().iter().zip(&targets) {
+                l.set_path(Box::new(AnalogPath::new(t.shallow_clone(), src.clone(), &a)));
+            }
+            let seed = cfg.seed.wrapping_add(1000 * si as u64);
+            let stats = monte_carlo(&net, &a, seed, |n| evaluate(n, &test_ds, &norm, bs).accuracy)?;
+            run.tb.scalar(
+                &format!("compare/{tag}/N{levels}"),
+                stats.mean,
+                (sigma * 1000.0).round() as usize,
+            );
+            cells.push(Cell {
+                method: method.name().into(),
+                levels,
+                mode: mode.name().into(),
+                sigma,
+                stats,
+                digital_accuracy: digital,
+                finetune: ft.clone(),
+            });
+        }
+        run.tb.flush();
+        let mine: Vec<String> = cells[cells.len() - cc.sigmas.len()..]
+            .iter()
+            .map(|c| format!("σ={}: {}", c.sigma, mean_std(&c.stats)))
+            .collect();
+        println!(
+            "[{}/{}] {:<15} N={:<3} {:<9} digital {:.2}%  {}  ({:.0} s)",
+            ri + 1,
+            rows.len(),
+            method.name(),
+            levels,
+            mode.name(),
+            100.0 * digital,
+            mine.join("  "),
+            row_start.elapsed().as_secs_f64()
+        );
+    }
+    let wall_s = wall.elapsed().as_secs_f64();
+    write_outputs(&run, cfg, &cells)?;
+    let results = json!({
+        "command": "compare",
+        "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
+        "seed": cfg.seed,
+        "git_commit": git_commit(),
+        "device": device_info(device),
+        "checkpoint": checkpoint.display().to_string(),
+        "test_images": test_ds.len(),
+        "cells": cells,
+        "wall_seconds": wall_s,
+    });
+    run.write_results(&results)?;
+    let table = std::fs::read_to_string(run.path.join("table.md")).unwrap_or_default();
+    println!("\n{table}\nwall time {wall_s:.0} s; run folder {}", run.path.display());
+    Ok(results)
+}
+
+fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell]) -> Result<()> {
+    let cc = &cfg.compare;
+    let mut csv = String::from("method,levels,mode,sigma,trials,mean,std,ci95,min,max,digital\n");
+    for c in cells {
+        let s = &c.stats;
+        csv.push_str(&format!(
+            "{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}\n",
+            c.method,
+            c.levels,
+            c.mode,
+            c.sigma,
+            s.trials.len(),
+            s.mean,
+            s.std,
+            s.ci95,
+            s.min,
+            s.max,
+            c.digital_accuracy
+        ));
+    }
+    write_text_atomic(&run.path.join("results.csv"), &csv)?;
+    // Markdown: one row per (method, N, mode), one column per sigma.
+    let mut header = vec!["method".to_string(), "N".into(), "fine-tuning".into()];
+    header.extend(cc.sigmas.iter().map(|s| format!("σ = {}%", 100.0 * s)));
+    let mut rows = Vec::new();
+    for chunk in cells.chunks(cc.sigmas.len()) {
+        let f = &chunk[0];
+        let n = if f.method == "fp32" { "32-bit".to_string() } else { f.levels.to_string() };
+        let mut r =
+            vec![f.method.clone(), n, if f.method == "fp32" { "-".into() } else { f.mode.clone() }];
+        r.extend(chunk.iter().map(|c| mean_std(&c.stats)));
+        rows.push(r);
+    }
+    let md = format!(
+        "Top-1 test accuracy (%) on the crossbar, mean ± std over Monte-Carlo trials; σ = \
+         programming noise relative to the conductance window.\n\n{}",
+        markdown_table(&header, &rows)
+    );
+    write_text_atomic(&run.path.join("table.md"), &md)?;
+    // Plots: accuracy against N at σ = 0, per method and mode; accuracy against σ per N.
+    let fp32: Vec<&Cell> = cells.iter().filter(|c| c.method == "fp32").collect();
+    let mut by_levels = Vec::new();
+    for m in &cc.methods {
+        for mode in &cc.modes {
+            let pts: Vec<(f64, f64, f64)> = cells
+                .iter()
+                .filter(|c| {
+                    c.method == m.name() && c.mode == mode.name() && c.sigma == cc.sigmas[0]
+                })
+                .map(|c| (c.levels as f64, 100.0 * c.stats.mean, 100.0 * c.stats.std))
+                .collect();
+            by_levels.push(Series { label: format!("{} {}", m.name(), mode.name()), points: pts });
+        }
+    }
+    if let Some(f) = fp32.first() {
+        let xs: Vec<usize> = cc.levels.clone();
+        by_levels.push(Series {
+            label: "fp32".into(),
+            points: xs.iter().map(|n| (*n as f64, 100.0 * f.stats.mean, 0.0)).collect(),
+        });
+    }
+    let _ = line_chart(
+        &run.path.join("accuracy_vs_levels.png"),
+        &format!("Accuracy vs analog levels (σ = {}%)", 100.0 * cc.sigmas[0]),
+        "levels N",
+        "top-1 accuracy (%)",
+        &by_levels,
+        true,
+    )
+    .map_err(|e| log::warn!("plot accuracy_vs_levels: {e}"));
+    for &n in &cc.levels {
+        let mut series = Vec::new();
+        for m in &cc.methods {
+            for mode in &cc.modes {
+                let pts: Vec<(f64, f64, f64)> = cells
+                    .iter()
+                    .filter(|c| c.method == m.name() && c.mode == mode.name() && c.levels == n)
+                    .map(|c| (100.0 * c.sigma, 100.0 * c.stats.mean, 100.0 * c.stats.std))
+                    .collect();
+                series.push(Series { label: format!("{} {}", m.name(), mode.name()), points: pts });
+            }
+        }
+        series.push(Series {
+            label: "fp32".into(),
+            points: fp32
+                .iter()
+                .map(|c| (100.0 * c.sigma, 100.0 * c.stats.mean, 100.0 * c.stats.std))
+                .collect(),
+        });
+        let _ = line_chart(
+            &run.path.join(format!("accuracy_vs_sigma_N{n}.png")),
+            &format!("Accuracy vs programming noise, N = {n}"),
+            "σ (% of conductance window)",
+            "top-1 accuracy (%)",
+            &series,
+            false,
+        )
+        .map_err(|e| log::warn!("plot accuracy_vs_sigma_N{n}: {e}"));
+    }
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! The crossbar: mapping, device statistics, seeding, drift compensation, periphery tiles,
+//! equivalence with the digital quantized network, training-mode guard and config errors.
+mod common;
+use common::*;
+use gqcim::analog::device::{drift, map_to_pairs, program_noise, read_noise, stuck_at};
+use gqcim::analog::montecarlo::{deploy_analog, program_trial};
+use gqcim::analog::path::AnalogPath;
+use gqcim::config::{
+    AnalogConfig, Converter, Drift, ModelConfig, ProgrammingNoise, QuantConfig, ReadNoise, StuckAt,
+};
+use gqcim::nets::build_classifier;
+use gqcim::nets::layers::WeightPath;
+use gqcim::quant::deploy::apply_quantization;
+use tch::{Device, Kind, Tensor};
+
+const G_MIN: f64 = 1.0;
+const G_MAX: f64 = 25.0;
+
+fn std_of(t: &Tensor) -> f64 {
+    t.to_kind(Kind::Double).std(true).double_value(&[])
+}
+
+fn net_with_bn_stats() -> gqcim::nets::Network {
+    tch::manual_seed(11);
+    let net = build_classifier(&ModelConfig::default(), Device::Cpu);
+    for _ in 0..2 {
+        let _ = net.forward_t(&Tensor::randn([16, 1, 28, 28], (Kind::Float, Device::Cpu)), true);
+    }
+    net
+}
+
+#[test]
+fn mapping_is_a_differential_pair_with_zero_at_gmin() {
+    let _rng = rng_lock();
+    let w = Tensor::from_slice(&[-0.5f32, 0.0, 0.25, 1.0]);
+    let m = map_to_pairs(&w, G_MIN, G_MAX, false);
+    let gp = Vec::<f32>::try_from(&m.g_pos).unwrap();
+    let gn = Vec::<f32>::try_from(&m.g_neg).unwrap();
+    assert_eq!(gp, vec![1.0, 1.0, 7.0, 25.0]);
+    assert_eq!(gn, vec![13.0, 1.0, 1.0, 1.0]);
+    let back = m.weight();
+    assert!((back - &w).abs().max().double_value(&[]) < 1e-6);
+}
+
+#[test]
+fn programming_and_read_noise_have_the_configured_sigma() {
+    let _rng = rng_lock();
+    tch::manual_seed(0);
+    let n = 200_000;
+    let g = Tensor::full([n], 13.0, (Kind::Float, Device::Cpu)); // mid-window: no clipping
+    let sigma = 0.02;
+    let noisy = program_noise(&g, &ProgrammingNoise::Gaussian { sigma }, G_MIN, G_MAX);
+    let got = std_of(&(noisy - &g));
+    let want = sigma * (G_MAX - G_MIN);
+    assert!((got / want - 1.0).abs() < 0.05, "programming sigma {got} vs {want}");
+    // State-dependent: sigma(g) = 0.1 + 0.02 g at g = 13 -> 0.36 µS.
+    let poly = ProgrammingNoise::Polynomial { coeffs: vec![0.1, 0.02] };
+    let got = std_of(&(program_noise(&g, &poly, G_MIN, G_MAX) - &g));
+    assert!((got / 0.36 - 1.0).abs() < 0.05, "polynomial sigma {got} vs 0.36");
+    let r = read_noise(&g, 0.03, G_MIN, G_MAX);
+    let got = std_of(&(r - &g));
+    assert!((got / (0.03 * 13.0) - 1.0).abs() < 0.05, "read sigma {got}");
+    // Read noise is fresh at every call.
+    assert!(
+        read_noise(&g, 0.03, G_MIN, G_MAX)
+            .ne_tensor(&read_noise(&g, 0.03, G_MIN, G_MAX))
+            .any()
+            .int64_value(&[])
+            == 1
+    );
+}
+
+#[test]
+fn stuck_at_fractions_lie_within_binomial_bounds() {
+    let _rng = rng_lock();
+    tch::manual_seed(1);
+    let n = 100_000i64;
+    let g = Tensor::full([n], 13.0, (Kind::Float, Device::Cpu));
+    let (p_lo, p_hi) = (0.02, 0.05);
+    let s = stuck_at(&g, &StuckAt { at_gmin: p_lo, at_gmax: p_hi }, G_MIN, G_MAX);
+    for (p, v) in [(p_lo, G_MIN), (p_hi, G_MAX)] {
+        let count = s.eq(v).sum(Kind::Int64).int64_value(&[]) as f64;
+        let mean = p * n as f64;
+        let sd = (n as f64 * p * (1.0 - p)).sqrt();
+        assert!((count - mean).abs() < 4.0 * sd, "stuck at {v}: {count} vs {mean} ± {sd}");
+    }
+    assert_eq!(s.eq(13.0).sum(Kind::Int64).int64_value(&[]) as f64 > 0.9 * n as f64, true);
+}
+
+#[test]
+fn conductances_stay_in_the_window_after_every_perturbation() {
+    let _rng = rng_lock();
+    tch::manual_seed(2);
+    let g = Tensor::rand([50_000], (Kind::Float, Device::Cpu)) * (G_MAX - G_MIN) + G_MIN;
+    let big = program_noise(&g, &ProgrammingNoise::Gaussian { sigma: 0.5 }, G_MIN, G_MAX);
+    let d = Drift::PowerLaw { nu_mean: -0.3, nu_std: 0.2, t0: 1.0, t: 1e6, compensation: false };
+    let drifted = drift(&big, &d, G_MIN, G_MAX);
+    let read = read_noise(&drifted, 0.5, G_MIN, G_MAX);
+    for t in [&big, &drifted, &read] {
+        assert!(t.min().double_value(&[]) >= G_MIN && t.max().double_value(&[]) <= G_MAX);
+    }
+}
+
+/// With every non-ideality off, the crossbar computes exactly the quantized network.
+#[test]
+fn ideal_crossbar_equals_digital_quantized_network() {
+    let _rng = rng_lock();
+    let net = net_with_bn_stats();
+    apply_quantization(&net, &QuantConfig { levels: 8, ..Default::default() }).unwrap();
+    let x = Tensor::randn([8, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let digital = tch::no_grad(|| net.forward_t(&x, false));
+    let cfg = AnalogConfig::default();
+    deploy_analog(&net, &cfg);
+    program_trial(&net, &cfg, 5).unwrap();
+    let analog = tch::no_grad(|| net.forward_t(&x, false));
+    let diff = (&analog - &digital).abs().max().double_value(&[]);
+    assert!(diff < 1e-5, "analog vs digital quantized logits differ by {diff}");
+}
+
+#[test]
+fn same_seed_same_logits_different_seed_different_logits() {
+    let _rng = rng_lock();
+    let net = net_with_bn_stats();
+    apply_quantization(&net, &QuantConfig { levels: 4, ..Default::default() }).unwrap();
+    let cfg = AnalogConfig {
+        programming_noise: ProgrammingNoise::Gaussian { sigma: 0.03 },
+        stuck_at: StuckAt { at_gmin: 0.01, at_gmax: 0.0 },
+        read_noise: ReadNoise::Gaussian { sigma: 0.01 },
+        ..Default::default()
+    };
+    deploy_analog(&net, &cfg);
+    let x = Tensor::randn([4, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let logits = |seed: i64| {
+        program_trial(&net, &cfg, seed).unwrap();
+        tch::manual_seed(seed ^ 0x5EED); // read-noise stream, as monte_carlo does
+        tch::no_grad(|| net.forward_t(&x, false))
+    };
+    let (a, b, c) = (logits(42), logits(42), logits(43));
+    assert_eq!((&a - &b).abs().max().double_value(&[]), 0.0, "same seed, different logits");
+    assert!((&a - &c).abs().max().double_value(&[]) > 1e-4, "different seeds gave the same logits");
+}
+
+#[test]
+fn drift_compensation_restores_the_output_scale() {
+    let _rng = rng_lock();
+    let net = net_with_bn_stats();
+    apply_quantization(&net, &QuantConfig { levels: 8, ..Default::default() }).unwrap();
+    let layer = net.layers.get("layer2.0.conv2").unwrap();
+    let target = layer.effective_weight();
+    let fan_in = target.size()[1..].iter().product::<i64>();
+    let c_out = target.size()[0];
+    let drift =
+        Drift::PowerLaw { nu_mean: 0.06, nu_std: 0.03, t0: 1.0, t: 86_400.0, compensation: true };
+    let cfg = AnalogConfig { drift, ..Default::default() };
+    tch::manual_seed(9);
+    let cal = Tensor::randn([256, fan_in], (Kind::Float, Device::Cpu));
+    let held_out = Tensor::randn([256, fan_in], (Kind::Float, Device::Cpu)); // not used to calibrate
+    let mut path = AnalogPath::new(target.shallow_clone(), "gq-8".into(), &cfg);
+    path.program(Some(&cal));
+    let scale = |w: &Tensor| {
+        held_out.matmul(&w.reshape([c_out, -1]).tr()).abs().mean(Kind::Float).double_value(&[])
+    };
+    let fresh = scale(&target);
+    let compensated = scale(&path.weight(&layer.spec, false));
+    let raw = scale(&(path.programmed.weight()));
+    assert!(raw / fresh < 0.7, "drift should shrink the output noticeably: {raw} vs {fresh}");
+    assert!((compensated / fresh - 1.0).abs() < 0.02, "compensated {compensated} vs fresh {fresh}");
+}
+
+#[test]
+fn adc_digitises_each_tile_partial_sum_separately() {
+    let _rng = rng_lock();
+    // A linear layer with 8 inputs; all weights at +1 (the window's top), inputs all 1.
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let reg = gqcim::nets::layers::LayerRegistry::default();
+    let lin = gqcim::nets::layers::linear(vs.root() / "fc", &reg, 8, 1);
+    let h = reg.get("fc").unwrap();
+    tch::no_grad(|| {
+        let _ = h.spec.weight.shallow_clone().fill_(1.0);
+        let _ = h.spec.bias.as_ref().unwrap().shallow_clone().fill_(0.0);
+    });
+    let x = Tensor::ones([1, 8], (Kind::Float, Device::Cpu));
+    let run = |tile_rows: i64| {
+        let cfg = AnalogConfig {
+            tile_rows,
+            adc: Converter::Uniform { bits: 12, range: 3.0 },
+            ..Default::default()
+        };
+        h.set_path(Box::new(AnalogPath::new(h.spec.weight.detach(), "fp32".into(), &cfg)));
+        tch::no_grad(|| tch::nn::ModuleT::forward_t(&lin, &x, false)).double_value(&[0, 0])
+    };
+    // One tile of 8 rows: the sum 8 clips at 3. Four tiles of 2 rows: each 2, no clipping.
+    assert!((run(8) - 3.0).abs() < 0.01, "single tile should clip at the ADC bound: {}", run(8));
+    assert!(
+        (run(2) - 8.0).abs() < 0.01,
+        "per-tile ADC should not clip partial sums of 2: {}",
+        run(2)
+    );
+}
+
+#[test]
+fn programming_in_training_mode_is_an_error() {
+    let _rng = rng_lock();
+    let net = net_with_bn_stats();
+    let cfg = AnalogConfig::default();
+    deploy_analog(&net, &cfg);
+    net.layers.set_training(true);
+    let err = program_trial(&net, &cfg, 1).unwrap_err().to_string();
+    assert!(err.contains("training mode"), "{err}");
+    net.layers.set_training(false);
+    program_trial(&net, &cfg, 1).unwrap();
+}
+
+#[test]
+fn bad_analog_configs_give_clear_errors() {
+    let _rng = rng_lock();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("c.yaml");
+    std::fs::write(&cfg, "seed: 1\n").unwrap();
+    let c = cfg.to_str().unwrap();
+    let cases: [(&str, &[&str]); 6] = [
+        ("analog.g_min=30", &["analog.g_min", "g_min < g_max", "30"]),
+        ("analog.programming_noise={type: gaussian, sigma: -0.1}", &["analog.programming_noise.sigma", "-0.1"]),
+        ("analog.stuck_at={at_gmin: 0.7, at_gmax: 0.5}", &["analog.stuck_at", "sum to 1.2"]),
+        ("analog.adc={type: uniform, bits: 0, range: 12}", &["analog.adc.bits", "[1, 24]", "got 0"]),
+        ("analog.read_noise={type: gausian, sigma: 0.1}", &["unknown value `gausian`", "did you mean `gaussian`"]),
+        ("analog.drift={type: power-law, nu_mean: 0.05, nu_std: 0.01, t0: 10, t: 1, compensation: true}", &["analog.drift.t", "t0 <= t"]),
+    ];
+    for (set, needles) in cases {
+        let o = run_gqcim(&[
+            "eval",
+            "--config",
+            c,
+            "--checkpoint",
+            "x.safetensors",
+            "--analog",
+            "--set",
+            set,
+        ]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{set}: {e}");
+        assert!(!e.contains("panicked"), "{e}");
+        for n in needles {
+            assert!(e.contains(n), "{set}: lacks `{n}`: {e}");
+        }
+    }
+}
+
+#[test]
+fn export_writes_tiles_and_level_table() {
+    let _rng = rng_lock();
+    let root = repo_root();
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("export");
+    let o = run_gqcim(&[
+        "export",
+        "--config",
+        root.join("configs/classify_fmnist.yaml").to_str().unwrap(),
+        "--checkpoint",
+        root.join("models/resnet20_fmnist.safetensors").to_str().unwrap(),
+        "--method",
+        "gq",
+        "--levels",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "analog.tile_rows=128",
+        "--set",
+        "analog.tile_cols=32",
+        "--set",
+        "device=cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("index.json")).unwrap()).unwrap();
+    let l = &index["layers"]["layer3.0.conv2"];
+    assert_eq!(l["crossbar_shape"], serde_json::json!([576, 64]));
+    // 576 rows / 128 = 5 tile rows (last one 64), 64 cols / 32 = 2 tile cols.
+    assert_eq!(l["tiles"].as_array().unwrap().len(), 10);
+    assert_eq!(l["levels"].as_array().unwrap().len(), 4);
+    let tensors = gqcim::checkpoint::read_tensors(&out.join("conductances.safetensors")).unwrap();
+    let t = &tensors["layer3.0.conv2/g_pos/r4_c1"];
+    assert_eq!(t.size(), vec![64, 32]);
+    assert!(t.min().double_value(&[]) >= 1.0 && t.max().double_value(&[]) <= 25.0);
+}
