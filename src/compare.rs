@@ -35,7 +35,7 @@ pub struct Cell {
 fn add_train_noise(net: &crate::nets::Network, cfg: &Config) -> Result<QuantDeployment> {
     let dep = QuantDeployment::default();
     for l in net.layers.layers() {
-        let inner = tch::no_grad(|| make_path(&l.spec, &cfg.quant, &dep.clock))?;
+        let inner = tch::no_grad(|| make_path(&l.spec, &cfg.quant, &cfg.analog, &dep.clock))?;
         l.set_path(Box::new(NoisyTrainPath {
             inner,
             noise: cfg.train_noise.clone(),
@@ -74,65 +74,107 @@ pub fn compare_command(
     let bs = cfg.eval.batch_size;
     let mut cells: Vec<Cell> = Vec::new();
 
-    let mut rows: Vec<(QuantMethod, usize, TuneMode)> = Vec::new();
+    // A unit is one network (method, N, fine-tuning) evaluated at some sigmas. gq-noise
+    // chooses its quanta for the device that will hold them, so it gets one unit per sigma.
+    struct Unit {
+        method: QuantMethod,
+        levels: usize,
+        mode: TuneMode,
+        sigmas: Vec<f64>,
+        fit_sigma: Option<f64>,
+    }
+    let mut units: Vec<Unit> = Vec::new();
     if cc.include_fp32 {
-        rows.push((QuantMethod::Fp32, 32, TuneMode::Ptq));
+        units.push(Unit {
+            method: QuantMethod::Fp32,
+            levels: 32,
+            mode: TuneMode::Ptq,
+            sigmas: cc.sigmas.clone(),
+            fit_sigma: None,
+        });
     }
     for &m in &cc.methods {
         for &n in &cc.levels {
             for &mode in &cc.modes {
-                rows.push((m, n, mode));
+                if m == QuantMethod::GqNoise {
+                    for &s in &cc.sigmas {
+                        units.push(Unit {
+                            method: m,
+                            levels: n,
+                            mode,
+                            sigmas: vec![s],
+                            fit_sigma: Some(s),
+                        });
+                    }
+                } else {
+                    units.push(Unit {
+                        method: m,
+                        levels: n,
+                        mode,
+                        sigmas: cc.sigmas.clone(),
+                        fit_sigma: None,
+                    });
+                }
             }
         }
     }
     println!(
-        "comparison grid: {} rows x {} sigmas, {} test images, up to {} trials per cell",
-        rows.len(),
+        "comparison grid: {} networks, {} sigmas, {} test images, up to {} trials per cell",
+        units.len(),
         cc.sigmas.len(),
         test_ds.len(),
         cfg.analog.trials
     );
-    for (ri, &(method, levels, mode)) in rows.iter().enumerate() {
+    let noise_at = |sigma: f64| {
+        if sigma > 0.0 {
+            ProgrammingNoise::Gaussian { sigma }
+        } else {
+            ProgrammingNoise::None
+        }
+    };
+    for (ui, u) in units.iter().enumerate() {
         let row_start = Instant::now();
         let mut c = cfg.clone();
-        c.quant.method = method;
-        c.quant.levels = levels;
+        c.quant.method = u.method;
+        c.quant.levels = u.levels;
+        if let Some(s) = u.fit_sigma {
+            c.analog.programming_noise = noise_at(s);
+        }
         let net = load_classifier(&c, checkpoint, device)?;
         let mut ft = None;
-        if method != QuantMethod::Fp32 {
-            let dep = match mode {
+        if u.method != QuantMethod::Fp32 {
+            let dep = match u.mode {
                 TuneMode::QatNoise => add_train_noise(&net, &c)?,
-                _ => apply_quantization(&net, &c.quant)?,
+                _ => apply_quantization(&net, &c.quant, &c.analog)?,
             };
-            if mode != TuneMode::Ptq {
+            if u.mode != TuneMode::Ptq {
                 ft = Some(finetune_loop(&net, &train_ds, &norm, &c, &dep, |_, _| {})?);
             }
         }
         let digital = evaluate(&net, &test_ds, &norm, bs).accuracy;
         let targets: Vec<(Tensor, String)> =
             net.layers.layers().iter().map(|l| (l.effective_weight(), l.describe())).collect();
-        let tag = format!("{}-{}", method.name(), mode.name());
-        for (si, &sigma) in cc.sigmas.iter().enumerate() {
+        let tag = format!("{}-{}", u.method.name(), u.mode.name());
+        let first = cells.len();
+        for &sigma in &u.sigmas {
+            let si = cc.sigmas.iter().position(|s| *s == sigma).unwrap_or(0);
             let mut a = c.analog.clone();
-            a.programming_noise = if sigma > 0.0 {
-                ProgrammingNoise::Gaussian { sigma }
-            } else {
-                ProgrammingNoise::None
-            };
+            a.programming_noise = noise_at(sigma);
             for (l, (t, src)) in net.layers.layers().iter().zip(&targets) {
                 l.set_path(Box::new(AnalogPath::new(t.shallow_clone(), src.clone(), &a)));
             }
+            // The same trial seeds for every network at a given sigma.
             let seed = cfg.seed.wrapping_add(1000 * si as u64);
             let stats = monte_carlo(&net, &a, seed, |n| evaluate(n, &test_ds, &norm, bs).accuracy)?;
             run.tb.scalar(
-                &format!("compare/{tag}/N{levels}"),
+                &format!("compare/{tag}/N{}", u.levels),
                 stats.mean,
                 (sigma * 1000.0).round() as usize,
             );
             cells.push(Cell {
-                method: method.name().into(),
-                levels,
-                mode: mode.name().into(),
+                method: u.method.name().into(),
+                levels: u.levels,
+                mode: u.mode.name().into(),
                 sigma,
                 stats,
                 digital_accuracy: digital,
@@ -140,17 +182,17 @@ pub fn compare_command(
             });
         }
         run.tb.flush();
-        let mine: Vec<String> = cells[cells.len() - cc.sigmas.len()..]
+        let mine: Vec<String> = cells[first..]
             .iter()
             .map(|c| format!("σ={}: {}", c.sigma, mean_std(&c.stats)))
             .collect();
         println!(
             "[{}/{}] {:<15} N={:<3} {:<9} digital {:.2}%  {}  ({:.0} s)",
-            ri + 1,
-            rows.len(),
-            method.name(),
-            levels,
-            mode.name(),
+            ui + 1,
+            units.len(),
+            u.method.name(),
+            u.levels,
+            u.mode.name(),
             100.0 * digital,
             mine.join("  "),
             row_start.elapsed().as_secs_f64()

@@ -231,6 +231,9 @@ pub enum QuantMethod {
     UniformMse,
     /// Learned step size quantization (Esser et al., ICLR 2020).
     Lsq,
+    /// Variation-aware generalized quantization: quanta and window minimising the expected
+    /// error under the `analog` device model (programming noise, stuck-at faults, clipping).
+    GqNoise,
 }
 
 impl QuantMethod {
@@ -242,6 +245,7 @@ impl QuantMethod {
             QuantMethod::UniformMinmax => "uniform-minmax",
             QuantMethod::UniformMse => "uniform-mse",
             QuantMethod::Lsq => "lsq",
+            QuantMethod::GqNoise => "gq-noise",
         }
     }
 }

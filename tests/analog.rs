@@ -84,7 +84,7 @@ fn stuck_at_fractions_lie_within_binomial_bounds() {
         let sd = (n as f64 * p * (1.0 - p)).sqrt();
         assert!((count - mean).abs() < 4.0 * sd, "stuck at {v}: {count} vs {mean} ± {sd}");
     }
-    assert_eq!(s.eq(13.0).sum(Kind::Int64).int64_value(&[]) as f64 > 0.9 * n as f64, true);
+    assert!(s.eq(13.0).sum(Kind::Int64).int64_value(&[]) as f64 > 0.9 * n as f64);
 }
 
 #[test]
@@ -106,7 +106,8 @@ fn conductances_stay_in_the_window_after_every_perturbation() {
 fn ideal_crossbar_equals_digital_quantized_network() {
     let _rng = rng_lock();
     let net = net_with_bn_stats();
-    apply_quantization(&net, &QuantConfig { levels: 8, ..Default::default() }).unwrap();
+    apply_quantization(&net, &QuantConfig { levels: 8, ..Default::default() }, &Default::default())
+        .unwrap();
     let x = Tensor::randn([8, 1, 28, 28], (Kind::Float, Device::Cpu));
     let digital = tch::no_grad(|| net.forward_t(&x, false));
     let cfg = AnalogConfig::default();
@@ -121,7 +122,8 @@ fn ideal_crossbar_equals_digital_quantized_network() {
 fn same_seed_same_logits_different_seed_different_logits() {
     let _rng = rng_lock();
     let net = net_with_bn_stats();
-    apply_quantization(&net, &QuantConfig { levels: 4, ..Default::default() }).unwrap();
+    apply_quantization(&net, &QuantConfig { levels: 4, ..Default::default() }, &Default::default())
+        .unwrap();
     let cfg = AnalogConfig {
         programming_noise: ProgrammingNoise::Gaussian { sigma: 0.03 },
         stuck_at: StuckAt { at_gmin: 0.01, at_gmax: 0.0 },
@@ -144,7 +146,8 @@ fn same_seed_same_logits_different_seed_different_logits() {
 fn drift_compensation_restores_the_output_scale() {
     let _rng = rng_lock();
     let net = net_with_bn_stats();
-    apply_quantization(&net, &QuantConfig { levels: 8, ..Default::default() }).unwrap();
+    apply_quantization(&net, &QuantConfig { levels: 8, ..Default::default() }, &Default::default())
+        .unwrap();
     let layer = net.layers.get("layer2.0.conv2").unwrap();
     let target = layer.effective_weight();
     let fan_in = target.size()[1..].iter().product::<i64>();

@@ -30,7 +30,7 @@ fn every_layer_holds_exactly_n_values_per_layer_and_per_channel() {
     {
         for n in [2usize, 3, 5, 6, 8] {
             let q = QuantConfig { method, levels: n, ..Default::default() };
-            apply_quantization(&net, &q).unwrap();
+            apply_quantization(&net, &q, &Default::default()).unwrap();
             for l in net.layers.layers() {
                 let w = l.effective_weight();
                 let d = distinct(&w);
@@ -46,7 +46,7 @@ fn every_layer_holds_exactly_n_values_per_layer_and_per_channel() {
     // LSQ's grid holds exactly N values; the weights use a subset of them.
     for n in [2usize, 3, 5, 8] {
         let q = QuantConfig { method: QuantMethod::Lsq, levels: n, ..Default::default() };
-        apply_quantization(&net, &q).unwrap();
+        apply_quantization(&net, &q, &Default::default()).unwrap();
         for l in net.layers.layers() {
             let grid: Vec<f64> = serde_json::from_value(l.report()["quanta"].clone()).unwrap();
             assert_eq!(grid.len(), n);
@@ -58,7 +58,7 @@ fn every_layer_holds_exactly_n_values_per_layer_and_per_channel() {
     }
     let q =
         QuantConfig { method: QuantMethod::Gq, levels: 5, per_channel: true, ..Default::default() };
-    apply_quantization(&net, &q).unwrap();
+    apply_quantization(&net, &q, &Default::default()).unwrap();
     for l in net.layers.layers() {
         let w = l.effective_weight();
         for c in 0..w.size()[0] {
@@ -72,13 +72,8 @@ fn straight_through_gradient_equals_upstream_gradient() {
     let _rng = rng_lock();
     let net = resnet20();
     let layer = net.layers.get("layer2.1.conv1").unwrap();
-    let s = FitSettings {
-        method: QuantMethod::Gq,
-        levels: 4,
-        per_channel: false,
-        lloyd: LloydOptions::default(),
-        exact_bins: 1024,
-    };
+    let q = QuantConfig { method: QuantMethod::Gq, levels: 4, ..Default::default() };
+    let s = FitSettings::from_config(&q, &Default::default());
     let mut path = LevelPath::new(&layer.spec, s, 100, Default::default()).unwrap();
     let w = &layer.spec.weight;
     w.shallow_clone().zero_grad();
@@ -96,7 +91,7 @@ fn lsq_step_learns_and_grid_is_symmetric() {
     let _rng = rng_lock();
     let net = resnet20();
     let q = QuantConfig { method: QuantMethod::Lsq, levels: 4, ..Default::default() };
-    apply_quantization(&net, &q).unwrap();
+    apply_quantization(&net, &q, &Default::default()).unwrap();
     let l = net.layers.get("layer1.0.conv2").unwrap();
     let steps = l.trainable();
     assert_eq!(steps.len(), 1);

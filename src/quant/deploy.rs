@@ -1,7 +1,7 @@
 //! Puts a quantization config onto a built network: validates the layer selection, folds
 //! BatchNorm when asked, installs one weight path per conv/linear layer, and reports.
 use super::paths::{FitSettings, LevelPath, LsqPath, SharedClock};
-use crate::config::{did_you_mean, QuantConfig, QuantMethod};
+use crate::config::{did_you_mean, AnalogConfig, QuantConfig, QuantMethod};
 use crate::error::{invalid, GqcimError, Result};
 use crate::nets::layers::{LayerOp, WeightPath};
 use crate::nets::Network;
@@ -43,6 +43,7 @@ pub fn check_layer_names(net: &Network, field: &str, names: &[String]) -> Result
 pub fn make_path(
     layer: &crate::nets::layers::LayerSpec,
     q: &QuantConfig,
+    a: &AnalogConfig,
     clock: &SharedClock,
 ) -> Result<Box<dyn WeightPath>> {
     let lerr = |msg: String| GqcimError::Layer { layer: layer.name.clone(), msg };
@@ -62,14 +63,18 @@ pub fn make_path(
             Box::new(LsqPath::new(layer, q.levels))
         }
         _ => Box::new(
-            LevelPath::new(layer, FitSettings::from_config(q), q.refit_every, clock.clone())
+            LevelPath::new(layer, FitSettings::from_config(q, a), q.refit_every, clock.clone())
                 .map_err(lerr)?,
         ),
     })
 }
 
 /// Installs the configured quantizer on every conv/linear layer not kept in fp32.
-pub fn apply_quantization(net: &Network, q: &QuantConfig) -> Result<QuantDeployment> {
+pub fn apply_quantization(
+    net: &Network,
+    q: &QuantConfig,
+    a: &AnalogConfig,
+) -> Result<QuantDeployment> {
     check_layer_names(net, "quant.keep_fp32", &q.keep_fp32)?;
     let mut dep = QuantDeployment::default();
     let start = Instant::now();
@@ -79,7 +84,7 @@ pub fn apply_quantization(net: &Network, q: &QuantConfig) -> Result<QuantDeploym
             dep.kept_fp32.push(l.spec.name.clone());
             continue;
         }
-        let path = tch::no_grad(|| make_path(&l.spec, q, &dep.clock))?;
+        let path = tch::no_grad(|| make_path(&l.spec, q, a, &dep.clock))?;
         l.set_path(path);
         dep.quantized.push(l.spec.name.clone());
     }

@@ -14,4 +14,5 @@ pub use lloyd::{
 };
 pub use uniform::{uniform_minmax, uniform_mse, uniform_mse_sorted};
 pub mod deploy;
+pub mod noise_aware;
 pub mod paths;

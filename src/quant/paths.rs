@@ -11,8 +11,9 @@ use super::exact::exact_kmeans_1d;
 use super::levels::SortedWeights;
 use super::levels::{sqnr_db, thresholds};
 use super::lloyd::{lloyd_from, lloyd_max_sorted, lloyd_max_with_init, LloydOptions};
+use super::noise_aware::{fit_gq_noise, DeviceModel, NoiseFitOptions};
 use super::uniform::{uniform_minmax, uniform_mse, uniform_mse_sorted};
-use crate::config::{QuantConfig, QuantMethod};
+use crate::config::{AnalogConfig, QuantConfig, QuantMethod};
 use crate::nets::layers::{LayerSpec, WeightPath};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -27,16 +28,25 @@ pub struct FitSettings {
     pub per_channel: bool,
     pub lloyd: LloydOptions,
     pub exact_bins: usize,
+    /// The device gq-noise fits for (ignored by the other methods).
+    pub device: DeviceModel,
 }
 
 impl FitSettings {
-    pub fn from_config(q: &QuantConfig) -> FitSettings {
+    /// Settings from the quant config; gq-noise takes its device from the analog section.
+    pub fn from_config(q: &QuantConfig, a: &AnalogConfig) -> FitSettings {
         FitSettings {
             method: q.method,
             levels: q.levels,
             per_channel: q.per_channel,
             lloyd: LloydOptions { max_iter: q.max_iter, tol: q.tol },
             exact_bins: q.exact_bins,
+            device: DeviceModel {
+                g_min: a.g_min,
+                g_max: a.g_max,
+                noise: a.programming_noise.clone(),
+                stuck: a.stuck_at.clone(),
+            },
         }
     }
 }
@@ -45,8 +55,12 @@ impl FitSettings {
 #[derive(Debug, Clone)]
 pub struct LayerQuanta {
     pub rows: Vec<Vec<f64>>,
+    /// Decision thresholds per row; midpoints unless the method chose others (gq-noise).
+    pub thresholds: Vec<Vec<f64>>,
     /// Lloyd-Max iterations of the last fit (summed over channels).
     pub iterations: usize,
+    /// gq-noise: expected squared error (sum) under the device model, per row.
+    pub expected_error: Option<Vec<f64>>,
 }
 
 /// Fits the quanta of `w` with a level method; `previous` warm-starts Lloyd-Max refits.
@@ -62,20 +76,35 @@ pub fn fit_quanta(
         vec![w.shallow_clone()]
     };
     let mut rows = Vec::with_capacity(slices.len());
+    let mut thresholds = Vec::with_capacity(slices.len());
+    let mut expected = Vec::new();
     let mut iterations = 0;
     for (c, slice) in slices.iter().enumerate() {
-        let prev = previous.and_then(|p| p.rows.get(c));
-        let (row, it) = fit_one(slice, s, prev).map_err(|e| {
-            if s.per_channel {
-                format!("output channel {c}: {e}")
-            } else {
-                e
+        let name = |e: String| if s.per_channel { format!("output channel {c}: {e}") } else { e };
+        if s.method == QuantMethod::GqNoise {
+            if s.levels > slice.numel() {
+                return Err(name(format!(
+                    "{} levels requested but the layer has only {} weights",
+                    s.levels,
+                    slice.numel()
+                )));
             }
-        })?;
+            let f = fit_gq_noise(slice, s.levels, &s.device, &s.lloyd, &NoiseFitOptions::default())
+                .map_err(name)?;
+            iterations += f.history.len();
+            rows.push(f.levels);
+            thresholds.push(f.thresholds);
+            expected.push(f.expected_error);
+            continue;
+        }
+        let prev = previous.and_then(|p| p.rows.get(c));
+        let (row, it) = fit_one(slice, s, prev).map_err(name)?;
         iterations += it;
+        thresholds.push(super::levels::thresholds(&row));
         rows.push(row);
     }
-    Ok(LayerQuanta { rows, iterations })
+    let expected_error = (s.method == QuantMethod::GqNoise).then_some(expected);
+    Ok(LayerQuanta { rows, thresholds, iterations, expected_error })
 }
 
 fn fit_one(
@@ -103,7 +132,7 @@ fn fit_one(
         }
         QuantMethod::UniformMinmax => Ok((uniform_minmax(w, n), 0)),
         QuantMethod::UniformMse => Ok((uniform_mse(w, n).0, 0)),
-        QuantMethod::Fp32 | QuantMethod::Lsq => {
+        QuantMethod::Fp32 | QuantMethod::Lsq | QuantMethod::GqNoise => {
             Err(format!("method `{}` has no level fit", s.method.name()))
         }
     }
@@ -129,7 +158,7 @@ pub fn level_tensors(q: &LayerQuanta, device: Device) -> (Tensor, Tensor) {
     let n = q.rows[0].len() as i64;
     let r = q.rows.len() as i64;
     let flat: Vec<f32> = q.rows.iter().flatten().map(|v| *v as f32).collect();
-    let th: Vec<f32> = q.rows.iter().flat_map(|row| thresholds(row)).map(|v| v as f32).collect();
+    let th: Vec<f32> = q.thresholds.iter().flatten().map(|v| *v as f32).collect();
     let levels = Tensor::from_slice(&flat).view([r, n]).to_device(device);
     let thr = Tensor::from_slice(&th).view([r, n - 1]).to_device(device);
     (levels, thr)
@@ -220,7 +249,17 @@ impl WeightPath for LevelPath {
     }
 
     fn report(&self, layer: &LayerSpec) -> Value {
-        level_report(&layer.weight, &self.quanta.rows, self.quantized(&layer.weight))
+        let mut v = level_report(&layer.weight, &self.quanta.rows, self.quantized(&layer.weight));
+        if self.quanta.rows.len() == 1 {
+            v["thresholds"] = json!(self.quanta.thresholds[0]);
+            v["window_w_max"] =
+                json!(self.quanta.rows[0].iter().fold(0.0f64, |m, q| m.max(q.abs())));
+        }
+        if let Some(e) = &self.quanta.expected_error {
+            v["expected_error_under_device"] =
+                json!(e.iter().sum::<f64>() / layer.weight.numel() as f64);
+        }
+        v
     }
 }
 

@@ -398,7 +398,7 @@ fn analog_eval(
 ) -> Result<Value> {
     let start = Instant::now();
     let digital_fp32 = evaluate(net, test_ds, norm, cfg.eval.batch_size);
-    let dep = crate::quant::deploy::apply_quantization(net, &cfg.quant)?;
+    let dep = crate::quant::deploy::apply_quantization(net, &cfg.quant, &cfg.analog)?;
     let digital_q = evaluate(net, test_ds, norm, cfg.eval.batch_size);
     crate::analog::montecarlo::deploy_analog(net, &cfg.analog);
     let mut trial_seconds = Vec::new();

@@ -165,7 +165,7 @@ pub fn quantize_command(
         ));
     }
     let folded = if cfg.quant.fold_bn { fold_batchnorm(&net)? } else { Vec::new() };
-    let dep = apply_quantization(&net, &cfg.quant)?;
+    let dep = apply_quantization(&net, &cfg.quant, &cfg.analog)?;
     let ptq = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size);
     let ptq_report = quant_report(&net, &cfg.quant, cfg.quant.report_exact_gap);
     log_quant_tb(&mut run, &net, &ptq_report, 0);
@@ -240,7 +240,7 @@ pub fn export_command(cfg: &Config, checkpoint_path: &Path, out: &Path) -> Resul
     if cfg.quant.fold_bn {
         fold_batchnorm(&net)?;
     }
-    apply_quantization(&net, &cfg.quant)?;
+    apply_quantization(&net, &cfg.quant, &cfg.analog)?;
     let index = crate::analog::export::export_crossbars(&net, &cfg.analog, out)?;
     println!(
         "exported {} layers ({} {} levels) to {}",
