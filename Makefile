@@ -15,7 +15,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export GQCIM_PYTHON := $(PY)
 export GQCIM_FMNIST_DIR := $(FMNIST_DIR)
 
-.PHONY: all build test classify train-classify data tensorboard venv fmt lint clean-runs
+.PHONY: all build test classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
 
 all: build
 
@@ -47,12 +47,28 @@ data:
 
 # The main job: evaluate the committed reference checkpoint on the Fashion-MNIST test set.
 RUN_TS := $(shell date -u +%Y%m%d-%H%M%S)
+# The main job: check the committed reference checkpoint against its manifest, then run the
+# comparison grid (fp32 vs gq, gq-noise, uniform-mse, lsq at N = 2, 3, 4, 8, fine-tuned with
+# and without device noise, under programming noise sigma = 0, 1, 2, 5% with Monte-Carlo
+# trials). Prints the table; writes runs/classify/compare-<time>/.
 classify: build data
 	$(BIN) eval --config $(CONFIG) --checkpoint $(REF_CKPT) --set data.root=$(FMNIST_DIR) \
 		--run-dir runs/classify/reference-eval-$(RUN_TS)
 	@$(PY) -c "import json,sys; m=json.load(open('models/resnet20_fmnist.json'))['test_accuracy']; \
 		r=json.load(open('runs/classify/reference-eval-$(RUN_TS)/results.json'))['metrics']['test_accuracy']; \
 		print('manifest test accuracy: %.2f%%, measured now: %.2f%%' % (100*m, 100*r)); sys.exit(abs(m-r) > 1e-9)"
+	$(BIN) compare --config $(CONFIG) --checkpoint $(REF_CKPT) --set data.root=$(FMNIST_DIR) \
+		--run-dir runs/classify/compare-$(RUN_TS)
+
+# The GPU-sized grid: full test set, 10 trials, 2 fine-tuning epochs, also N = 16.
+classify-full: build data
+	$(BIN) compare --config configs/classify_fmnist_full.yaml --checkpoint $(REF_CKPT) \
+		--set data.root=$(FMNIST_DIR) --run-dir runs/classify/compare-full-$(RUN_TS)
+
+# Post-training vs straight-through quantization at N = 2, 3, 4, 8, 16 (digital, sigma 0).
+classify-quant: build data
+	$(BIN) compare --config configs/classify_fmnist_quant.yaml --checkpoint $(REF_CKPT) \
+		--set data.root=$(FMNIST_DIR) --run-dir runs/classify/quant-$(RUN_TS)
 
 # Train the reference ResNet-20 from scratch (GPU if libtorch sees one).
 train-classify: build data

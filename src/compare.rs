@@ -29,6 +29,9 @@ pub struct Cell {
     pub stats: McStats,
     pub digital_accuracy: f64,
     pub finetune: Option<FinetuneStats>,
+    /// Set when the cell is another method's cell computed once (gq-noise at σ = 0 is gq:
+    /// the same fit, the same refits, the same seeds).
+    pub same_as: Option<String>,
 }
 
 /// Wraps every quantizing path with training-time device noise.
@@ -93,7 +96,10 @@ pub fn compare_command(
             fit_sigma: None,
         });
     }
-    for &m in &cc.methods {
+    // gq before gq-noise, so that gq-noise at σ = 0 can reuse gq's cell.
+    let mut methods = cc.methods.clone();
+    methods.sort_by_key(|m| if *m == QuantMethod::Gq { 0 } else { 1 });
+    for &m in &methods {
         for &n in &cc.levels {
             for &mode in &cc.modes {
                 if m == QuantMethod::GqNoise {
@@ -134,6 +140,14 @@ pub fn compare_command(
     };
     for (ui, u) in units.iter().enumerate() {
         let row_start = Instant::now();
+        if u.method == QuantMethod::GqNoise && u.fit_sigma == Some(0.0) && cc.methods.contains(&QuantMethod::Gq) {
+            // An ideal device makes gq-noise's fit and refits exactly gq's: reuse that cell.
+            if let Some(gq) = cells.iter().find(|c| c.method == "gq" && c.levels == u.levels && c.mode == u.mode.name() && c.sigma == 0.0).cloned() {
+                println!("[{}/{}] gq-noise        N={:<3} {:<9} σ=0: identical to gq by construction (cell reused)", ui + 1, units.len(), u.levels, u.mode.name());
+                cells.push(Cell { method: "gq-noise".into(), same_as: Some("gq".into()), ..gq });
+                continue;
+            }
+        }
         let mut c = cfg.clone();
         c.quant.method = u.method;
         c.quant.levels = u.levels;
@@ -179,6 +193,7 @@ pub fn compare_command(
                 stats,
                 digital_accuracy: digital,
                 finetune: ft.clone(),
+                same_as: None,
             });
         }
         run.tb.flush();

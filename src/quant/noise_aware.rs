@@ -394,3 +394,23 @@ pub fn fit_gq_noise(
     let b = descend(&p, uni, dm, opts);
     Ok(if b.expected_error < a.expected_error { b } else { a })
 }
+
+/// A gq-noise refit warm-started from a layer's current quanta (fine-tuning refits every K
+/// steps): one monotone descent from `previous`, so the quanta move smoothly with the
+/// weights instead of jumping between the two starts of a fresh fit.
+pub fn refit_gq_noise(
+    w: &Tensor,
+    previous: &[f64],
+    dm: &DeviceModel,
+    opts: &NoiseFitOptions,
+) -> Result<NoiseFit, String> {
+    let sw = SortedWeights::from_tensor(w)?;
+    sw.check_fit(previous.len())?;
+    if dm.is_ideal() {
+        let r = super::lloyd::lloyd_max_with_init(w, previous.len(), previous, &LloydOptions::default())?;
+        let th = super::levels::thresholds(&r.levels);
+        return Ok(NoiseFit { w_max: w_max_of(&r.levels), thresholds: th, history: vec![r.distortion], expected_error: r.distortion, levels: r.levels });
+    }
+    let p = Prefix::new(sw.values());
+    Ok(descend(&p, previous.to_vec(), dm, opts))
+}

@@ -11,7 +11,7 @@ use super::exact::exact_kmeans_1d;
 use super::levels::SortedWeights;
 use super::levels::{sqnr_db, thresholds};
 use super::lloyd::{lloyd_from, lloyd_max_sorted, lloyd_max_with_init, LloydOptions};
-use super::noise_aware::{fit_gq_noise, DeviceModel, NoiseFitOptions};
+use super::noise_aware::{fit_gq_noise, refit_gq_noise, DeviceModel, NoiseFitOptions};
 use super::uniform::{uniform_minmax, uniform_mse, uniform_mse_sorted};
 use crate::config::{AnalogConfig, QuantConfig, QuantMethod};
 use crate::nets::layers::{LayerSpec, WeightPath};
@@ -89,8 +89,12 @@ pub fn fit_quanta(
                     slice.numel()
                 )));
             }
-            let f = fit_gq_noise(slice, s.levels, &s.device, &s.lloyd, &NoiseFitOptions::default())
-                .map_err(name)?;
+            let opts = NoiseFitOptions::default();
+            let f = match previous.and_then(|p| p.rows.get(c)) {
+                Some(prev) if prev.len() == s.levels => refit_gq_noise(slice, prev, &s.device, &opts),
+                _ => fit_gq_noise(slice, s.levels, &s.device, &s.lloyd, &opts),
+            }
+            .map_err(name)?;
             iterations += f.history.len();
             rows.push(f.levels);
             thresholds.push(f.thresholds);
