@@ -11,8 +11,8 @@ use crate::error::Result;
 use crate::quant::deploy::{apply_quantization, make_path, QuantDeployment};
 use crate::report::{line_chart, markdown_table, Series};
 use crate::run::{device_info, git_commit, setup_device, RunDir};
-use crate::tasks::classify::evaluate;
-use crate::tasks::quantize::{finetune_loop, load_classifier, FinetuneStats};
+use crate::tasks::harness::TaskHarness;
+use crate::tasks::quantize::{finetune_loop, ClassifyHarness, FinetuneStats};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -54,6 +54,28 @@ fn mean_std(s: &McStats) -> String {
     format!("{:.2} ± {:.2}", 100.0 * s.mean, 100.0 * s.std)
 }
 
+/// The task harness a config names.
+pub fn harness_for(cfg: &Config, device: tch::Device) -> Result<Box<dyn TaskHarness>> {
+    match cfg.task {
+        crate::config::Task::Classify => classify_harness(cfg, device),
+    }
+}
+
+fn classify_harness(cfg: &Config, device: tch::Device) -> Result<Box<dyn TaskHarness>> {
+    let train = data::load_split(&cfg.data, true)?;
+    let mut test = data::load_split(&cfg.data, false)?;
+    data::check_against_model(&test, cfg.model.in_channels, cfg.model.num_classes)?;
+    if cfg.compare.eval_limit > 0 {
+        test = test.limit(cfg.compare.eval_limit);
+    }
+    Ok(Box::new(ClassifyHarness {
+        cfg: cfg.clone(),
+        train: train.to_device(device),
+        test: test.to_device(device),
+        norm: Normalizer::new(&cfg.data, device),
+    }))
+}
+
 /// Runs the grid; writes results.csv, results.json, table.md and plots into the run folder.
 pub fn compare_command(
     cfg: &Config,
@@ -65,16 +87,8 @@ pub fn compare_command(
     cfg.validate_compare()?;
     let device = setup_device(cfg)?;
     let cc = &cfg.compare;
-    let train_ds = data::load_split(&cfg.data, true)?.to_device(device);
-    let mut test_ds = data::load_split(&cfg.data, false)?;
-    data::check_against_model(&test_ds, cfg.model.in_channels, cfg.model.num_classes)?;
-    if cc.eval_limit > 0 {
-        test_ds = test_ds.limit(cc.eval_limit);
-    }
-    let test_ds = test_ds.to_device(device);
-    let norm = Normalizer::new(&cfg.data, device);
+    let task = harness_for(cfg, device)?;
     let mut run = RunDir::create(cfg, "compare", config_path, run_dir)?;
-    let bs = cfg.eval.batch_size;
     let mut cells: Vec<Cell> = Vec::new();
 
     // A unit is one network (method, N, fine-tuning) evaluated at some sigmas. gq-noise
@@ -128,7 +142,7 @@ pub fn compare_command(
         "comparison grid: {} networks, {} sigmas, {} test images, up to {} trials per cell",
         units.len(),
         cc.sigmas.len(),
-        test_ds.len(),
+        task.eval_len(),
         cfg.analog.trials
     );
     let noise_at = |sigma: f64| {
@@ -140,9 +154,21 @@ pub fn compare_command(
     };
     for (ui, u) in units.iter().enumerate() {
         let row_start = Instant::now();
-        if u.method == QuantMethod::GqNoise && u.fit_sigma == Some(0.0) && cc.methods.contains(&QuantMethod::Gq) {
+        if u.method == QuantMethod::GqNoise
+            && u.fit_sigma == Some(0.0)
+            && cc.methods.contains(&QuantMethod::Gq)
+        {
             // An ideal device makes gq-noise's fit and refits exactly gq's: reuse that cell.
-            if let Some(gq) = cells.iter().find(|c| c.method == "gq" && c.levels == u.levels && c.mode == u.mode.name() && c.sigma == 0.0).cloned() {
+            if let Some(gq) = cells
+                .iter()
+                .find(|c| {
+                    c.method == "gq"
+                        && c.levels == u.levels
+                        && c.mode == u.mode.name()
+                        && c.sigma == 0.0
+                })
+                .cloned()
+            {
                 println!("[{}/{}] gq-noise        N={:<3} {:<9} σ=0: identical to gq by construction (cell reused)", ui + 1, units.len(), u.levels, u.mode.name());
                 cells.push(Cell { method: "gq-noise".into(), same_as: Some("gq".into()), ..gq });
                 continue;
@@ -154,7 +180,7 @@ pub fn compare_command(
         if let Some(s) = u.fit_sigma {
             c.analog.programming_noise = noise_at(s);
         }
-        let net = load_classifier(&c, checkpoint, device)?;
+        let net = task.load_network(&c, checkpoint, device)?;
         let mut ft = None;
         if u.method != QuantMethod::Fp32 {
             let dep = match u.mode {
@@ -162,10 +188,10 @@ pub fn compare_command(
                 _ => apply_quantization(&net, &c.quant, &c.analog)?,
             };
             if u.mode != TuneMode::Ptq {
-                ft = Some(finetune_loop(&net, &train_ds, &norm, &c, &dep, |_, _| {})?);
+                ft = Some(finetune_loop(&net, task.as_ref(), &c, &dep, |_, _| {})?);
             }
         }
-        let digital = evaluate(&net, &test_ds, &norm, bs).accuracy;
+        let digital = task.evaluate(&net);
         let targets: Vec<(Tensor, String)> =
             net.layers.layers().iter().map(|l| (l.effective_weight(), l.describe())).collect();
         let tag = format!("{}-{}", u.method.name(), u.mode.name());
@@ -179,7 +205,7 @@ pub fn compare_command(
             }
             // The same trial seeds for every network at a given sigma.
             let seed = cfg.seed.wrapping_add(1000 * si as u64);
-            let stats = monte_carlo(&net, &a, seed, |n| evaluate(n, &test_ds, &norm, bs).accuracy)?;
+            let stats = monte_carlo(&net, &a, seed, |n| task.evaluate(n))?;
             run.tb.scalar(
                 &format!("compare/{tag}/N{}", u.levels),
                 stats.mean,
@@ -222,7 +248,9 @@ pub fn compare_command(
         "git_commit": git_commit(),
         "device": device_info(device),
         "checkpoint": checkpoint.display().to_string(),
-        "test_images": test_ds.len(),
+        "task": task.task(),
+        "metric": task.metric_name(),
+        "eval_samples": task.eval_len(),
         "cells": cells,
         "wall_seconds": wall_s,
     });

@@ -1,6 +1,7 @@
 //! gqcim: generalized quantization and analog crossbar (CACIM) deployment of vision networks
 //! on libtorch. See DESIGN notes in the README for the weight-path architecture.
 pub mod analog;
+pub mod bench;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;

@@ -99,6 +99,31 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Benchmarks against PyTorch eager and aihwkit (ratios measured in one run).
+    Bench {
+        /// cpu or cuda.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// libtorch threads (0 = libtorch's default); the Python peers get the same number.
+        #[arg(long, default_value_t = 0)]
+        threads: i32,
+        /// Python with torch (and aihwkit, scikit-learn for the CPU peers).
+        #[arg(long, env = "GQCIM_PYTHON", default_value = "python3")]
+        python: PathBuf,
+        #[arg(long, default_value = "benches/results")]
+        out: PathBuf,
+        /// Name of the machine in the results file (default: cpu<cores> or the GPU name).
+        #[arg(long)]
+        machine: Option<String>,
+        /// Checkpoint for the aihwkit accuracy sanity check.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Small sizes and few repeats (a smoke test).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        skip_aihwkit: bool,
+    },
     /// Evaluate a checkpoint on the test split (`--analog`: Monte-Carlo on the crossbar).
     Eval {
         #[command(flatten)]
@@ -153,6 +178,45 @@ fn run(cli: Cli) -> Result<()> {
                 true,
             )
             .context("fine-tuning failed")?;
+        }
+        Command::Bench {
+            device,
+            threads,
+            python,
+            out,
+            machine,
+            checkpoint,
+            quick,
+            skip_aihwkit,
+        } => {
+            let device = match device.as_str() {
+                "cpu" => tch::Device::Cpu,
+                "cuda" if tch::Cuda::is_available() => tch::Device::Cuda(0),
+                other => {
+                    anyhow::bail!("--device {other}: expected cpu, or cuda on a machine with a GPU")
+                }
+            };
+            let machine = machine.unwrap_or_else(|| {
+                if device.is_cuda() {
+                    "gpu".to_string()
+                } else {
+                    format!(
+                        "cpu{}",
+                        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+                    )
+                }
+            });
+            let opts = gqcim::bench::BenchOptions {
+                device,
+                threads,
+                python,
+                out_dir: out,
+                machine,
+                quick,
+                checkpoint,
+                skip_aihwkit,
+            };
+            gqcim::bench::bench_command(&opts).context("benchmark failed")?;
         }
         Command::Compare { args, checkpoint } => {
             let cfg = load_config(&args)?;

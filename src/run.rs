@@ -116,3 +116,14 @@ pub fn device_info(device: Device) -> Value {
         "host_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     })
 }
+
+/// The repository folder (for scripts under `benches/`): the working directory when it
+/// holds `Cargo.toml`, else the folder the binary was built from.
+pub fn repo_dir() -> std::path::PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    if cwd.join("benches").is_dir() && cwd.join("Cargo.toml").is_file() {
+        cwd
+    } else {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+}

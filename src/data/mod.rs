@@ -3,6 +3,7 @@
 pub mod augment;
 pub mod cifar;
 pub mod idx;
+pub mod scenes;
 pub mod voc;
 pub mod voc_seg;
 
@@ -30,6 +31,14 @@ impl Dataset {
 
     pub fn channels(&self) -> i64 {
         self.images.size()[1]
+    }
+
+    pub fn shallow_clone(&self) -> Dataset {
+        Dataset {
+            images: self.images.shallow_clone(),
+            labels: self.labels.shallow_clone(),
+            num_classes: self.num_classes,
+        }
     }
 
     pub fn to_device(&self, device: Device) -> Dataset {

@@ -407,9 +407,20 @@ pub fn refit_gq_noise(
     let sw = SortedWeights::from_tensor(w)?;
     sw.check_fit(previous.len())?;
     if dm.is_ideal() {
-        let r = super::lloyd::lloyd_max_with_init(w, previous.len(), previous, &LloydOptions::default())?;
+        let r = super::lloyd::lloyd_max_with_init(
+            w,
+            previous.len(),
+            previous,
+            &LloydOptions::default(),
+        )?;
         let th = super::levels::thresholds(&r.levels);
-        return Ok(NoiseFit { w_max: w_max_of(&r.levels), thresholds: th, history: vec![r.distortion], expected_error: r.distortion, levels: r.levels });
+        return Ok(NoiseFit {
+            w_max: w_max_of(&r.levels),
+            thresholds: th,
+            history: vec![r.distortion],
+            expected_error: r.distortion,
+            levels: r.levels,
+        });
     }
     let p = Prefix::new(sw.values());
     Ok(descend(&p, previous.to_vec(), dm, opts))

@@ -91,7 +91,9 @@ pub fn fit_quanta(
             }
             let opts = NoiseFitOptions::default();
             let f = match previous.and_then(|p| p.rows.get(c)) {
-                Some(prev) if prev.len() == s.levels => refit_gq_noise(slice, prev, &s.device, &opts),
+                Some(prev) if prev.len() == s.levels => {
+                    refit_gq_noise(slice, prev, &s.device, &opts)
+                }
                 _ => fit_gq_noise(slice, s.levels, &s.device, &s.lloyd, &opts),
             }
             .map_err(name)?;

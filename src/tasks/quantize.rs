@@ -1,6 +1,7 @@
 //! Post-training quantization (`gqcim quantize`) and straight-through fine-tuning
 //! (`gqcim finetune`) of a trained classifier, each writing a run folder.
 use super::classify::{epoch_seed, evaluate, learning_rate, train_batch, EvalResult};
+use super::harness::TaskHarness;
 use crate::checkpoint::{self, load_strict, save_varstore};
 use crate::config::{Config, QuantMethod};
 use crate::data::{self, Dataset, Normalizer};
@@ -30,8 +31,7 @@ pub struct FinetuneStats {
 /// weights (and LSQ steps) learn, the forward pass sees quantized (or noisy) weights.
 pub fn finetune_loop(
     net: &Network,
-    train_ds: &Dataset,
-    norm: &Normalizer,
+    task: &dyn TaskHarness,
     cfg: &Config,
     dep: &QuantDeployment,
     mut on_epoch: impl FnMut(usize, f64),
@@ -51,9 +51,10 @@ pub fn finetune_loop(
         }
     }
     let mut opt = Sgd::with_groups(params, f.momentum, f.nesterov, f.weight_decay);
-    let device = train_ds.images.device();
-    let bs = f.batch_size.min(train_ds.len());
-    let steps_per_epoch = (train_ds.len() / bs).max(1) as usize;
+    let device = net.vs.device();
+    let n_train = task.train_len();
+    let bs = f.batch_size.min(n_train);
+    let steps_per_epoch = (n_train / bs).max(1) as usize;
     let total = ((f.epochs * steps_per_epoch as f64).round() as usize).max(1);
     let start = Instant::now();
     net.layers.set_training(true);
@@ -61,19 +62,12 @@ pub fn finetune_loop(
     let (mut step, mut epoch, mut last_loss) = (0usize, 0usize, f64::NAN);
     while step < total {
         tch::manual_seed(epoch_seed(cfg.seed ^ 0xF17E, epoch));
-        let batches = data::epoch_batches(train_ds.len(), bs, device);
+        let batches = data::epoch_batches(n_train, bs, device);
         let mut loss_acc = Tensor::zeros([], (tch::Kind::Float, device));
         let mut n = 0;
         for idx in batches.iter().take(total - step) {
             let lr = learning_rate(f.lr, step, 0, total);
-            let (x, y) = train_batch(train_ds, idx, cfg, norm);
-            let loss = net.forward_t(&x, true).cross_entropy_loss::<Tensor>(
-                &y,
-                None,
-                Reduction::Mean,
-                -100,
-                0.0,
-            );
+            let loss = task.batch_loss(net, idx);
             opt.zero_grad();
             loss.backward();
             opt.step(lr);
@@ -201,7 +195,13 @@ pub fn quantize_command(
     let mut final_res = ptq;
     if let Some(train_ds) = train_ds {
         let train_ds = train_ds.to_device(device);
-        let stats = finetune_loop(&net, &train_ds, &norm, cfg, &dep, |e, loss| {
+        let task = ClassifyHarness {
+            cfg: cfg.clone(),
+            train: train_ds,
+            test: test_ds.shallow_clone(),
+            norm: Normalizer::new(&cfg.data, device),
+        };
+        let stats = finetune_loop(&net, &task, cfg, &dep, |e, loss| {
             run.tb.scalar("finetune/loss", loss, e);
         })?;
         let ft = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size);
@@ -250,4 +250,43 @@ pub fn export_command(cfg: &Config, checkpoint_path: &Path, out: &Path) -> Resul
         out.display()
     );
     Ok(index)
+}
+
+/// Classification as a task harness: cross-entropy on augmented batches, top-1 accuracy.
+pub struct ClassifyHarness {
+    pub cfg: Config,
+    pub train: Dataset,
+    pub test: Dataset,
+    pub norm: Normalizer,
+}
+
+impl TaskHarness for ClassifyHarness {
+    fn task(&self) -> &'static str {
+        "classify"
+    }
+
+    fn metric_name(&self) -> &'static str {
+        "top-1 accuracy (%)"
+    }
+
+    fn load_network(&self, cfg: &Config, checkpoint: &Path, device: Device) -> Result<Network> {
+        load_classifier(cfg, checkpoint, device)
+    }
+
+    fn train_len(&self) -> i64 {
+        self.train.len()
+    }
+
+    fn batch_loss(&self, net: &Network, idx: &Tensor) -> Tensor {
+        let (x, y) = train_batch(&self.train, idx, &self.cfg, &self.norm);
+        net.forward_t(&x, true).cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0)
+    }
+
+    fn evaluate(&self, net: &Network) -> f64 {
+        evaluate(net, &self.test, &self.norm, self.cfg.eval.batch_size).accuracy
+    }
+
+    fn eval_len(&self) -> i64 {
+        self.test.len()
+    }
 }

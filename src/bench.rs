@@ -1,0 +1,476 @@
+//! `gqcim bench`: the pipeline's speed against PyTorch eager and IBM aihwkit, as ratios of
+//! two things measured in the same run (medians over repeats), written to
+//! `benches/results/<machine>-<date>.json` with a printed table.
+use crate::analog::montecarlo::{deploy_analog, monte_carlo};
+use crate::analog::path::NoisyTrainPath;
+use crate::checkpoint::write_json_atomic;
+use crate::config::{
+    AnalogConfig, Arch, Converter, Drift, ModelConfig, ProgrammingNoise, QuantConfig, QuantMethod,
+    ReadNoise, StuckAt, TrainNoiseConfig,
+};
+use crate::error::{invalid, Result};
+use crate::nets::{build_classifier, Network};
+use crate::quant::deploy::{apply_quantization, make_path, QuantDeployment};
+use crate::sgd::Sgd;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+use tch::{Device, Kind, Reduction, Tensor};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub device: Device,
+    pub threads: i32,
+    pub python: PathBuf,
+    pub out_dir: PathBuf,
+    pub machine: String,
+    /// Fewer repeats and smaller sizes (smoke test).
+    pub quick: bool,
+    pub checkpoint: Option<PathBuf>,
+    pub skip_aihwkit: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+fn sync(device: Device) {
+    if device.is_cuda() {
+        tch::Cuda::synchronize(0);
+    }
+}
+
+/// Times `f` `repeats` times after `warmup` untimed calls; returns all seconds.
+fn time_it(device: Device, warmup: usize, repeats: usize, mut f: impl FnMut()) -> Vec<f64> {
+    for _ in 0..warmup {
+        f();
+    }
+    sync(device);
+    (0..repeats)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            sync(device);
+            t.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+fn resnet(arch: Arch, device: Device) -> Network {
+    tch::manual_seed(0);
+    build_classifier(&ModelConfig { arch, in_channels: 1, num_classes: 10 }, device)
+}
+
+/// Training steps on random data with the network's current weight paths.
+fn train_steps(net: &Network, steps: usize, batch: i64, device: Device) -> impl FnMut() + '_ {
+    let mut params: Vec<(String, Tensor, f64)> = net
+        .vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .map(|(n, t)| (n, t, 1.0))
+        .collect();
+    for l in net.layers.layers() {
+        for (i, t) in l.trainable().into_iter().enumerate() {
+            params.push((format!("{}.p{i}", l.spec.name), t, 1.0));
+        }
+    }
+    let mut opt = Sgd::with_groups(params, 0.9, true, 5e-4);
+    let x = Tensor::randn([batch, 1, 28, 28], (Kind::Float, device));
+    let y = Tensor::randint(10, [batch], (Kind::Int64, device));
+    move || {
+        for _ in 0..steps {
+            let loss = net.forward_t(&x, true).cross_entropy_loss::<Tensor>(
+                &y,
+                None,
+                Reduction::Mean,
+                -100,
+                0.0,
+            );
+            opt.zero_grad();
+            loss.backward();
+            opt.step(0.01);
+        }
+    }
+}
+
+/// One pass of eval-mode inference over `images` random images.
+fn eval_pass(net: &Network, images: i64, batch: i64, device: Device) -> impl FnMut() + '_ {
+    let x = Tensor::randn([images, 1, 28, 28], (Kind::Float, device));
+    move || {
+        tch::no_grad(|| {
+            let mut i = 0;
+            while i < images {
+                let b = batch.min(images - i);
+                let _ = net.forward_t(&x.narrow(0, i, b), false).sum(Kind::Float).double_value(&[]);
+                i += b;
+            }
+        })
+    }
+}
+
+fn run_python(python: &Path, script: &Path, args: &[String]) -> Result<Value> {
+    let out = Command::new(python).arg(script).args(args).output().map_err(|e| {
+        invalid("bench", format!("cannot run {} {}: {e}", python.display(), script.display()))
+    })?;
+    if !out.status.success() {
+        return Err(invalid(
+            "bench",
+            format!(
+                "{} failed: {}",
+                script.display(),
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            ),
+        ));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| invalid("bench", format!("{} printed no JSON: {e}", script.display())))
+}
+
+/// The weights-only device model of the benchmark (programming noise, faults, drift + GDC).
+pub fn weights_only_device() -> AnalogConfig {
+    AnalogConfig {
+        enabled: true,
+        programming_noise: ProgrammingNoise::Gaussian { sigma: 0.02 },
+        stuck_at: StuckAt { at_gmin: 0.01, at_gmax: 0.0 },
+        drift: Drift::PowerLaw {
+            nu_mean: 0.05,
+            nu_std: 0.02,
+            t0: 1.0,
+            t: 86_400.0,
+            compensation: true,
+        },
+        trials: 1,
+        ..Default::default()
+    }
+}
+
+/// Adds read noise, 8-bit DAC, 8-bit per-tile ADC (bound 12) on 256-row tiles.
+pub fn periphery_device() -> AnalogConfig {
+    AnalogConfig {
+        read_noise: ReadNoise::Gaussian { sigma: 0.01 },
+        dac: Converter::Uniform { bits: 8, range: 1.0 },
+        adc: Converter::Uniform { bits: 8, range: 12.0 },
+        tile_rows: 256,
+        ..weights_only_device()
+    }
+}
+
+fn quant_gq(levels: usize, refit_every: usize) -> QuantConfig {
+    QuantConfig {
+        method: QuantMethod::Gq,
+        levels,
+        refit_every,
+        report_exact_gap: false,
+        ..Default::default()
+    }
+}
+
+/// Runs the suite; returns the JSON written to `<out_dir>/<machine>-<date>.json`.
+pub fn bench_command(o: &BenchOptions) -> Result<Value> {
+    let dev = o.device;
+    if o.threads > 0 {
+        tch::set_num_threads(o.threads);
+    }
+    let threads = tch::get_num_threads();
+    let (reps, steps) = if o.quick { (2, 3) } else { (5, 10) };
+    let benches = crate::run::repo_dir().join("benches");
+    let mut out = json!({
+        "machine": o.machine,
+        "date": crate::run::timestamp(),
+        "device": crate::run::device_info(dev),
+        "threads": threads,
+        "git_commit": crate::run::git_commit(),
+        "quick": o.quick,
+    });
+    let mut table: Vec<(String, String, String)> = Vec::new();
+    let devname = if dev.is_cuda() { "cuda" } else { "cpu" };
+
+    // 1. Training step, ResNet-20, batch 128, 28x28: gqcim vs PyTorch eager.
+    eprintln!("[1/6] training step: gqcim vs PyTorch eager");
+    let batch = 128;
+    let net = resnet(Arch::Resnet20, dev);
+    let ours = median(time_it(dev, 1, reps, train_steps(&net, steps, batch, dev))) / steps as f64;
+    let torch = run_python(
+        &o.python,
+        &benches.join("torch_eager.py"),
+        &[
+            "--mode".into(),
+            "train".into(),
+            "--depth".into(),
+            "20".into(),
+            "--batch".into(),
+            batch.to_string(),
+            "--steps".into(),
+            steps.to_string(),
+            "--repeats".into(),
+            reps.to_string(),
+            "--warmup".into(),
+            "1".into(),
+            "--threads".into(),
+            threads.to_string(),
+            "--device".into(),
+            devname.into(),
+        ],
+    )?;
+    let torch_step = torch["median_step_s"].as_f64().unwrap_or(f64::NAN);
+    let r1 = torch_step / ours;
+    out["train_step"] = json!({"batch": batch, "gqcim_step_s": ours, "torch_step_s": torch_step,
+        "gqcim_images_per_s": batch as f64 / ours, "torch": torch, "ratio_gqcim_vs_torch": r1, "target": 1.0});
+    table.push(("1 train step vs PyTorch eager".into(), format!("{r1:.2}x"), ">= 1.0x".into()));
+
+    // 2. QAT steps against an fp32 step (same loop, same data).
+    eprintln!("[2/6] QAT steps vs fp32 steps");
+    let window = if o.quick { 10 } else { 100 };
+    let qreps = if o.quick { 1 } else { 3 };
+    let fp32_net = resnet(Arch::Resnet20, dev);
+    let fp32_t = median(time_it(dev, 0, qreps, train_steps(&fp32_net, window, batch, dev)));
+    let mut qat = json!({"steps_per_window": window, "fp32_window_s": fp32_t});
+    for (name, k, noisy) in [
+        ("gq_refit_100", 100usize, false),
+        ("gq_refit_1", 1, false),
+        ("gq_refit_100_noise_aware", 100, true),
+    ] {
+        let qnet = resnet(Arch::Resnet20, dev);
+        let q = quant_gq(8, if o.quick { k.min(window) } else { k });
+        let dep = apply_quantization(&qnet, &q, &AnalogConfig::default())?;
+        let dep = if noisy {
+            let d = QuantDeployment::default();
+            let noise = TrainNoiseConfig {
+                programming_noise: ProgrammingNoise::Gaussian { sigma: 0.03 },
+                ..Default::default()
+            };
+            for l in qnet.layers.layers() {
+                let inner =
+                    tch::no_grad(|| make_path(&l.spec, &q, &AnalogConfig::default(), &d.clock))?;
+                l.set_path(Box::new(NoisyTrainPath {
+                    inner,
+                    noise: noise.clone(),
+                    g_min: 1.0,
+                    g_max: 25.0,
+                    per_column: false,
+                }));
+            }
+            d
+        } else {
+            dep
+        };
+        let t = median(time_it(dev, 0, qreps, train_steps(&qnet, window, batch, dev)));
+        let refit = dep.clock.lock().map(|c| c.total.as_secs_f64()).unwrap_or(0.0) / qreps as f64;
+        let ratio = fp32_t / t;
+        qat[name] = json!({"window_s": t, "ratio_vs_fp32": ratio, "refit_s_per_window": refit, "refit_share": refit / t});
+        let target =
+            if name == "gq_refit_1" { "report".to_string() } else { ">= 0.85x".to_string() };
+        table.push((format!("2 QAT step {name} vs fp32 step"), format!("{ratio:.2}x"), target));
+    }
+    out["qat_step"] = qat;
+
+    // 3. Monte-Carlo analog evaluation vs fp32 evaluation.
+    eprintln!("[3/6] Monte-Carlo analog evaluation vs fp32 evaluation");
+    let (images, ebatch) = (if o.quick { 500 } else { 2000 }, 1000);
+    let enet = resnet(Arch::Resnet20, dev);
+    let fp32_eval = median(time_it(dev, 1, reps, eval_pass(&enet, images, ebatch, dev)));
+    let mut mc = json!({"images": images, "batch": ebatch, "fp32_eval_s": fp32_eval});
+    for (name, cfg) in [("weights_only", weights_only_device()), ("periphery", periphery_device())]
+    {
+        let anet = resnet(Arch::Resnet20, dev);
+        apply_quantization(&anet, &quant_gq(8, 100), &cfg)?;
+        deploy_analog(&anet, &cfg);
+        let mut pass = eval_pass(&anet, images, ebatch, dev);
+        let mut seed = 0u64;
+        let trial = median(time_it(dev, 1, reps, || {
+            seed += 1;
+            // One trial: program every layer (seeded), then the whole evaluation.
+            let _ = monte_carlo(&anet, &cfg, seed, |_| {
+                pass();
+                0.0
+            });
+        }));
+        let ratio = fp32_eval / trial;
+        mc[name] = json!({"trial_s": trial, "throughput_ratio_vs_fp32": ratio, "cost_ratio_vs_fp32": trial / fp32_eval});
+        let target = if name == "weights_only" { ">= 0.9x (cost <= 1.15x)" } else { "report" };
+        table.push((
+            format!("3 MC trial ({name}) vs fp32 eval"),
+            format!("{ratio:.2}x (cost {:.2}x)", trial / fp32_eval),
+            target.into(),
+        ));
+    }
+    out["monte_carlo"] = mc;
+
+    // 4. Against aihwkit on the same network and non-idealities (CPU).
+    if o.skip_aihwkit || dev.is_cuda() {
+        out["aihwkit"] = json!("skipped");
+    } else {
+        eprintln!("[4/6] gqcim vs IBM aihwkit inference");
+        let mut aih = json!({});
+        for (name, cfg) in [("weights", weights_only_device()), ("periphery", periphery_device())] {
+            let mut args = vec![
+                "--config".to_string(),
+                name.into(),
+                "--images".into(),
+                images.to_string(),
+                "--batch".into(),
+                ebatch.to_string(),
+                "--repeats".into(),
+                (if o.quick { 1 } else { 3 }).to_string(),
+                "--threads".into(),
+                threads.to_string(),
+            ];
+            if let Some(c) = &o.checkpoint {
+                // Accuracy sanity check on a few test images (untimed).
+                args.extend([
+                    "--checkpoint".to_string(),
+                    c.display().to_string(),
+                    "--eval-images".into(),
+                    "300".into(),
+                ]);
+            }
+            let theirs = run_python(&o.python, &benches.join("aihwkit_bench.py"), &args)?;
+            let anet = resnet(Arch::Resnet20, dev);
+            apply_quantization(
+                &anet,
+                &QuantConfig { method: QuantMethod::Fp32, ..Default::default() },
+                &cfg,
+            )?;
+            deploy_analog(&anet, &cfg);
+            let mut pass = eval_pass(&anet, images, ebatch, dev);
+            let mut seed = 0u64;
+            let ours = median(time_it(dev, 1, reps, || {
+                seed += 1;
+                let _ = monte_carlo(&anet, &cfg, seed, |_| {
+                    pass();
+                    0.0
+                });
+            }));
+            let ours_ips = images as f64 / ours;
+            // Like for like: images / (programming + drift + inference) per trial on both sides.
+            let their_ips = theirs["median_trial_images_per_s"].as_f64().unwrap_or(f64::NAN);
+            let ratio = ours_ips / their_ips;
+            aih[name] = json!({"gqcim_images_per_s": ours_ips, "aihwkit": theirs, "ratio_gqcim_vs_aihwkit": ratio});
+            table.push((
+                format!("4 analog inference ({name}) vs aihwkit"),
+                format!("{ratio:.1}x"),
+                ">= 5x".into(),
+            ));
+        }
+        out["aihwkit"] = aih;
+    }
+
+    // 5. Fitting quanta on ResNet-50-shaped tensors: gq, gq-exact vs scikit-learn KMeans.
+    eprintln!("[5/6] fitting quanta: gq, gq-exact, scikit-learn KMeans");
+    out["quanta_fit"] = fit_bench(o, &benches)?;
+    if let Some(r) = out["quanta_fit"]["speedup_gq_vs_sklearn"].as_f64() {
+        table.push((
+            "5 gq fit (ResNet-50, N=8) vs sklearn KMeans".into(),
+            format!("{r:.0}x faster"),
+            "report".into(),
+        ));
+    }
+
+    // 6. Scaling: evaluation time against batch size and model size, fp32 and analog.
+    eprintln!("[6/6] scaling with batch size and model size");
+    let mut scaling = Vec::new();
+    let per_model_images = if o.quick { 256 } else { 1024 };
+    for arch in [Arch::Resnet20, Arch::Resnet56, Arch::Resnet18, Arch::Resnet50] {
+        for b in [16i64, 128, 1024] {
+            if b > per_model_images {
+                continue;
+            }
+            let n = resnet(arch, dev);
+            let f = median(time_it(
+                dev,
+                1,
+                if o.quick { 1 } else { 3 },
+                eval_pass(&n, per_model_images, b, dev),
+            ));
+            let cfg = weights_only_device();
+            apply_quantization(&n, &quant_gq(8, 100), &cfg)?;
+            deploy_analog(&n, &cfg);
+            let mut pass = eval_pass(&n, per_model_images, b, dev);
+            let mut seed = 0u64;
+            let a = median(time_it(dev, 1, if o.quick { 1 } else { 3 }, || {
+                seed += 1;
+                let _ = monte_carlo(&n, &cfg, seed, |_| {
+                    pass();
+                    0.0
+                });
+            }));
+            let params: i64 = n.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+            scaling.push(json!({"arch": arch.name(), "parameters": params, "batch": b, "images": per_model_images,
+                "fp32_images_per_s": per_model_images as f64 / f, "analog_images_per_s": per_model_images as f64 / a,
+                "analog_cost_ratio": a / f}));
+        }
+    }
+    out["scaling"] = json!(scaling);
+    out["summary"] = json!(table
+        .iter()
+        .map(|(a, b, c)| json!({"measure": a, "result": b, "target": c}))
+        .collect::<Vec<_>>());
+    std::fs::create_dir_all(&o.out_dir)?;
+    let path = o.out_dir.join(format!("{}-{}.json", o.machine, &crate::run::timestamp()[..8]));
+    write_json_atomic(&path, &out)?;
+    println!("\n| measure | result | target |\n| --- | --- | --- |");
+    for (a, b, c) in &table {
+        println!("| {a} | {b} | {c} |");
+    }
+    println!("\nscaling (images/s, fp32 | analog):");
+    for s in out["scaling"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<9} batch {:>5}: {:>8.0} | {:>8.0}  (analog cost {:.2}x)",
+            s["arch"].as_str().unwrap_or(""),
+            s["batch"],
+            s["fp32_images_per_s"].as_f64().unwrap_or(0.0),
+            s["analog_images_per_s"].as_f64().unwrap_or(0.0),
+            s["analog_cost_ratio"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!("\nwritten to {}", path.display());
+    Ok(out)
+}
+
+fn fit_bench(o: &BenchOptions, benches: &Path) -> Result<Value> {
+    let tmp = std::env::temp_dir().join(format!("gqcim-r50-{}.safetensors", std::process::id()));
+    let mut args =
+        vec!["--export".to_string(), tmp.display().to_string(), "--threads".into(), "1".into()];
+    if o.quick {
+        args.extend(["--max-layers".to_string(), "6".into()]);
+    }
+    let sk = run_python(&o.python, &benches.join("kmeans_sklearn.py"), &args)?;
+    let tensors = crate::checkpoint::read_tensors(&tmp)?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let opts = crate::quant::LloydOptions::default();
+    let t = Instant::now();
+    let mut gq_sse = 0.0;
+    for n in &names {
+        let (lv, _) =
+            crate::quant::paths::fit_gq(&tensors[*n], 8, &opts).map_err(|e| invalid("bench", e))?;
+        gq_sse += crate::quant::squared_error(&tensors[*n], &lv);
+    }
+    let gq_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut ex_sse = 0.0;
+    for n in &names {
+        let r = crate::quant::exact_kmeans_1d(&tensors[*n], 8, 4096)
+            .map_err(|e| invalid("bench", e))?;
+        ex_sse += r.distortion;
+    }
+    let ex_s = t.elapsed().as_secs_f64();
+    let numel: i64 = names.iter().map(|n| tensors[*n].numel() as i64).sum();
+    let sk_s = sk["total_seconds"].as_f64().unwrap_or(f64::NAN);
+    Ok(json!({"layers": names.len(), "weights": numel, "levels": 8,
+        "gq_seconds": gq_s, "gq_squared_error": gq_sse,
+        "gq_exact_seconds": ex_s, "gq_exact_squared_error": ex_sse,
+        "sklearn": sk, "speedup_gq_vs_sklearn": sk_s / gq_s}))
+}

@@ -1,0 +1,33 @@
+//! What fine-tuning and the comparison grid need from a vision task: build a network from a
+//! checkpoint, draw training batches and their loss, and score a network on the test set.
+//! Classification, detection and segmentation each implement it, so quantization, the
+//! crossbar and the comparison grid apply to every task unchanged.
+use crate::config::Config;
+use crate::error::Result;
+use crate::nets::Network;
+use std::path::Path;
+use tch::{Device, Tensor};
+
+pub trait TaskHarness {
+    /// Task folder name under `runs/` (`classify`, `detect`, `segment`).
+    fn task(&self) -> &'static str;
+
+    /// The primary metric's name for tables (e.g. `top-1 accuracy (%)`, `mAP@0.5 (%)`).
+    fn metric_name(&self) -> &'static str;
+
+    /// A network of the config's architecture with the checkpoint loaded strictly.
+    fn load_network(&self, cfg: &Config, checkpoint: &Path, device: Device) -> Result<Network>;
+
+    /// Number of training samples (batches are index tensors into them).
+    fn train_len(&self) -> i64;
+
+    /// The training loss of one batch of sample indices, in train mode (augmentation is the
+    /// task's business; draws come from the global generator, seeded per epoch by the caller).
+    fn batch_loss(&self, net: &Network, idx: &Tensor) -> Tensor;
+
+    /// The primary metric (a fraction, higher is better) on the task's evaluation set.
+    fn evaluate(&self, net: &Network) -> f64;
+
+    /// Number of evaluation samples.
+    fn eval_len(&self) -> i64;
+}
