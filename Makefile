@@ -15,7 +15,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export GQCIM_PYTHON := $(PY)
 export GQCIM_FMNIST_DIR := $(FMNIST_DIR)
 
-.PHONY: all build test classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
+.PHONY: all build test bench segment-full classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
 
 all: build
 
@@ -73,6 +73,20 @@ classify-quant: build data
 # Train the reference ResNet-20 from scratch (GPU if libtorch sees one).
 train-classify: build data
 	$(BIN) train --config $(CONFIG) --set data.root=$(FMNIST_DIR)
+
+$(VENV)/.gqcim-bench-ok: $(VENV)/.gqcim-venv-ok-2
+	$(VENV)/bin/pip install --quiet aihwkit==1.1.0 scikit-learn scipy
+	touch $@
+
+# Benchmarks: gqcim against PyTorch eager, IBM aihwkit and scikit-learn, ratios from one run.
+bench: build $(VENV)/.gqcim-bench-ok
+	$(BIN) bench --python $(PY) --checkpoint $(REF_CKPT)
+
+# Semantic segmentation on Fashion-MNIST scene masks (DeepLabv3, ResNet-18 backbone, OS 8).
+# segment-full trains the reference from scratch; the comparison grid for segmentation is
+# not wired yet (see the segmentation issue).
+segment-full: build data
+	$(BIN) segment-train --config configs/segment_scenes.yaml --set data.fmnist_root=$(FMNIST_DIR)
 
 test: venv data
 	cargo test --release -- --test-threads=2

@@ -335,7 +335,13 @@ pub fn bench_command(o: &BenchOptions) -> Result<Value> {
                     "300".into(),
                 ]);
             }
-            let theirs = run_python(&o.python, &benches.join("aihwkit_bench.py"), &args)?;
+            let theirs = match run_python(&o.python, &benches.join("aihwkit_bench.py"), &args) {
+                Ok(v) => v,
+                Err(e) => {
+                    aih[name] = json!({"error": e.to_string()});
+                    continue;
+                }
+            };
             let anet = resnet(Arch::Resnet20, dev);
             apply_quantization(
                 &anet,
@@ -368,7 +374,7 @@ pub fn bench_command(o: &BenchOptions) -> Result<Value> {
 
     // 5. Fitting quanta on ResNet-50-shaped tensors: gq, gq-exact vs scikit-learn KMeans.
     eprintln!("[5/6] fitting quanta: gq, gq-exact, scikit-learn KMeans");
-    out["quanta_fit"] = fit_bench(o, &benches)?;
+    out["quanta_fit"] = fit_bench(o, &benches).unwrap_or_else(|e| json!({"error": e.to_string()}));
     if let Some(r) = out["quanta_fit"]["speedup_gq_vs_sklearn"].as_f64() {
         table.push((
             "5 gq fit (ResNet-50, N=8) vs sklearn KMeans".into(),

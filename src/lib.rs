@@ -11,6 +11,7 @@ pub mod nets;
 pub mod quant;
 pub mod report;
 pub mod run;
+pub mod sensitivity;
 pub mod sgd;
 pub mod tasks;
 pub mod tb;

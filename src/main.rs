@@ -87,6 +87,35 @@ enum Command {
         #[arg(long)]
         checkpoint: PathBuf,
     },
+    /// Train the DeepLab-style segmenter on Fashion-MNIST scene masks.
+    SegmentTrain {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Evaluate a segmentation checkpoint (mIoU, pixel accuracy, per-class IoU).
+    SegmentEval {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+    },
+    /// Per-layer sensitivity to programming noise: one layer at a time on the crossbar.
+    Sensitivity {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        quant: QuantArgs,
+        /// Programming noise, relative to the conductance window.
+        #[arg(long, default_value_t = 0.05)]
+        sigma: f64,
+        /// Monte-Carlo trials per layer (sets analog.trials).
+        #[arg(long)]
+        trials: Option<usize>,
+    },
     /// Write each layer's level table and conductance tiles (safetensors + JSON index).
     Export {
         #[command(flatten)]
@@ -217,6 +246,39 @@ fn run(cli: Cli) -> Result<()> {
                 skip_aihwkit,
             };
             gqcim::bench::bench_command(&opts).context("benchmark failed")?;
+        }
+        Command::Sensitivity { mut args, checkpoint, quant, sigma, trials } => {
+            quant.into_overrides(&mut args);
+            if let Some(t) = trials {
+                args.overrides.push(format!("analog.trials={t}"));
+            }
+            if !(sigma > 0.0 && sigma <= 10.0) {
+                anyhow::bail!("--sigma: expected a value in (0, 10], got {sigma}");
+            }
+            let cfg = load_config(&args)?;
+            gqcim::sensitivity::sensitivity_command(
+                &cfg,
+                &args.config,
+                &checkpoint,
+                sigma,
+                args.run_dir.as_deref(),
+            )
+            .context("sensitivity study failed")?;
+        }
+        Command::SegmentTrain { args, resume } => {
+            let cfg = gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)?;
+            if resume && args.run_dir.is_none() && cfg.run_name.is_none() {
+                anyhow::bail!(
+                    "--resume needs --run-dir (or run_name in the config) to find the run"
+                );
+            }
+            gqcim::tasks::segment::train(&cfg, &args.config, args.run_dir.as_deref(), resume)
+                .context("segmentation training failed")?;
+        }
+        Command::SegmentEval { args, checkpoint } => {
+            let cfg = gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)?;
+            gqcim::tasks::segment::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
+                .context("segmentation evaluation failed")?;
         }
         Command::Compare { args, checkpoint } => {
             let cfg = load_config(&args)?;

@@ -47,9 +47,15 @@ pub fn line_chart(
         .y_desc(y_label)
         .x_label_formatter(&|v| {
             if log2_x {
-                format!("{:.0}", 2f64.powf(*v))
+                // Label only ticks that land on a whole number of levels.
+                let n = 2f64.powf(*v);
+                if (n - n.round()).abs() < 0.02 {
+                    format!("{:.0}", n.round())
+                } else {
+                    String::new()
+                }
             } else {
-                format!("{v:.3}")
+                format!("{v:.1}")
             }
         })
         .draw()

@@ -29,6 +29,17 @@ pub fn trial_seed(base: u64, trial: usize) -> i64 {
 /// Programs every crossbar layer for one trial. Programming while the network is in
 /// training mode is an error (as in aihwkit): fine-tuning must see the master weights.
 pub fn program_trial(net: &Network, cfg: &AnalogConfig, seed: i64) -> Result<()> {
+    program_layers(net, cfg, seed, true)
+}
+
+/// As `program_trial`; with `require_all` false, layers that are not on the crossbar stay
+/// digital (per-layer sensitivity studies put one layer at a time on it).
+pub fn program_layers(
+    net: &Network,
+    cfg: &AnalogConfig,
+    seed: i64,
+    require_all: bool,
+) -> Result<()> {
     if net.layers.is_training() {
         return Err(invalid(
             "analog",
@@ -50,7 +61,7 @@ pub fn program_trial(net: &Network, cfg: &AnalogConfig, seed: i64) -> Result<()>
                 done = true;
             }
         });
-        if !done {
+        if !done && require_all {
             return Err(invalid(
                 "analog",
                 format!("layer `{}` is not on the crossbar (deploy_analog first)", l.spec.name),
@@ -128,13 +139,25 @@ pub fn monte_carlo(
     net: &Network,
     cfg: &AnalogConfig,
     base_seed: u64,
+    metric: impl FnMut(&Network) -> f64,
+) -> Result<McStats> {
+    monte_carlo_layers(net, cfg, base_seed, true, metric)
+}
+
+/// `monte_carlo` where only the layers already on the crossbar are programmed when
+/// `require_all` is false.
+pub fn monte_carlo_layers(
+    net: &Network,
+    cfg: &AnalogConfig,
+    base_seed: u64,
+    require_all: bool,
     mut metric: impl FnMut(&Network) -> f64,
 ) -> Result<McStats> {
     let trials = if cfg.is_stochastic() { cfg.trials } else { 1 };
     let mut out = Vec::with_capacity(trials);
     for t in 0..trials {
         let seed = trial_seed(base_seed, t);
-        program_trial(net, cfg, seed)?;
+        program_layers(net, cfg, seed, require_all)?;
         // Read noise and periphery noise during evaluation draw from the same stream.
         tch::manual_seed(seed ^ 0x5EED);
         out.push(Trial { trial: t, seed, metric: metric(net) });

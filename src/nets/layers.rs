@@ -149,6 +149,11 @@ impl LayerHandle {
         f(g.as_mut())
     }
 
+    /// The layer's path slot itself (to swap a path out and back in).
+    pub fn path_box(&self) -> MutexGuard<'_, Box<dyn WeightPath>> {
+        lock(&self.slot)
+    }
+
     pub fn report(&self) -> serde_json::Value {
         lock(&self.slot).report(&self.spec)
     }

@@ -2,6 +2,7 @@
 pub mod deeplab;
 pub mod layers;
 pub mod resnet;
+pub mod yolo;
 
 use crate::config::{Arch, ModelConfig};
 use layers::LayerRegistry;

@@ -1,0 +1,925 @@
+//! Semantic segmentation of Fashion-MNIST scenes with DeepLabv3 (Chen et al., "Rethinking
+//! Atrous Convolution for Semantic Image Segmentation", arXiv:1706.05587, 2017): 11 classes
+//! (background + the 10 item classes), per-pixel cross-entropy, mIoU and pixel accuracy as
+//! the Pascal VOC benchmark defines them (`seg_metrics`).
+//!
+//! Scenes come from `data::scenes`: the test set is composed once from the FMNIST test split
+//! with its own seed (`data.test_seed`, independent of the training seed, so every run and
+//! every quantization method is scored on the same scenes); the training pool is composed
+//! from the train split and, by default, recomposed every epoch from a per-epoch seed, so a
+//! resumed run sees exactly the scenes an uninterrupted one would. Horizontal flips are
+//! drawn per sample and applied to the image and its mask together, on the tensor side.
+//!
+//! `SegmentHarness` plugs the task into straight-through fine-tuning and the comparison grid
+//! (`tasks::harness`): the metric is mIoU as a fraction.
+use super::classify::{epoch_seed, learning_rate, log_weight_histograms, say};
+use super::harness::TaskHarness;
+use super::seg_metrics::{seg_loss, ConfusionMatrix};
+use crate::checkpoint::{
+    self, load_strict, save_varstore, write_json_atomic, write_tensors_atomic, write_text_atomic,
+};
+use crate::config::{apply_override, did_you_mean, Config, DataConfig, DeviceChoice, TrainConfig};
+use crate::data::scenes::{generate, SceneConfig, SceneSet};
+use crate::data::voc_seg::{colorize, IGNORE_INDEX};
+use crate::data::{self, Dataset};
+use crate::error::{invalid, GqcimError, Result};
+use crate::nets::deeplab::build_deeplab;
+use crate::nets::Network;
+use crate::run::{device_info, git_commit, setup_device, timestamp, RunDir};
+use crate::sgd::Sgd;
+use crate::tb::Tb;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Fashion-MNIST statistics on the [0, 1] scale (`data::default_stats`); scenes keep the
+/// items' intensities, so the classifier's normalisation carries over.
+pub const NORM_MEAN: f64 = 0.2860;
+pub const NORM_STD: f64 = 0.3530;
+
+/// Mask ids of the scenes: 0 = background, 1..=10 = FMNIST class + 1.
+pub const CLASS_NAMES: [&str; 11] = [
+    "background",
+    "t-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+];
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum SegArch {
+    /// Output stride 8, 64 ASPP channels, rates [3, 6, 9]: the CPU-sized variant.
+    #[serde(rename = "deeplabv3_resnet18")]
+    Deeplabv3Resnet18,
+    /// torchvision's model (output stride 8, 256 ASPP channels, rates [12, 24, 36]).
+    #[serde(rename = "deeplabv3_resnet50")]
+    Deeplabv3Resnet50,
+}
+
+impl SegArch {
+    pub fn name(self) -> &'static str {
+        match self {
+            SegArch::Deeplabv3Resnet18 => "deeplabv3_resnet18",
+            SegArch::Deeplabv3Resnet50 => "deeplabv3_resnet50",
+        }
+    }
+}
+
+/// A self-contained segmentation experiment (no classification sections).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegmentConfig {
+    /// Fixes the training scenes, data order, flips and initialisation.
+    pub seed: u64,
+    pub device: DeviceChoice,
+    /// libtorch intra-op threads; 0 keeps libtorch's default (one per core).
+    pub threads: usize,
+    /// Run folders go to `<out_dir>/segment/<run_name>/`.
+    pub out_dir: PathBuf,
+    /// Defaults to `<config stem>-<command>-<timestamp>`.
+    pub run_name: Option<String>,
+    pub data: SegDataConfig,
+    pub model: SegModelConfig,
+    pub train: TrainConfig,
+    pub eval: SegEvalConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegDataConfig {
+    /// Folder holding the four Fashion-MNIST IDX files (raw or `.gz`).
+    pub fmnist_root: PathBuf,
+    /// Scene composition; `train_scenes` is the pool size per epoch, `test_scenes` the
+    /// fixed test set.
+    pub scenes: SceneConfig,
+    /// Seed of the test scenes (kept apart from `seed` so every run shares one test set).
+    pub test_seed: u64,
+    /// Recompose the training pool every epoch (from the epoch's seed); false keeps one pool.
+    pub regenerate_train: bool,
+    /// Random left-right flips of image and mask together.
+    pub horizontal_flip: bool,
+}
+
+impl Default for SegDataConfig {
+    fn default() -> Self {
+        SegDataConfig {
+            fmnist_root: PathBuf::from("/usr/share/datasets/fashion-mnist"),
+            scenes: SceneConfig {
+                canvas: 64,
+                min_items: 1,
+                max_items: 4,
+                min_size: 16,
+                max_size: 40,
+                train_scenes: 3000,
+                test_scenes: 1000,
+                ..SceneConfig::default()
+            },
+            test_seed: 20_240_501,
+            regenerate_train: true,
+            horizontal_flip: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegModelConfig {
+    pub arch: SegArch,
+    /// Scenes are greyscale: 1.
+    pub in_channels: i64,
+    /// Background + 10 item classes: 11.
+    pub num_classes: i64,
+}
+
+impl Default for SegModelConfig {
+    fn default() -> Self {
+        SegModelConfig { arch: SegArch::Deeplabv3Resnet18, in_channels: 1, num_classes: 11 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegEvalConfig {
+    pub batch_size: i64,
+    /// Test scenes shown in TensorBoard each epoch (input, ground truth, prediction).
+    pub sample_images: usize,
+}
+
+impl Default for SegEvalConfig {
+    fn default() -> Self {
+        SegEvalConfig { batch_size: 100, sample_images: 4 }
+    }
+}
+
+impl Default for SegmentConfig {
+    fn default() -> Self {
+        SegmentConfig {
+            seed: 0,
+            device: DeviceChoice::Auto,
+            threads: 0,
+            out_dir: PathBuf::from("runs"),
+            run_name: None,
+            data: SegDataConfig::default(),
+            model: SegModelConfig::default(),
+            train: TrainConfig {
+                epochs: 12,
+                batch_size: 32,
+                lr: 0.05,
+                weight_decay: 1e-4,
+                warmup_epochs: 1.0,
+                ..TrainConfig::default()
+            },
+            eval: SegEvalConfig::default(),
+        }
+    }
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: T) -> Result<()> {
+    if v < lo || v > hi || v.partial_cmp(&v).is_none() {
+        return Err(invalid(field, format!("expected a value in [{lo}, {hi}], got {v}")));
+    }
+    Ok(())
+}
+
+impl SegmentConfig {
+    /// The validation pass: every range check names its field.
+    pub fn validate(&self) -> Result<()> {
+        in_range("threads", self.threads, 0, 1024)?;
+        let s = &self.data.scenes;
+        s.validate("data.scenes")?;
+        in_range("data.scenes.train_scenes", s.train_scenes, 2, 10_000_000)?;
+        in_range("data.scenes.test_scenes", s.test_scenes, 1, 10_000_000)?;
+        if self.model.in_channels != 1 {
+            return Err(invalid(
+                "model.in_channels",
+                format!(
+                    "Fashion-MNIST scenes are greyscale: expected 1, got {}",
+                    self.model.in_channels
+                ),
+            ));
+        }
+        if self.model.num_classes != CLASS_NAMES.len() as i64 {
+            return Err(invalid(
+                "model.num_classes",
+                format!(
+                    "scene masks hold background + 10 classes: expected 11, got {}",
+                    self.model.num_classes
+                ),
+            ));
+        }
+        let t = &self.train;
+        in_range("train.epochs", t.epochs, 1, 100_000)?;
+        // The ASPP image-pooling BN sees one value per channel and sample: a batch of one
+        // has no variance (PyTorch raises the same error).
+        in_range("train.batch_size", t.batch_size, 2, 1 << 20)?;
+        if !(t.lr > 0.0 && t.lr <= 10.0) {
+            return Err(invalid("train.lr", format!("expected a value in (0, 10], got {}", t.lr)));
+        }
+        in_range("train.momentum", t.momentum, 0.0, 0.999)?;
+        in_range("train.weight_decay", t.weight_decay, 0.0, 1.0)?;
+        in_range("train.warmup_epochs", t.warmup_epochs, 0.0, t.epochs as f64)?;
+        if t.label_smoothing != 0.0 {
+            return Err(invalid("train.label_smoothing", "not used for segmentation; set it to 0"));
+        }
+        in_range("train.nan_check_every", t.nan_check_every, 1, 1_000_000)?;
+        if t.nesterov && t.momentum == 0.0 {
+            return Err(invalid("train.nesterov", "Nesterov momentum needs train.momentum > 0"));
+        }
+        in_range("eval.batch_size", self.eval.batch_size, 1, 1 << 20)?;
+        in_range("eval.sample_images", self.eval.sample_images, 0, 64)?;
+        Ok(())
+    }
+
+    /// Reads a YAML config, applies `key.path=value` overrides, parses and validates it.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<SegmentConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| GqcimError::Config {
+            path: path.display().to_string(),
+            msg: format!("cannot read config file: {e}"),
+        })?;
+        Self::from_yaml_str(&text, &path.display().to_string(), overrides)
+    }
+
+    /// As `load`, from text; `origin` names the source in errors.
+    pub fn from_yaml_str(text: &str, origin: &str, overrides: &[String]) -> Result<SegmentConfig> {
+        let cfg_err = |msg: String| GqcimError::Config { path: origin.to_string(), msg };
+        let mut tree: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| cfg_err(format!("not valid YAML: {e}")))?;
+        if tree.is_null() {
+            tree = serde_yaml::Value::Mapping(serde_yaml::Mapping::new());
+        }
+        for o in overrides {
+            apply_override(&mut tree, o).map_err(|m| cfg_err(format!("--set {o}: {m}")))?;
+        }
+        let cfg: SegmentConfig = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let field = e.path().to_string();
+            cfg_err(describe_serde_error(&field, &e.into_inner().to_string()))
+        })?;
+        cfg.validate().map_err(|e| cfg_err(e.to_string()))?;
+        Ok(cfg)
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_default()
+    }
+
+    /// The classification data section that reads the FMNIST split the scenes draw from.
+    fn fmnist(&self) -> DataConfig {
+        DataConfig { root: self.data.fmnist_root.clone(), ..DataConfig::default() }
+    }
+}
+
+/// One line naming the field, with a did-you-mean for unknown keys and values (the same
+/// wording as `config::Config`).
+fn describe_serde_error(field: &str, inner: &str) -> String {
+    let field = if field == "." || field.is_empty() { "<top level>" } else { field };
+    for (kind, what) in [("unknown field", "unknown key"), ("unknown variant", "unknown value")] {
+        if let Some(rest) = inner.strip_prefix(kind) {
+            let names: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+            if let Some((bad, expected)) = names.split_first() {
+                let hint = did_you_mean(bad, expected)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                let allowed = expected.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>();
+                return format!(
+                    "{what} `{bad}` at `{field}`{hint} (allowed: {})",
+                    allowed.join(", ")
+                );
+            }
+        }
+    }
+    format!("field `{field}`: {inner}")
+}
+
+/// (x / 255 - mean) / std: uint8 [b, 1, h, w] -> float [b, 1, h, w].
+pub fn normalize(images: &Tensor) -> Tensor {
+    (images.to_kind(Kind::Float) / 255.0 - NORM_MEAN) / NORM_STD
+}
+
+/// Flips each sample left-right with probability 1/2 (one draw from the global generator
+/// per sample), image and mask together. x: [b, c, h, w], y: [b, h, w].
+pub fn random_hflip_pair(x: &Tensor, y: &Tensor) -> (Tensor, Tensor) {
+    let b = x.size()[0];
+    let flip = Tensor::rand([b], (Kind::Float, x.device())).lt(0.5);
+    let fx = x.flip([3]).where_self(&flip.view([b, 1, 1, 1]), x);
+    let fy = y.flip([2]).where_self(&flip.view([b, 1, 1]), y);
+    (fx, fy)
+}
+
+/// Composes scenes with the global generator seeded too (noisy backgrounds draw from it),
+/// so a set depends on its seed alone.
+fn compose(items: &Dataset, cfg: &SceneConfig, count: usize, seed: u64) -> SceneSet {
+    tch::manual_seed((seed & i64::MAX as u64) as i64);
+    generate(&items.images, &items.labels, cfg, count, seed)
+}
+
+/// The seed of the training pool of one epoch.
+pub fn train_pool_seed(seed: u64, epoch: usize) -> u64 {
+    epoch_seed(seed ^ 0x005C_E7E5, epoch) as u64
+}
+
+/// Scenes on the training device: images uint8 [n, 1, S, S], masks uint8 [n, S, S].
+#[derive(Debug)]
+pub struct SegSplit {
+    pub images: Tensor,
+    pub masks: Tensor,
+}
+
+impl SegSplit {
+    pub fn from_scenes(set: &SceneSet, device: Device) -> SegSplit {
+        SegSplit { images: set.images.to_device(device), masks: set.masks.to_device(device) }
+    }
+
+    pub fn len(&self) -> i64 {
+        self.images.size()[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Normalised images [b, 1, S, S] and int64 masks [b, S, S] of samples start..start+b.
+    pub fn batch(&self, start: i64, b: i64) -> (Tensor, Tensor) {
+        let x = normalize(&self.images.narrow(0, start, b));
+        (x, self.masks.narrow(0, start, b).to_kind(Kind::Int64))
+    }
+}
+
+/// Training pool and test scenes, with what is needed to recompose the pool per epoch.
+#[derive(Debug)]
+pub struct SegmentData {
+    pub train: SegSplit,
+    pub test: SegSplit,
+    /// FMNIST train items (CPU) and scene settings to recompose the pool; None for fixed sets.
+    source: Option<(Dataset, SceneConfig, u64)>,
+    pool_epoch: usize,
+    horizontal_flip: bool,
+}
+
+impl SegmentData {
+    /// Composes the test scenes from `test_items` (seed `test_seed`) and epoch 0's training
+    /// pool from `train_items` (seed `train_pool_seed(seed, 0)`); items uint8 [n, 1, 28, 28].
+    pub fn from_items(
+        train_items: Dataset,
+        test_items: &Dataset,
+        scenes: &SceneConfig,
+        seed: u64,
+        test_seed: u64,
+        horizontal_flip: bool,
+        device: Device,
+    ) -> SegmentData {
+        let test = compose(test_items, scenes, scenes.test_scenes, test_seed);
+        let train = compose(&train_items, scenes, scenes.train_scenes, train_pool_seed(seed, 0));
+        SegmentData {
+            train: SegSplit::from_scenes(&train, device),
+            test: SegSplit::from_scenes(&test, device),
+            source: Some((train_items, scenes.clone(), seed)),
+            pool_epoch: 0,
+            horizontal_flip,
+        }
+    }
+
+    /// Fixed training and test sets (no recomposition).
+    pub fn from_sets(
+        train: &SceneSet,
+        test: &SceneSet,
+        horizontal_flip: bool,
+        device: Device,
+    ) -> SegmentData {
+        SegmentData {
+            train: SegSplit::from_scenes(train, device),
+            test: SegSplit::from_scenes(test, device),
+            source: None,
+            pool_epoch: 0,
+            horizontal_flip,
+        }
+    }
+
+    /// Loads the FMNIST splits named by the config and composes the scenes: train scenes from
+    /// the train split only, test scenes from the test split only.
+    pub fn load(cfg: &SegmentConfig, device: Device) -> Result<SegmentData> {
+        let fm = cfg.fmnist();
+        let train = data::load_split(&fm, true)?;
+        let test = data::load_split(&fm, false)?;
+        let d = &cfg.data;
+        Ok(Self::from_items(
+            train,
+            &test,
+            &d.scenes,
+            cfg.seed,
+            d.test_seed,
+            d.horizontal_flip,
+            device,
+        ))
+    }
+
+    /// Makes the training pool the one of `epoch` (recomposed from its seed; a no-op for
+    /// fixed sets or when it already is). Reseeds the global generator.
+    pub fn set_epoch(&mut self, epoch: usize) {
+        let Some((items, scenes, seed)) = &self.source else { return };
+        if epoch == self.pool_epoch {
+            return;
+        }
+        let device = self.train.images.device();
+        let set = compose(items, scenes, scenes.train_scenes, train_pool_seed(*seed, epoch));
+        self.train = SegSplit::from_scenes(&set, device);
+        self.pool_epoch = epoch;
+    }
+
+    /// A training batch: gathered, normalised, flipped (image and mask together) when
+    /// `data.horizontal_flip` is on. idx: int64 [b] -> (float [b, 1, S, S], int64 [b, S, S]).
+    pub fn train_batch(&self, idx: &Tensor) -> (Tensor, Tensor) {
+        let x = normalize(&self.train.images.index_select(0, idx));
+        let y = self.train.masks.index_select(0, idx).to_kind(Kind::Int64);
+        if self.horizontal_flip {
+            random_hflip_pair(&x, &y)
+        } else {
+            (x, y)
+        }
+    }
+}
+
+/// mIoU, pixel accuracy and per-class IoU (None where a class is neither in the target nor
+/// predicted) on a test set.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegEval {
+    pub miou: f64,
+    pub pixel_acc: f64,
+    pub per_class: Vec<Option<f64>>,
+    pub images: i64,
+    pub seconds: f64,
+}
+
+impl SegEval {
+    /// Per-class IoU keyed by class name, for results.json.
+    pub fn per_class_json(&self) -> Value {
+        let map: serde_json::Map<String, Value> = self
+            .per_class
+            .iter()
+            .enumerate()
+            .map(|(c, v)| {
+                let name = CLASS_NAMES.get(c).map(|s| s.to_string()).unwrap_or(c.to_string());
+                (name, json!(v))
+            })
+            .collect();
+        Value::Object(map)
+    }
+}
+
+/// The network's per-pixel classes: normalised [b, 1, h, w] -> int64 [b, h, w] (eval mode).
+pub fn predict(net: &Network, x: &Tensor) -> Tensor {
+    tch::no_grad(|| net.forward_t(x, false).argmax(1, false))
+}
+
+/// Scores a network on the test scenes in batches (eval mode, no grad); the confusion
+/// matrix accumulates on the device, metrics are read once at the end.
+pub fn evaluate(net: &Network, data: &SegmentData, batch_size: i64) -> SegEval {
+    let start = Instant::now();
+    let split = &data.test;
+    let n = split.len();
+    let device = split.images.device();
+    let mut cm: Option<ConfusionMatrix> = None;
+    tch::no_grad(|| {
+        let mut i = 0;
+        while i < n {
+            let b = batch_size.min(n - i);
+            let (x, y) = split.batch(i, b);
+            let logits = net.forward_t(&x, false);
+            let cm = cm.get_or_insert_with(|| ConfusionMatrix::new(logits.size()[1], device));
+            cm.update(&logits.argmax(1, false), &y, IGNORE_INDEX);
+            i += b;
+        }
+    });
+    let cm = cm.unwrap_or_else(|| ConfusionMatrix::new(CLASS_NAMES.len() as i64, device));
+    SegEval {
+        miou: cm.miou(),
+        pixel_acc: cm.pixel_accuracy(),
+        per_class: cm.per_class_iou(),
+        images: n,
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// Builds the configured DeepLab (initialisation from `cfg.seed`).
+pub fn build_network(cfg: &SegmentConfig, device: Device) -> Result<Network> {
+    tch::manual_seed(cfg.seed as i64);
+    build_deeplab(cfg.model.arch.name(), cfg.model.in_channels, cfg.model.num_classes, device)
+}
+
+/// Builds the configured DeepLab and loads a checkpoint strictly.
+pub fn load_network(cfg: &SegmentConfig, checkpoint: &Path, device: Device) -> Result<Network> {
+    let mut net = build_network(cfg, device)?;
+    load_strict(&mut net.vs, checkpoint)?;
+    Ok(net)
+}
+
+/// Resolves the device and thread count (the classification code's rules).
+fn setup(cfg: &SegmentConfig) -> Result<Device> {
+    let c = Config { device: cfg.device, threads: cfg.threads, ..Config::default() };
+    setup_device(&c)
+}
+
+/// Creates (or re-opens, when resuming) `runs/segment/<run>/` and saves the resolved config.
+fn create_run_dir(
+    cfg: &SegmentConfig,
+    command: &str,
+    config_path: &Path,
+    explicit: Option<&Path>,
+) -> Result<RunDir> {
+    let path = match (explicit, &cfg.run_name) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(name)) => cfg.out_dir.join("segment").join(name),
+        (None, None) => {
+            let stem = config_path.file_stem().map(|s| s.to_string_lossy().to_string());
+            let stem = stem.unwrap_or_else(|| "run".into());
+            cfg.out_dir.join("segment").join(format!("{stem}-{command}-{}", timestamp()))
+        }
+    };
+    std::fs::create_dir_all(&path)?;
+    write_text_atomic(&path.join("config.yaml"), &cfg.to_yaml())?;
+    let tb = Tb::new(&path);
+    Ok(RunDir { path, tb })
+}
+
+/// Logs the first `n` test scenes as one image each: the grey input, the coloured ground
+/// truth and the coloured prediction side by side (VOC palette), padded square by `Tb`.
+pub fn log_samples(tb: &mut Tb, net: &Network, data: &SegmentData, n: usize, step: usize) {
+    let n = (n as i64).min(data.test.len());
+    if n == 0 {
+        return;
+    }
+    let (x, y) = data.test.batch(0, n);
+    let pred = predict(net, &x);
+    let s = x.size()[2];
+    let gap = 2;
+    for i in 0..n {
+        let grey = data.test.images.get(i).to_device(Device::Cpu).repeat([3, 1, 1]);
+        let white = Tensor::full([3, s, gap], 255i64, (Kind::Uint8, Device::Cpu));
+        let gt = colorize(&y.get(i)).to_device(Device::Cpu);
+        let pr = colorize(&pred.get(i)).to_device(Device::Cpu);
+        let strip = Tensor::cat(&[grey, white.shallow_clone(), gt, white, pr], 2);
+        let w = strip.size()[2];
+        let bytes = Vec::<u8>::try_from(strip.contiguous().flatten(0, -1)).unwrap_or_default();
+        tb.image(&format!("test/sample_{i}"), &bytes, s as usize, w as usize, step);
+    }
+}
+
+fn log_eval(tb: &mut Tb, res: &SegEval, step: usize) {
+    tb.scalar("test/miou", res.miou, step);
+    tb.scalar("test/pixel_accuracy", res.pixel_acc, step);
+    for (c, iou) in res.per_class.iter().enumerate() {
+        if let (Some(v), Some(name)) = (iou, CLASS_NAMES.get(c)) {
+            tb.scalar(&format!("test/iou/{}", name.replace('/', "-")), *v, step);
+        }
+    }
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(what.to_string());
+    pb
+}
+
+struct CheckpointPaths {
+    model: PathBuf,
+    optim: PathBuf,
+    meta: PathBuf,
+}
+
+fn checkpoint_paths(run: &Path) -> CheckpointPaths {
+    let dir = run.join("checkpoints");
+    CheckpointPaths {
+        model: dir.join("last.safetensors"),
+        optim: dir.join("last.optim.safetensors"),
+        meta: dir.join("last.json"),
+    }
+}
+
+fn eval_json(res: &SegEval) -> Value {
+    json!({"test_miou": res.miou, "test_pixel_accuracy": res.pixel_acc,
+           "test_images": res.images, "per_class_iou": res.per_class_json()})
+}
+
+/// Trains DeepLab on the scenes (or resumes a run folder), evaluating every epoch.
+pub fn train(
+    cfg: &SegmentConfig,
+    config_path: &Path,
+    run_dir: Option<&Path>,
+    resume: bool,
+) -> Result<Value> {
+    let wall = Instant::now();
+    let device = setup(cfg)?;
+    let gen_start = Instant::now();
+    let mut data = SegmentData::load(cfg, device)?;
+    let compose_seconds = gen_start.elapsed().as_secs_f64();
+    let mut net = build_network(cfg, device)?;
+    let params: Vec<(String, Tensor)> = {
+        let mut v: Vec<(String, Tensor)> =
+            net.vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let t = &cfg.train;
+    let mut opt = Sgd::new(params, t.momentum, t.nesterov, t.weight_decay);
+    let mut run = create_run_dir(cfg, "train", config_path, run_dir)?;
+    let ck = checkpoint_paths(&run.path);
+    let config_hash = checkpoint::sha256_str(&cfg.to_yaml());
+    let eval_bs = cfg.eval.batch_size;
+
+    let mut start_epoch = 0;
+    let mut history: Vec<Value> = Vec::new();
+    let mut initial: Option<SegEval> = None;
+    if resume {
+        if !ck.meta.is_file() {
+            return Err(GqcimError::Checkpoint {
+                path: ck.meta.clone(),
+                msg: "--resume given but the run folder has no checkpoint".into(),
+            });
+        }
+        let meta: Value =
+            serde_json::from_str(&std::fs::read_to_string(&ck.meta)?).map_err(|e| {
+                GqcimError::Checkpoint {
+                    path: ck.meta.clone(),
+                    msg: format!("not valid JSON: {e}"),
+                }
+            })?;
+        if meta["config_sha256"].as_str() != Some(config_hash.as_str()) {
+            log::warn!("resuming with a config that differs from the checkpoint's");
+        }
+        load_strict(&mut net.vs, &ck.model)?;
+        opt.load_state(&checkpoint::read_tensors(&ck.optim)?);
+        start_epoch = meta["epoch"].as_u64().unwrap_or(0) as usize;
+        history = meta["history"].as_array().cloned().unwrap_or_default();
+        log::info!("resumed {} at epoch {start_epoch}", run.path.display());
+    } else {
+        // The untrained network's score: the floor that training must clear.
+        let res = evaluate(&net, &data, eval_bs);
+        log_eval(&mut run.tb, &res, 0);
+        initial = Some(res);
+    }
+
+    let n_train = data.train.len();
+    let bs = t.batch_size.min(n_train);
+    let steps_per_epoch = (n_train / bs).max(1) as usize;
+    let total_steps = steps_per_epoch * t.epochs;
+    let warmup_steps = (t.warmup_epochs * steps_per_epoch as f64).round() as usize;
+    log::info!(
+        "training {} on {} scenes of {}x{} per epoch ({} test), {} epochs x {} steps, device {:?}",
+        net.arch,
+        n_train,
+        cfg.data.scenes.canvas,
+        cfg.data.scenes.canvas,
+        data.test.len(),
+        t.epochs,
+        steps_per_epoch,
+        device
+    );
+    let (mut train_seconds, mut train_images) = (0f64, 0i64);
+    let epochs_bar = progress(t.epochs as u64, "epochs");
+    epochs_bar.set_position(start_epoch as u64);
+    let mut last_test = None;
+    for epoch in start_epoch..t.epochs {
+        if cfg.data.regenerate_train {
+            let g = Instant::now();
+            data.set_epoch(epoch);
+            if epoch > 0 {
+                log::debug!(
+                    "epoch {} pool composed in {:.1}s",
+                    epoch + 1,
+                    g.elapsed().as_secs_f64()
+                );
+            }
+        }
+        tch::manual_seed(epoch_seed(cfg.seed, epoch));
+        let batches = data::epoch_batches(n_train, bs, device);
+        let bar = progress(batches.len() as u64, &format!("epoch {}", epoch + 1));
+        let epoch_start = Instant::now();
+        let mut loss_acc = Tensor::zeros([], (Kind::Float, device));
+        for (i, idx) in batches.iter().enumerate() {
+            let step = epoch * steps_per_epoch + i;
+            let lr = learning_rate(t.lr, step, warmup_steps, total_steps);
+            let (x, y) = data.train_batch(idx);
+            let loss = seg_loss(&net.forward_t(&x, true), &y, IGNORE_INDEX);
+            opt.zero_grad();
+            loss.backward();
+            opt.step(lr);
+            tch::no_grad(|| loss_acc += loss.detach());
+            if (i + 1) % t.nan_check_every == 0 || i + 1 == batches.len() {
+                let s = loss_acc.double_value(&[]);
+                if !s.is_finite() {
+                    bar.abandon();
+                    let kept = if ck.model.is_file() {
+                        ck.model.display().to_string()
+                    } else {
+                        "<none yet>".into()
+                    };
+                    return Err(invalid(
+                        "train",
+                        format!(
+                            "loss became {s} at epoch {} step {} (lr {lr:.4}); stopped, the last \
+                             good checkpoint is kept at {kept} — lower train.lr or check the data",
+                            epoch + 1,
+                            i + 1
+                        ),
+                    ));
+                }
+                bar.set_message(format!("loss {:.4} lr {lr:.4}", s / (i + 1) as f64));
+                run.tb.scalar("train/loss_step", s / (i + 1) as f64, step + 1);
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        if device.is_cuda() {
+            tch::Cuda::synchronize(0);
+        }
+        let secs = epoch_start.elapsed().as_secs_f64();
+        let nb = batches.len() as f64;
+        train_seconds += secs;
+        train_images += batches.len() as i64 * bs;
+        let train_loss = loss_acc.double_value(&[]) / nb;
+        let test = evaluate(&net, &data, eval_bs);
+        let e = epoch + 1;
+        let lr_now =
+            learning_rate(t.lr, (e * steps_per_epoch).saturating_sub(1), warmup_steps, total_steps);
+        run.tb.scalar("train/loss", train_loss, e);
+        run.tb.scalar("train/lr", lr_now, e);
+        run.tb.scalar("train/images_per_second", nb * bs as f64 / secs, e);
+        log_eval(&mut run.tb, &test, e);
+        if t.histogram_every > 0 && e % t.histogram_every == 0 {
+            log_weight_histograms(&mut run, &net, e);
+        }
+        log_samples(&mut run.tb, &net, &data, cfg.eval.sample_images, e);
+        run.tb.flush();
+        history.push(json!({"epoch": e, "train_loss": train_loss, "test_miou": test.miou,
+            "test_pixel_accuracy": test.pixel_acc, "seconds": secs,
+            "seconds_per_step": secs / nb}));
+        // Optimizer state first, model next, the sidecar that names the epoch last.
+        write_tensors_atomic(&opt.state(), &ck.optim)?;
+        save_varstore(&net.vs, &ck.model)?;
+        write_json_atomic(
+            &ck.meta,
+            &json!({"epoch": e, "config_sha256": config_hash, "seed": cfg.seed, "arch": net.arch,
+                    "metrics": {"test_miou": test.miou, "test_pixel_accuracy": test.pixel_acc,
+                                "train_loss": train_loss}, "history": history}),
+        )?;
+        say(
+            &epochs_bar,
+            format!(
+                "epoch {e:>3}/{}  train loss {train_loss:.4}  test mIoU {:.2}%  pixel acc {:.2}%  \
+                 {:.1} img/s",
+                t.epochs,
+                100.0 * test.miou,
+                100.0 * test.pixel_acc,
+                nb * bs as f64 / secs
+            ),
+        );
+        epochs_bar.inc(1);
+        last_test = Some(test);
+    }
+    epochs_bar.finish_and_clear();
+    let test = match last_test {
+        Some(t) => t,
+        None => evaluate(&net, &data, eval_bs),
+    };
+    let final_model = run.path.join("model.safetensors");
+    save_varstore(&net.vs, &final_model)?;
+    let results = json!({
+        "command": "segment-train",
+        "task": "segment",
+        "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
+        "seed": cfg.seed,
+        "test_seed": cfg.data.test_seed,
+        "git_commit": git_commit(),
+        "device": device_info(device),
+        "arch": net.arch,
+        "parameters": net.vs.trainable_variables().iter().map(|t| t.numel()).sum::<usize>(),
+        "metrics": eval_json(&test),
+        "untrained": initial.as_ref().map(eval_json),
+        "class_names": CLASS_NAMES,
+        "history": history,
+        "model": final_model.display().to_string(),
+        "model_sha256": checkpoint::sha256_file(&final_model)?,
+        "wall_seconds": wall.elapsed().as_secs_f64(),
+        "scene_compose_seconds": compose_seconds,
+        "train_seconds_this_process": train_seconds,
+        "train_images_per_second": if train_seconds > 0.0 { train_images as f64 / train_seconds } else { 0.0 },
+    });
+    run.write_results(&results)?;
+    run.tb.flush();
+    println!(
+        "test mIoU: {:.2}%, pixel accuracy {:.2}% ({} scenes); run folder {}",
+        100.0 * test.miou,
+        100.0 * test.pixel_acc,
+        test.images,
+        run.path.display()
+    );
+    Ok(results)
+}
+
+/// Evaluates a checkpoint on the test scenes and writes a run folder.
+pub fn eval(
+    cfg: &SegmentConfig,
+    config_path: &Path,
+    checkpoint_path: &Path,
+    run_dir: Option<&Path>,
+) -> Result<Value> {
+    let device = setup(cfg)?;
+    let data = SegmentData::load(cfg, device)?;
+    let net = load_network(cfg, checkpoint_path, device)?;
+    let mut run = create_run_dir(cfg, "eval", config_path, run_dir)?;
+    let res = evaluate(&net, &data, cfg.eval.batch_size);
+    log_eval(&mut run.tb, &res, 0);
+    log_weight_histograms(&mut run, &net, 0);
+    log_samples(&mut run.tb, &net, &data, cfg.eval.sample_images, 0);
+    run.tb.flush();
+    let results = json!({
+        "command": "segment-eval",
+        "task": "segment",
+        "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
+        "seed": cfg.seed,
+        "test_seed": cfg.data.test_seed,
+        "git_commit": git_commit(),
+        "device": device_info(device),
+        "arch": net.arch,
+        "checkpoint": checkpoint_path.display().to_string(),
+        "checkpoint_sha256": checkpoint::sha256_file(checkpoint_path)?,
+        "metrics": eval_json(&res),
+        "class_names": CLASS_NAMES,
+        "eval_seconds": res.seconds,
+        "images_per_second": res.images as f64 / res.seconds.max(1e-9),
+    });
+    run.write_results(&results)?;
+    println!(
+        "test mIoU: {:.2}%, pixel accuracy {:.2}% ({} scenes); run folder {}",
+        100.0 * res.miou,
+        100.0 * res.pixel_acc,
+        res.images,
+        run.path.display()
+    );
+    Ok(results)
+}
+
+/// Segmentation as a task harness: seg_loss (ignore 255) on flipped batches of one fixed
+/// training pool (epoch 0's), mIoU as a fraction on the test scenes.
+pub struct SegmentHarness {
+    pub cfg: SegmentConfig,
+    pub data: SegmentData,
+}
+
+impl SegmentHarness {
+    /// Loads FMNIST and composes the scenes the config names.
+    pub fn new(cfg: &SegmentConfig, device: Device) -> Result<SegmentHarness> {
+        Ok(SegmentHarness { cfg: cfg.clone(), data: SegmentData::load(cfg, device)? })
+    }
+
+    /// A harness over scenes already composed (tests, other item sources).
+    pub fn from_data(cfg: &SegmentConfig, data: SegmentData) -> SegmentHarness {
+        SegmentHarness { cfg: cfg.clone(), data }
+    }
+}
+
+impl TaskHarness for SegmentHarness {
+    fn task(&self) -> &'static str {
+        "segment"
+    }
+
+    fn metric_name(&self) -> &'static str {
+        "mIoU (%)"
+    }
+
+    /// Builds the network from the harness's own `SegmentConfig`; the classification
+    /// config's model section does not describe a segmenter and is not read.
+    fn load_network(&self, _cfg: &Config, checkpoint: &Path, device: Device) -> Result<Network> {
+        load_network(&self.cfg, checkpoint, device)
+    }
+
+    fn train_len(&self) -> i64 {
+        self.data.train.len()
+    }
+
+    fn batch_loss(&self, net: &Network, idx: &Tensor) -> Tensor {
+        let (x, y) = self.data.train_batch(idx);
+        seg_loss(&net.forward_t(&x, true), &y, IGNORE_INDEX)
+    }
+
+    fn evaluate(&self, net: &Network) -> f64 {
+        evaluate(net, &self.data, self.cfg.eval.batch_size).miou
+    }
+
+    fn eval_len(&self) -> i64 {
+        self.data.test.len()
+    }
+}
