@@ -87,6 +87,29 @@ enum Command {
         #[arg(long)]
         checkpoint: PathBuf,
     },
+    /// Train the YOLO-style detector on Fashion-MNIST scenes.
+    DetectTrain {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Evaluate a detection checkpoint (VOC mAP@0.5, COCO mAP@[.5:.95]).
+    DetectEval {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+    },
+    /// Score predictions against ground truth given in COCO JSON.
+    Metrics {
+        /// Only `detection` for now.
+        kind: String,
+        #[arg(long)]
+        gt: PathBuf,
+        #[arg(long)]
+        pred: PathBuf,
+    },
     /// Train the DeepLab-style segmenter on Fashion-MNIST scene masks.
     SegmentTrain {
         #[command(flatten)]
@@ -264,6 +287,28 @@ fn run(cli: Cli) -> Result<()> {
                 args.run_dir.as_deref(),
             )
             .context("sensitivity study failed")?;
+        }
+        Command::DetectTrain { args, resume } => {
+            let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
+            if resume && args.run_dir.is_none() && cfg.run_name.is_none() {
+                anyhow::bail!(
+                    "--resume needs --run-dir (or run_name in the config) to find the run"
+                );
+            }
+            gqcim::tasks::detect::train(&cfg, &args.config, args.run_dir.as_deref(), resume)
+                .context("detection training failed")?;
+        }
+        Command::DetectEval { args, checkpoint } => {
+            let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
+            gqcim::tasks::detect::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
+                .context("detection evaluation failed")?;
+        }
+        Command::Metrics { kind, gt, pred } => {
+            if kind != "detection" {
+                anyhow::bail!("metrics `{kind}`: expected `detection`");
+            }
+            let v = gqcim::tasks::detect_metrics::score_coco_files(&gt, &pred)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Command::SegmentTrain { args, resume } => {
             let cfg = gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)?;

@@ -352,7 +352,7 @@ fn noise_background_is_fixed_by_the_seed() {
 /// A short run on the real Fashion-MNIST (500-scene pools, 3 epochs, 200 test scenes) against
 /// the untrained network. `cargo test --release --test detect_task -- --ignored --nocapture`.
 #[test]
-#[ignore = "needs Fashion-MNIST under /usr/share/datasets/fashion-mnist; 3-4 minutes on 2 shared cores"]
+#[ignore = "needs Fashion-MNIST under /usr/share/datasets/fashion-mnist; about 30 s on one thread"]
 fn tiny_run_on_fashion_mnist_learns() {
     one_thread();
     let _rng = rng_lock();
@@ -385,6 +385,12 @@ fn tiny_run_on_fashion_mnist_learns() {
         );
     }
     let trained = res["metrics"]["map50"].as_f64().unwrap();
+    eprintln!(
+        "evaluation of {} scenes: {:.2} s; {:.0} train scenes/s",
+        res["metrics"]["test_images"],
+        res["metrics"]["eval_seconds"],
+        res["train_images_per_second"]
+    );
     eprintln!(
         "untrained mAP@0.5 {:.4} COCO {:.4}; trained {trained:.4}",
         untrained.map50, untrained.coco_map
