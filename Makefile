@@ -102,7 +102,7 @@ segment-full: build data
 	$(BIN) segment-train --config configs/segment_scenes.yaml --set data.fmnist_root=$(FMNIST_DIR)
 
 test: venv data
-	cargo test --release -- --test-threads=2
+	OMP_NUM_THREADS=1 cargo test --release -- --test-threads=2
 
 tensorboard: venv
 	$(VENV)/bin/tensorboard --logdir runs --bind_all
