@@ -240,7 +240,7 @@ pub fn compare_command(
         );
     }
     let wall_s = wall.elapsed().as_secs_f64();
-    write_outputs(&run, cfg, &cells)?;
+    write_outputs(&run, cfg, &cells, task.metric_name())?;
     let results = json!({
         "command": "compare",
         "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
@@ -260,7 +260,7 @@ pub fn compare_command(
     Ok(results)
 }
 
-fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell]) -> Result<()> {
+fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Result<()> {
     let cc = &cfg.compare;
     let mut csv = String::from("method,levels,mode,sigma,trials,mean,std,ci95,min,max,digital\n");
     for c in cells {
@@ -294,7 +294,7 @@ fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell]) -> Result<()> {
         rows.push(r);
     }
     let md = format!(
-        "Top-1 test accuracy (%) on the crossbar, mean ± std over Monte-Carlo trials; σ = \
+        "Test {metric} on the crossbar, mean ± std over Monte-Carlo trials; σ = \
          programming noise relative to the conductance window.\n\n{}",
         markdown_table(&header, &rows)
     );
@@ -325,7 +325,7 @@ fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell]) -> Result<()> {
         &run.path.join("accuracy_vs_levels.png"),
         &format!("Accuracy vs analog levels (σ = {}%)", 100.0 * cc.sigmas[0]),
         "levels N",
-        "top-1 accuracy (%)",
+        metric,
         &by_levels,
         true,
     )
@@ -353,7 +353,7 @@ fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell]) -> Result<()> {
             &run.path.join(format!("accuracy_vs_sigma_N{n}.png")),
             &format!("Accuracy vs programming noise, N = {n}"),
             "σ (% of conductance window)",
-            "top-1 accuracy (%)",
+            metric,
             &series,
             false,
         )
