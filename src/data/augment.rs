@@ -11,7 +11,7 @@ pub fn random_crop(xs: &Tensor, pad: i64) -> Tensor {
     let (b, c, h, w) = xs.size4().expect("random_crop expects a 4-d batch");
     let dev = xs.device();
     let padded = xs.constant_pad_nd([pad, pad, pad, pad]);
-    let (hp, wp) = (h + 2 * pad, w + 2 * pad);
+    let wp = w + 2 * pad;
     let oy = Tensor::randint(2 * pad + 1, [b, 1], (Kind::Int64, dev));
     let ox = Tensor::randint(2 * pad + 1, [b, 1], (Kind::Int64, dev));
     let rows = &oy + Tensor::arange(h, (Kind::Int64, dev)).unsqueeze(0); // [b, h]
@@ -19,7 +19,6 @@ pub fn random_crop(xs: &Tensor, pad: i64) -> Tensor {
     let row_idx = rows.view([b, 1, h, 1]).expand([b, c, h, wp], false);
     let by_rows = padded.gather(2, &row_idx, false); // [b, c, h, wp]
     let col_idx = cols.view([b, 1, 1, w]).expand([b, c, h, w], false);
-    let _ = hp;
     by_rows.gather(3, &col_idx, false)
 }
 

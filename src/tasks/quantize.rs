@@ -3,7 +3,7 @@
 use super::classify::{epoch_seed, evaluate, learning_rate, train_batch, EvalResult};
 use super::harness::TaskHarness;
 use crate::checkpoint::{self, load_strict, save_varstore};
-use crate::config::{Config, QuantMethod};
+use crate::config::Config;
 use crate::data::{self, Dataset, Normalizer};
 use crate::error::Result;
 use crate::nets::{build_classifier, Network};
@@ -229,7 +229,6 @@ pub fn quantize_command(
     run.tb.flush();
     run.write_results(&results)?;
     println!("run folder {}", run.path.display());
-    let _ = QuantMethod::Fp32;
     Ok(results)
 }
 
