@@ -711,27 +711,39 @@ impl Config {
 
     /// As `load`, from text; `origin` names the source in errors.
     pub fn from_yaml_str(text: &str, origin: &str, overrides: &[String]) -> Result<Config> {
-        let cfg_err = |msg: String| GqcimError::Config { path: origin.to_string(), msg };
-        let mut tree: Value =
-            serde_yaml::from_str(text).map_err(|e| cfg_err(format!("not valid YAML: {e}")))?;
-        if tree.is_null() {
-            tree = Value::Mapping(Mapping::new());
-        }
-        for o in overrides {
-            apply_override(&mut tree, o).map_err(|m| cfg_err(format!("--set {o}: {m}")))?;
-        }
-        let cfg: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
-            let field = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            cfg_err(describe_serde_error(&field, &inner))
-        })?;
-        cfg.validate().map_err(|e| cfg_err(e.to_string()))?;
+        let cfg: Config = parse_yaml(text, origin, overrides)?;
+        cfg.validate()
+            .map_err(|e| GqcimError::Config { path: origin.to_string(), msg: e.to_string() })?;
         Ok(cfg)
     }
 
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(self).unwrap_or_default()
     }
+}
+
+/// Parses any task's YAML config: the text becomes a value tree, `--set` overrides apply,
+/// then the typed parse, whose errors name the dotted field with a did-you-mean hint.
+/// Every task config (classification, detection, segmentation) loads through here.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+    overrides: &[String],
+) -> Result<T> {
+    let cfg_err = |msg: String| GqcimError::Config { path: origin.to_string(), msg };
+    let mut tree: Value =
+        serde_yaml::from_str(text).map_err(|e| cfg_err(format!("not valid YAML: {e}")))?;
+    if tree.is_null() {
+        tree = Value::Mapping(Mapping::new());
+    }
+    for o in overrides {
+        apply_override(&mut tree, o).map_err(|m| cfg_err(format!("--set {o}: {m}")))?;
+    }
+    serde_path_to_error::deserialize(tree).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        cfg_err(describe_serde_error(&field, &inner))
+    })
 }
 
 /// Applies one `a.b.c=value` override to the YAML tree; the value is parsed as YAML.

@@ -24,7 +24,7 @@ use super::harness::TaskHarness;
 use crate::checkpoint::{
     self, load_strict, save_varstore, write_json_atomic, write_tensors_atomic, write_text_atomic,
 };
-use crate::config::{apply_override, did_you_mean, Config, DataConfig, DeviceChoice, TrainConfig};
+use crate::config::{Config, DataConfig, DeviceChoice, TrainConfig};
 use crate::data::scenes::{generate, SceneBox, SceneConfig, SceneSet};
 use crate::data::{self, Dataset};
 use crate::error::{invalid, GqcimError, Result};
@@ -264,19 +264,8 @@ impl DetectConfig {
 
     /// As `load`, from text; `origin` names the source in errors.
     pub fn from_yaml_str(text: &str, origin: &str, overrides: &[String]) -> Result<DetectConfig> {
+        let cfg: DetectConfig = crate::config::parse_yaml(text, origin, overrides)?;
         let cfg_err = |msg: String| GqcimError::Config { path: origin.to_string(), msg };
-        let mut tree: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|e| cfg_err(format!("not valid YAML: {e}")))?;
-        if tree.is_null() {
-            tree = serde_yaml::Value::Mapping(serde_yaml::Mapping::new());
-        }
-        for o in overrides {
-            apply_override(&mut tree, o).map_err(|m| cfg_err(format!("--set {o}: {m}")))?;
-        }
-        let cfg: DetectConfig = serde_path_to_error::deserialize(tree).map_err(|e| {
-            let field = e.path().to_string();
-            cfg_err(describe_field_error(&field, &e.into_inner().to_string()))
-        })?;
         cfg.validate().map_err(|e| cfg_err(e.to_string()))?;
         Ok(cfg)
     }
@@ -301,26 +290,6 @@ impl DetectConfig {
     fn fmnist(&self) -> DataConfig {
         DataConfig { root: self.data.fmnist_root.clone(), ..DataConfig::default() }
     }
-}
-
-/// One line naming the field, with a did-you-mean hint for unknown keys and variants.
-fn describe_field_error(field: &str, inner: &str) -> String {
-    let field = if field == "." || field.is_empty() { "<top level>" } else { field };
-    for kind in ["unknown field", "unknown variant"] {
-        if let Some(rest) = inner.strip_prefix(kind) {
-            let names: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
-            if let Some((bad, expected)) = names.split_first() {
-                let hint = did_you_mean(bad, expected)
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
-                let what = if kind == "unknown field" { "unknown key" } else { "unknown value" };
-                let allowed =
-                    expected.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
-                return format!("{what} `{bad}` at `{field}`{hint} (allowed: {allowed})");
-            }
-        }
-    }
-    format!("field `{field}`: {inner}")
 }
 
 // ---------------------------------------------------------------------------------------

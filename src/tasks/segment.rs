@@ -18,7 +18,7 @@ use super::seg_metrics::{seg_loss, ConfusionMatrix};
 use crate::checkpoint::{
     self, load_strict, save_varstore, write_json_atomic, write_tensors_atomic, write_text_atomic,
 };
-use crate::config::{apply_override, did_you_mean, Config, DataConfig, DeviceChoice, TrainConfig};
+use crate::config::{Config, DataConfig, DeviceChoice, TrainConfig};
 use crate::data::scenes::{generate, SceneConfig, SceneSet};
 use crate::data::voc_seg::{colorize, IGNORE_INDEX};
 use crate::data::{self, Dataset};
@@ -250,19 +250,8 @@ impl SegmentConfig {
 
     /// As `load`, from text; `origin` names the source in errors.
     pub fn from_yaml_str(text: &str, origin: &str, overrides: &[String]) -> Result<SegmentConfig> {
+        let cfg: SegmentConfig = crate::config::parse_yaml(text, origin, overrides)?;
         let cfg_err = |msg: String| GqcimError::Config { path: origin.to_string(), msg };
-        let mut tree: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|e| cfg_err(format!("not valid YAML: {e}")))?;
-        if tree.is_null() {
-            tree = serde_yaml::Value::Mapping(serde_yaml::Mapping::new());
-        }
-        for o in overrides {
-            apply_override(&mut tree, o).map_err(|m| cfg_err(format!("--set {o}: {m}")))?;
-        }
-        let cfg: SegmentConfig = serde_path_to_error::deserialize(tree).map_err(|e| {
-            let field = e.path().to_string();
-            cfg_err(describe_serde_error(&field, &e.into_inner().to_string()))
-        })?;
         cfg.validate().map_err(|e| cfg_err(e.to_string()))?;
         Ok(cfg)
     }
@@ -275,28 +264,6 @@ impl SegmentConfig {
     fn fmnist(&self) -> DataConfig {
         DataConfig { root: self.data.fmnist_root.clone(), ..DataConfig::default() }
     }
-}
-
-/// One line naming the field, with a did-you-mean for unknown keys and values (the same
-/// wording as `config::Config`).
-fn describe_serde_error(field: &str, inner: &str) -> String {
-    let field = if field == "." || field.is_empty() { "<top level>" } else { field };
-    for (kind, what) in [("unknown field", "unknown key"), ("unknown variant", "unknown value")] {
-        if let Some(rest) = inner.strip_prefix(kind) {
-            let names: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
-            if let Some((bad, expected)) = names.split_first() {
-                let hint = did_you_mean(bad, expected)
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
-                let allowed = expected.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>();
-                return format!(
-                    "{what} `{bad}` at `{field}`{hint} (allowed: {})",
-                    allowed.join(", ")
-                );
-            }
-        }
-    }
-    format!("field `{field}`: {inner}")
 }
 
 /// (x / 255 - mean) / std: uint8 [b, 1, h, w] -> float [b, 1, h, w].
