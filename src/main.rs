@@ -191,6 +191,14 @@ enum Command {
     },
 }
 
+/// `--resume` must be able to find the run folder.
+fn check_resume(resume: bool, args: &ConfigArgs, run_name: &Option<String>) -> Result<()> {
+    if resume && args.run_dir.is_none() && run_name.is_none() {
+        anyhow::bail!("--resume needs --run-dir (or run_name in the config) to find the run");
+    }
+    Ok(())
+}
+
 fn load_config(args: &ConfigArgs) -> Result<Config> {
     Ok(Config::load(&args.config, &args.overrides)?)
 }
@@ -199,11 +207,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train { args, resume } => {
             let cfg = load_config(&args)?;
-            if resume && args.run_dir.is_none() && cfg.run_name.is_none() {
-                anyhow::bail!(
-                    "--resume needs --run-dir (or run_name in the config) to find the run"
-                );
-            }
+            check_resume(resume, &args, &cfg.run_name)?;
             gqcim::tasks::classify::train(&cfg, &args.config, args.run_dir.as_deref(), resume)
                 .context("training failed")?;
         }
@@ -290,11 +294,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::DetectTrain { args, resume } => {
             let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
-            if resume && args.run_dir.is_none() && cfg.run_name.is_none() {
-                anyhow::bail!(
-                    "--resume needs --run-dir (or run_name in the config) to find the run"
-                );
-            }
+            check_resume(resume, &args, &cfg.run_name)?;
             gqcim::tasks::detect::train(&cfg, &args.config, args.run_dir.as_deref(), resume)
                 .context("detection training failed")?;
         }
@@ -312,11 +312,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::SegmentTrain { args, resume } => {
             let cfg = gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)?;
-            if resume && args.run_dir.is_none() && cfg.run_name.is_none() {
-                anyhow::bail!(
-                    "--resume needs --run-dir (or run_name in the config) to find the run"
-                );
-            }
+            check_resume(resume, &args, &cfg.run_name)?;
             gqcim::tasks::segment::train(&cfg, &args.config, args.run_dir.as_deref(), resume)
                 .context("segmentation training failed")?;
         }
