@@ -15,7 +15,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export GQCIM_PYTHON := $(PY)
 export GQCIM_FMNIST_DIR := $(FMNIST_DIR)
 
-.PHONY: all build test bench detect detect-full segment-full classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
+.PHONY: all build test bench detect detect-full train-detect segment segment-full train-segment classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
 
 all: build
 
@@ -82,24 +82,61 @@ $(VENV)/.gqcim-bench-ok: $(VENV)/.gqcim-venv-ok-2
 bench: build $(VENV)/.gqcim-bench-ok
 	$(BIN) bench --python $(PY) --checkpoint $(REF_CKPT)
 
-# Object detection on Fashion-MNIST scenes (anchor-free YOLO-style detector). `detect` checks the
-# committed reference checkpoint against its manifest; the quantization/crossbar comparison
-# grid for detection is not wired yet (see the detection issue). detect-full trains from scratch.
+# Object detection on Fashion-MNIST scenes (anchor-free YOLO-style detector). The main job:
+# check the committed reference checkpoint against its manifest, then run the comparison grid
+# of configs/detect_scenes.yaml (fp32 vs gq, uniform-mse, lsq at N = 2, 3, 4, 8, fine-tuned
+# with and without device noise, programming noise 0-5%, Monte-Carlo trials; mAP@0.5).
+DET_CONFIG ?= configs/detect_scenes.yaml
+DET_CKPT ?= models/yolo_scenes.safetensors
 detect: build data
-	$(BIN) detect-eval --config configs/detect_scenes.yaml --checkpoint models/yolo_scenes.safetensors \
+	$(BIN) detect-eval --config $(DET_CONFIG) --checkpoint $(DET_CKPT) \
 		--set data.fmnist_root=$(FMNIST_DIR) --run-dir runs/detect/reference-eval-$(RUN_TS)
 	@$(PY) -c "import json,sys; m=json.load(open('models/yolo_scenes.json'))['map50']; \
 		r=json.load(open('runs/detect/reference-eval-$(RUN_TS)/results.json'))['metrics']['map50']; \
 		print('manifest mAP@0.5: %.2f%%, measured now: %.2f%%' % (100*m, 100*r)); sys.exit(abs(m-r) > 1e-6)"
+	$(BIN) detect-compare --config $(DET_CONFIG) --checkpoint $(DET_CKPT) \
+		--set data.fmnist_root=$(FMNIST_DIR) --run-dir runs/detect/compare-$(RUN_TS)
 
+# The GPU-sized detection grid: all 2000 test scenes, 10 trials, 2 fine-tuning epochs, N = 16 too.
+FULL_GRID := --set compare.eval_limit=0 --set analog.trials=10 --set finetune.epochs=2 \
+	--set quant.refit_every=100 --set 'compare.levels=[2,3,4,8,16]'
 detect-full: build data
-	$(BIN) detect-train --config configs/detect_scenes.yaml --set data.fmnist_root=$(FMNIST_DIR)
+	$(BIN) detect-compare --config $(DET_CONFIG) --checkpoint $(DET_CKPT) $(FULL_GRID) \
+		--set data.fmnist_root=$(FMNIST_DIR) --run-dir runs/detect/compare-full-$(RUN_TS)
+
+# Train the reference detector from scratch (about 1 min on an H100/H200, 40 min on 2 cores).
+train-detect: build data
+	$(BIN) detect-train --config $(DET_CONFIG) --set data.fmnist_root=$(FMNIST_DIR)
 
 # Semantic segmentation on Fashion-MNIST scene masks (DeepLabv3, ResNet-18 backbone, OS 8).
-# segment-full trains the reference from scratch; the comparison grid for segmentation is
-# not wired yet (see the segmentation issue).
+# The main job: train the reference when models/ has none (about 25 min on 2 cores), check
+# it against its manifest, then run the comparison grid of configs/segment_scenes.yaml (mIoU).
+SEG_CONFIG ?= configs/segment_scenes.yaml
+SEG_CKPT ?= models/deeplab_scenes.safetensors
+segment: build data
+	@if [ ! -f $(SEG_CKPT) ]; then \
+		echo ">> no $(SEG_CKPT): training the reference (make train-segment)"; \
+		$(BIN) segment-train --config $(SEG_CONFIG) --set data.fmnist_root=$(FMNIST_DIR) \
+			--run-dir runs/segment/reference-train-$(RUN_TS) && \
+		cp runs/segment/reference-train-$(RUN_TS)/checkpoints/last.safetensors $(SEG_CKPT); \
+	fi
+	$(BIN) segment-eval --config $(SEG_CONFIG) --checkpoint $(SEG_CKPT) \
+		--set data.fmnist_root=$(FMNIST_DIR) --run-dir runs/segment/reference-eval-$(RUN_TS)
+	@if [ -f models/deeplab_scenes.json ]; then $(PY) -c "import json,sys; \
+		m=json.load(open('models/deeplab_scenes.json'))['test_miou']; \
+		r=json.load(open('runs/segment/reference-eval-$(RUN_TS)/results.json'))['metrics']['test_miou']; \
+		print('manifest mIoU: %.2f%%, measured now: %.2f%%' % (100*m, 100*r)); sys.exit(abs(m-r) > 1e-6)"; fi
+	$(BIN) segment-compare --config $(SEG_CONFIG) --checkpoint $(SEG_CKPT) \
+		--set data.fmnist_root=$(FMNIST_DIR) --run-dir runs/segment/compare-$(RUN_TS)
+
+# The GPU-sized segmentation grid: all 1000 test scenes, 10 trials, 2 fine-tuning epochs, N = 16.
 segment-full: build data
-	$(BIN) segment-train --config configs/segment_scenes.yaml --set data.fmnist_root=$(FMNIST_DIR)
+	$(BIN) segment-compare --config $(SEG_CONFIG) --checkpoint $(SEG_CKPT) $(FULL_GRID) \
+		--set data.fmnist_root=$(FMNIST_DIR) --run-dir runs/segment/compare-full-$(RUN_TS)
+
+# Train the reference segmenter from scratch (about 25 min on 2 cores).
+train-segment: build data
+	$(BIN) segment-train --config $(SEG_CONFIG) --set data.fmnist_root=$(FMNIST_DIR)
 
 test: venv data
 	OMP_NUM_THREADS=1 cargo test --release -- --test-threads=2

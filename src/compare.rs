@@ -54,14 +54,8 @@ fn mean_std(s: &McStats) -> String {
     format!("{:.2} ± {:.2}", 100.0 * s.mean, 100.0 * s.std)
 }
 
-/// The task harness a config names.
-pub fn harness_for(cfg: &Config, device: tch::Device) -> Result<Box<dyn TaskHarness>> {
-    match cfg.task {
-        crate::config::Task::Classify => classify_harness(cfg, device),
-    }
-}
-
-fn classify_harness(cfg: &Config, device: tch::Device) -> Result<Box<dyn TaskHarness>> {
+/// The classification harness of a config (test set cut to `compare.eval_limit`).
+pub fn classify_harness(cfg: &Config, device: tch::Device) -> Result<Box<dyn TaskHarness>> {
     let train = data::load_split(&cfg.data, true)?;
     let mut test = data::load_split(&cfg.data, false)?;
     data::check_against_model(&test, cfg.model.in_channels, cfg.model.num_classes)?;
@@ -76,7 +70,7 @@ fn classify_harness(cfg: &Config, device: tch::Device) -> Result<Box<dyn TaskHar
     }))
 }
 
-/// Runs the grid; writes results.csv, results.json, table.md and plots into the run folder.
+/// `gqcim compare` for classification: loads the data, then runs the grid.
 pub fn compare_command(
     cfg: &Config,
     config_path: &Path,
@@ -86,9 +80,24 @@ pub fn compare_command(
     let wall = Instant::now();
     cfg.validate_compare()?;
     let device = setup_device(cfg)?;
+    let task = classify_harness(cfg, device)?;
+    let run = RunDir::create(cfg, "compare", config_path, run_dir)?;
+    run_grid(cfg, task.as_ref(), checkpoint, device, run, wall)
+}
+
+/// Runs the grid of `cfg.compare` on any task; writes results.csv, results.json, table.md
+/// and plots into the run folder, TensorBoard scalars per cell and sample predictions per
+/// network. `wall` is when the command started (data loading counts).
+pub fn run_grid(
+    cfg: &Config,
+    task: &dyn TaskHarness,
+    checkpoint: &Path,
+    device: tch::Device,
+    mut run: RunDir,
+    wall: Instant,
+) -> Result<Value> {
+    cfg.validate_compare()?;
     let cc = &cfg.compare;
-    let task = harness_for(cfg, device)?;
-    let mut run = RunDir::create(cfg, "compare", config_path, run_dir)?;
     let mut cells: Vec<Cell> = Vec::new();
 
     // A unit is one network (method, N, fine-tuning) evaluated at some sigmas. gq-noise
@@ -188,13 +197,27 @@ pub fn compare_command(
                 _ => apply_quantization(&net, &c.quant, &c.analog)?,
             };
             if u.mode != TuneMode::Ptq {
-                ft = Some(finetune_loop(&net, task.as_ref(), &c, &dep, |_, _| {})?);
+                let loss_tag =
+                    format!("finetune/{}-{}/N{}/loss", u.method.name(), u.mode.name(), u.levels);
+                let tb = &mut run.tb;
+                ft = Some(finetune_loop(&net, task, &c, &dep, |epoch, loss| {
+                    tb.scalar(&loss_tag, loss, epoch)
+                })?);
             }
         }
-        let digital = task.evaluate(&net);
+        let tag = format!("{}-{}", u.method.name(), u.mode.name());
+        task.log_samples(&net, &mut run.tb, &format!("samples/{tag}-N{}", u.levels), 0);
+        // On an ideal crossbar (no non-ideality besides the swept programming noise) the
+        // sigma = 0 cell is the digital network within 1e-5 (tests/analog.rs): its one trial
+        // gives the digital metric, so the network is not evaluated twice.
+        let ideal_at_zero = u.sigmas.contains(&0.0) && {
+            let mut a = c.analog.clone();
+            a.programming_noise = ProgrammingNoise::None;
+            a.is_ideal()
+        };
+        let mut digital = if ideal_at_zero { f64::NAN } else { task.evaluate(&net) };
         let targets: Vec<(Tensor, String)> =
             net.layers.layers().iter().map(|l| (l.effective_weight(), l.describe())).collect();
-        let tag = format!("{}-{}", u.method.name(), u.mode.name());
         let first = cells.len();
         for &sigma in &u.sigmas {
             let si = cc.sigmas.iter().position(|s| *s == sigma).unwrap_or(0);
@@ -206,6 +229,9 @@ pub fn compare_command(
             // The same trial seeds for every network at a given sigma.
             let seed = cfg.seed.wrapping_add(1000 * si as u64);
             let stats = monte_carlo(&net, &a, seed, |n| task.evaluate(n))?;
+            if sigma == 0.0 && ideal_at_zero {
+                digital = stats.mean;
+            }
             run.tb.scalar(
                 &format!("compare/{tag}/N{}", u.levels),
                 stats.mean,
@@ -217,10 +243,13 @@ pub fn compare_command(
                 mode: u.mode.name().into(),
                 sigma,
                 stats,
-                digital_accuracy: digital,
+                digital_accuracy: f64::NAN,
                 finetune: ft.clone(),
                 same_as: None,
             });
+        }
+        for cell in &mut cells[first..] {
+            cell.digital_accuracy = digital;
         }
         run.tb.flush();
         let mine: Vec<String> = cells[first..]
@@ -258,6 +287,11 @@ pub fn compare_command(
     let table = std::fs::read_to_string(run.path.join("table.md")).unwrap_or_default();
     println!("\n{table}\nwall time {wall_s:.0} s; run folder {}", run.path.display());
     Ok(results)
+}
+
+/// `mAP@0.5 (%)` -> `mAP@0.5`, for plot titles.
+fn short_metric(metric: &str) -> &str {
+    metric.split(" (").next().unwrap_or(metric)
 }
 
 fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Result<()> {
@@ -323,7 +357,7 @@ fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Re
     }
     let _ = line_chart(
         &run.path.join("accuracy_vs_levels.png"),
-        &format!("Accuracy vs analog levels (σ = {}%)", 100.0 * cc.sigmas[0]),
+        &format!("{} vs analog levels (σ = {}%)", short_metric(metric), 100.0 * cc.sigmas[0]),
         "levels N",
         metric,
         &by_levels,
@@ -351,7 +385,7 @@ fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Re
         });
         let _ = line_chart(
             &run.path.join(format!("accuracy_vs_sigma_N{n}.png")),
-            &format!("Accuracy vs programming noise, N = {n}"),
+            &format!("{} vs programming noise, N = {n}", short_metric(metric)),
             "σ (% of conductance window)",
             metric,
             &series,

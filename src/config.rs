@@ -12,6 +12,19 @@ use std::path::{Path, PathBuf};
 #[serde(rename_all = "kebab-case")]
 pub enum Task {
     Classify,
+    Detect,
+    Segment,
+}
+
+impl Task {
+    /// The folder under `out_dir` that holds this task's runs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Classify => "classify",
+            Task::Detect => "detect",
+            Task::Segment => "segment",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -444,6 +457,12 @@ impl AnalogConfig {
             || self.output_noise > 0.0
     }
 
+    /// True when the crossbar is exact apart from quantization (no noise, faults, drift or
+    /// converters): the analog network then equals the digital one within 1e-5 (tested).
+    pub fn is_ideal(&self) -> bool {
+        !self.is_stochastic() && self.drift == Drift::None && !self.needs_per_forward_work()
+    }
+
     /// True when the forward pass cannot use one cached weight per trial.
     pub fn needs_per_forward_work(&self) -> bool {
         self.read_noise != ReadNoise::None
@@ -657,6 +676,12 @@ impl Config {
             return Err(invalid("train.nesterov", "Nesterov momentum needs train.momentum > 0"));
         }
         in_range("eval.batch_size", self.eval.batch_size, 1, 1 << 20)?;
+        self.validate_deploy()
+    }
+
+    /// Checks the sections every task shares for deployment: quant, finetune, analog,
+    /// train_noise and compare (detection and segmentation configs carry them too).
+    pub fn validate_deploy(&self) -> Result<()> {
         let q = &self.quant;
         in_range("quant.levels", q.levels, 2, 256)?;
         in_range("quant.max_iter", q.max_iter, 1, 100_000)?;

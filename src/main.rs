@@ -101,6 +101,13 @@ enum Command {
         #[arg(long)]
         checkpoint: PathBuf,
     },
+    /// The comparison grid of the config's `compare` section on a trained detector.
+    DetectCompare {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+    },
     /// Score predictions against ground truth given in COCO JSON.
     Metrics {
         /// Only `detection` for now.
@@ -119,6 +126,13 @@ enum Command {
     },
     /// Evaluate a segmentation checkpoint (mIoU, pixel accuracy, per-class IoU).
     SegmentEval {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+    },
+    /// The comparison grid of the config's `compare` section on a trained segmenter.
+    SegmentCompare {
         #[command(flatten)]
         args: ConfigArgs,
         #[arg(long)]
@@ -302,6 +316,21 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
             gqcim::tasks::detect::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
                 .context("detection evaluation failed")?;
+        }
+        Command::DetectCompare { args, checkpoint } => {
+            let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
+            gqcim::tasks::detect::compare(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
+                .context("detection comparison failed")?;
+        }
+        Command::SegmentCompare { args, checkpoint } => {
+            let cfg = gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)?;
+            gqcim::tasks::segment::compare(
+                &cfg,
+                &args.config,
+                &checkpoint,
+                args.run_dir.as_deref(),
+            )
+            .context("segmentation comparison failed")?;
         }
         Command::Metrics { kind, gt, pred } => {
             if kind != "detection" {

@@ -13,6 +13,13 @@ pub struct RunDir {
     pub tb: Tb,
 }
 
+/// Where a run folder goes: `<out_dir>/<task>/<name>`.
+pub struct RunPlace<'a> {
+    pub out_dir: &'a Path,
+    pub task: &'static str,
+    pub name: &'a Option<String>,
+}
+
 impl RunDir {
     /// Creates (or re-opens, when resuming) a run folder and saves the resolved config.
     pub fn create(
@@ -21,19 +28,31 @@ impl RunDir {
         config_path: &Path,
         explicit: Option<&Path>,
     ) -> Result<RunDir> {
-        let path = match (explicit, &cfg.run_name) {
+        let place = RunPlace { out_dir: &cfg.out_dir, task: task_name(cfg), name: &cfg.run_name };
+        Self::create_at(place, command, config_path, explicit, &cfg.to_yaml())
+    }
+
+    /// `create` for any task's config: `explicit`, else `<out_dir>/<task>/<run_name>`, else
+    /// `<out_dir>/<task>/<config stem>-<command>-<time>`; writes `config_yaml` into it.
+    pub fn create_at(
+        place: RunPlace,
+        command: &str,
+        config_path: &Path,
+        explicit: Option<&Path>,
+        config_yaml: &str,
+    ) -> Result<RunDir> {
+        let folder = place.out_dir.join(place.task);
+        let path = match (explicit, place.name) {
             (Some(p), _) => p.to_path_buf(),
-            (None, Some(name)) => cfg.out_dir.join(task_name(cfg)).join(name),
+            (None, Some(name)) => folder.join(name),
             (None, None) => {
                 let stem = config_path.file_stem().map(|s| s.to_string_lossy().to_string());
-                let ts = timestamp();
-                cfg.out_dir
-                    .join(task_name(cfg))
-                    .join(format!("{}-{command}-{ts}", stem.unwrap_or_else(|| "run".into())))
+                let stem = stem.unwrap_or_else(|| "run".into());
+                folder.join(format!("{stem}-{command}-{}", timestamp()))
             }
         };
         std::fs::create_dir_all(&path)?;
-        write_text_atomic(&path.join("config.yaml"), &cfg.to_yaml())?;
+        write_text_atomic(&path.join("config.yaml"), config_yaml)?;
         let tb = Tb::new(&path);
         Ok(RunDir { path, tb })
     }
@@ -44,9 +63,7 @@ impl RunDir {
 }
 
 pub fn task_name(cfg: &Config) -> &'static str {
-    match cfg.task {
-        crate::config::Task::Classify => "classify",
-    }
+    cfg.task.name()
 }
 
 /// UTC time as YYYYmmdd-HHMMSS, without a date crate.

@@ -5,7 +5,7 @@
 use crate::analog::montecarlo::monte_carlo_layers;
 use crate::analog::path::AnalogPath;
 use crate::checkpoint::write_text_atomic;
-use crate::compare::harness_for;
+use crate::compare::classify_harness;
 use crate::config::{Config, ProgrammingNoise};
 use crate::error::Result;
 use crate::quant::deploy::apply_quantization;
@@ -23,7 +23,7 @@ pub fn sensitivity_command(
     run_dir: Option<&Path>,
 ) -> Result<Value> {
     let device = setup_device(cfg)?;
-    let task = harness_for(cfg, device)?;
+    let task = classify_harness(cfg, device)?;
     let mut run = RunDir::create(cfg, "sensitivity", config_path, run_dir)?;
     let net = task.load_network(cfg, checkpoint, device)?;
     apply_quantization(&net, &cfg.quant, &cfg.analog)?;

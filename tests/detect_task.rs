@@ -399,3 +399,43 @@ fn tiny_run_on_fashion_mnist_learns() {
     assert!(loss(&hist[2]) < loss(&hist[0]));
     assert!(trained > untrained.map50 + 0.05, "{trained} vs untrained {}", untrained.map50);
 }
+
+/// The grid's evaluation budget keeps the first scenes with their own ground truth (a cut of
+/// the flattened box list once scored 500 scenes against the boxes of about 150).
+#[test]
+fn limiting_the_test_set_keeps_each_scene_with_its_boxes() {
+    one_thread();
+    let cfg = DetectConfig { model: tiny_model(), ..DetectConfig::default() };
+    let test = scenes(8, 2);
+    let mut h = DetectHarness::from_scenes(&cfg, &scenes(4, 1), scenes(8, 2), Device::Cpu);
+    h.limit_test(3);
+    assert_eq!(h.eval_len(), 3);
+    let expected = ground_truth(&test.boxes[..3]);
+    assert!(expected.len() > 3, "test scenes should hold more boxes than scenes");
+    assert_eq!(h.test_gts.len(), expected.len());
+    for (a, b) in h.test_gts.iter().zip(&expected) {
+        assert_eq!((a.image_id, a.class, a.bbox), (b.image_id, b.class, b.bbox));
+    }
+    assert!(h.test.images.equal(&test.images.narrow(0, 0, 3)));
+}
+
+/// The shipped config carries the deployment sections (quant, finetune, analog, train_noise,
+/// compare) and checks them like the classification config does.
+#[test]
+fn detect_config_carries_a_valid_comparison_grid() {
+    let path = repo_root().join("configs/detect_scenes.yaml");
+    let cfg = DetectConfig::load(&path, &[]).unwrap();
+    let base = cfg.base_config();
+    assert_eq!(base.task.name(), "detect");
+    assert!(base.validate_compare().is_ok());
+    assert_eq!(cfg.compare.levels, vec![2, 3, 4, 8]);
+    let err = DetectConfig::load(&path, &["analog.g_min=30".into()]).unwrap_err().to_string();
+    assert!(err.contains("analog.g_min"), "{err}");
+    let err = DetectConfig::load(
+        &path,
+        &["compare.modes=[qat-noise]".into(), "train_noise.programming_noise={type: none}".into()],
+    );
+    // qat-noise without training noise is refused when the grid starts.
+    let cfg = err.unwrap();
+    assert!(cfg.base_config().validate_compare().is_err());
+}

@@ -430,3 +430,74 @@ fn tiny_reference_run_learns() {
     assert!(after > before, "mIoU {before} -> {after}");
     assert!(run.join("checkpoints/last.json").is_file() && run.join("model.safetensors").is_file());
 }
+
+/// The comparison grid on a segmenter: fp32 and gq (N = 2, fine-tuned) at two programming
+/// noise levels write results.json, results.csv, a table named by mIoU, plots, and TensorBoard
+/// sample masks per network; the ideal sigma = 0 cell is the digital network (one trial) and
+/// the noisy cell has the configured trials with distinct seeds.
+#[test]
+fn comparison_grid_runs_on_the_segmenter() {
+    let _rng = rng_lock();
+    one_thread();
+    let mut cfg = tiny_config(8, 4);
+    cfg.eval.sample_images = 2;
+    cfg.finetune.epochs = 1.0;
+    cfg.finetune.batch_size = 4;
+    cfg.analog.trials = 2;
+    cfg.compare.methods = vec![gqcim::config::QuantMethod::Gq];
+    cfg.compare.levels = vec![2];
+    cfg.compare.modes = vec![gqcim::config::TuneMode::Qat];
+    cfg.compare.sigmas = vec![0.0, 0.05];
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("net.safetensors");
+    let trained = build_network(&cfg, Device::Cpu).unwrap();
+    gqcim::checkpoint::save_varstore(&trained.vs, &ckpt).unwrap();
+    let harness = SegmentHarness::from_data(&cfg, tiny_data(&cfg, false));
+    let run_path = dir.path().join("grid");
+    let place = gqcim::run::RunPlace { out_dir: dir.path(), task: "segment", name: &None };
+    let run =
+        gqcim::run::RunDir::create_at(place, "compare", &ckpt, Some(&run_path), "x: 1").unwrap();
+    let base = cfg.base_config();
+    let res = gqcim::compare::run_grid(
+        &base,
+        &harness,
+        &ckpt,
+        Device::Cpu,
+        run,
+        std::time::Instant::now(),
+    )
+    .unwrap();
+    let cells = res["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 4, "fp32 and gq at two sigmas");
+    assert_eq!(res["task"], "segment");
+    for c in cells {
+        let trials = c["stats"]["trials"].as_array().unwrap();
+        let sigma = c["sigma"].as_f64().unwrap();
+        if sigma == 0.0 {
+            assert_eq!(trials.len(), 1);
+            assert_eq!(c["digital_accuracy"].as_f64(), c["stats"]["mean"].as_f64());
+        } else {
+            assert_eq!(trials.len(), 2);
+            assert_ne!(trials[0]["seed"], trials[1]["seed"]);
+        }
+        let m = c["stats"]["mean"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&m), "mIoU {m}");
+    }
+    assert!(cells[2]["finetune"]["steps"].as_u64().unwrap() >= 2, "gq was not fine-tuned");
+    let table = std::fs::read_to_string(run_path.join("table.md")).unwrap();
+    assert!(table.contains("mIoU (%)") && table.contains("| gq | 2 | qat |"), "{table}");
+    let csv = std::fs::read_to_string(run_path.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(run_path.join("accuracy_vs_levels.png").exists());
+    assert!(run_path.join("accuracy_vs_sigma_N2.png").exists());
+    let events: Vec<u8> = std::fs::read_dir(&run_path)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("events.out.tfevents"))
+        .flat_map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    let has = |tag: &str| events.windows(tag.len()).any(|w| w == tag.as_bytes());
+    assert!(has("samples/gq-qat-N2/sample_1"), "no sample masks for the gq network");
+    assert!(has("samples/fp32-ptq-N32/sample_0"), "no sample masks for fp32");
+    assert!(has("finetune/gq-qat/N2/loss"), "no fine-tuning loss");
+}

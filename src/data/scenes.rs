@@ -114,6 +114,17 @@ impl SceneSet {
         self.images.size()[0]
     }
 
+    /// The first `n` scenes (all of them when there are fewer): a fixed test set cut to an
+    /// evaluation budget stays the same scenes for every network.
+    pub fn first(&self, n: usize) -> SceneSet {
+        let n = (n as i64).min(self.len());
+        SceneSet {
+            images: self.images.narrow(0, 0, n),
+            masks: self.masks.narrow(0, 0, n),
+            boxes: self.boxes[..n as usize].to_vec(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -22,15 +22,18 @@ use super::classify::{epoch_seed, learning_rate, log_weight_histograms, say};
 use super::detect_metrics::{coco_map, voc_map, Detection, GroundTruth};
 use super::harness::TaskHarness;
 use crate::checkpoint::{
-    self, load_strict, save_varstore, write_json_atomic, write_tensors_atomic, write_text_atomic,
+    self, load_strict, save_varstore, write_json_atomic, write_tensors_atomic,
 };
-use crate::config::{Config, DataConfig, DeviceChoice, TrainConfig};
+use crate::config::{
+    AnalogConfig, CompareConfig, Config, DataConfig, DeviceChoice, FinetuneConfig, QuantConfig,
+    Task, TrainConfig, TrainNoiseConfig,
+};
 use crate::data::scenes::{generate, SceneBox, SceneConfig, SceneSet};
 use crate::data::{self, Dataset};
 use crate::error::{invalid, GqcimError, Result};
 use crate::nets::yolo::{build_detector, YoloConfig};
 use crate::nets::Network;
-use crate::run::{device_info, git_commit, setup_device, RunDir};
+use crate::run::{device_info, git_commit, setup_device, RunDir, RunPlace};
 use crate::sgd::Sgd;
 use crate::tb::Tb;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -77,6 +80,13 @@ pub struct DetectConfig {
     pub train: TrainConfig,
     pub loss: DetectLossConfig,
     pub eval: DetectEvalConfig,
+    /// Quantization, fine-tuning, crossbar and comparison-grid sections, read as in the
+    /// classification config; `detect-compare` runs the grid on the reference checkpoint.
+    pub quant: QuantConfig,
+    pub finetune: FinetuneConfig,
+    pub analog: AnalogConfig,
+    pub train_noise: TrainNoiseConfig,
+    pub compare: CompareConfig,
 }
 
 impl Default for DetectConfig {
@@ -100,6 +110,11 @@ impl Default for DetectConfig {
             },
             loss: DetectLossConfig::default(),
             eval: DetectEvalConfig::default(),
+            quant: QuantConfig::default(),
+            finetune: FinetuneConfig::default(),
+            analog: AnalogConfig::default(),
+            train_noise: TrainNoiseConfig::default(),
+            compare: CompareConfig::default(),
         }
     }
 }
@@ -250,7 +265,7 @@ impl DetectConfig {
         in_range("eval.max_dets", e.max_dets, 1, 10_000)?;
         in_range("eval.pre_nms_top_k", e.pre_nms_top_k, 1, 100_000)?;
         in_range("eval.draw_score", e.draw_score, 0.0, 1.0)?;
-        Ok(())
+        self.base_config().validate_deploy()
     }
 
     /// Reads a YAML config, applies `key.path=value` overrides, parses and validates it.
@@ -283,6 +298,12 @@ impl DetectConfig {
             threads: self.threads,
             out_dir: self.out_dir.clone(),
             run_name: self.run_name.clone(),
+            task: Task::Detect,
+            quant: self.quant.clone(),
+            finetune: self.finetune.clone(),
+            analog: self.analog.clone(),
+            train_noise: self.train_noise.clone(),
+            compare: self.compare.clone(),
             ..Config::default()
         }
     }
@@ -786,11 +807,14 @@ pub fn draw_scene(
     img
 }
 
-fn log_samples(
+/// Draws the first `eval.tb_images` scenes with ground truth and detections as
+/// `<prefix>/detections_<i>` images.
+fn log_detections(
     tb: &mut Tb,
     scenes: &SceneSet,
     dets: &[Vec<Detection>],
     e: &DetectEvalConfig,
+    prefix: &str,
     step: usize,
 ) {
     let n = e.tb_images.min(dets.len());
@@ -812,7 +836,7 @@ fn log_samples(
             &dets[i],
             e.draw_score as f32,
         );
-        tb.image(&format!("test/detections_{i}"), &img, 3 * h, 3 * w, step);
+        tb.image(&format!("{prefix}/detections_{i}"), &img, 3 * h, 3 * w, step);
     }
 }
 
@@ -852,7 +876,7 @@ pub struct DetectHarness {
     train_images: Tensor,
     train_targets: Tensor,
     pub test: SceneSet,
-    test_gts: Vec<GroundTruth>,
+    pub test_gts: Vec<GroundTruth>,
 }
 
 impl DetectHarness {
@@ -885,6 +909,12 @@ impl DetectHarness {
             test_gts,
             cfg: cfg.clone(),
         }
+    }
+
+    /// Keeps the first `n` test scenes (the grid's `compare.eval_limit`).
+    pub fn limit_test(&mut self, n: usize) {
+        self.test = self.test.first(n);
+        self.test_gts = ground_truth(&self.test.boxes);
     }
 
     /// Full evaluation (VOC and COCO) on the harness's test scenes.
@@ -928,6 +958,37 @@ impl TaskHarness for DetectHarness {
     fn eval_len(&self) -> i64 {
         self.test.len()
     }
+
+    /// The first `eval.tb_images` test scenes with ground truth and predicted boxes.
+    fn log_samples(&self, net: &Network, tb: &mut Tb, tag: &str, step: usize) {
+        let n = self.cfg.eval.tb_images.min(self.test.len() as usize);
+        if n == 0 {
+            return;
+        }
+        let scenes = self.test.first(n);
+        let dets = predict(net, &self.grid, &scenes.images, &self.cfg.eval);
+        log_detections(tb, &scenes, &dets, &self.cfg.eval, tag, step);
+    }
+}
+
+/// `gqcim detect-compare`: the `compare` grid (fp32 against each quantizer and level count,
+/// fine-tuned clean or noise-aware, under the programming-noise sweep) on a trained detector.
+pub fn compare(
+    cfg: &DetectConfig,
+    config_path: &Path,
+    checkpoint: &Path,
+    run_dir: Option<&Path>,
+) -> Result<Value> {
+    let wall = Instant::now();
+    let base = cfg.base_config();
+    base.validate_compare()?;
+    let device = setup_device(&base)?;
+    let mut harness = DetectHarness::new(cfg, device)?;
+    if cfg.compare.eval_limit > 0 {
+        harness.limit_test(cfg.compare.eval_limit);
+    }
+    let run = create_run_dir(cfg, "compare", config_path, run_dir)?;
+    crate::compare::run_grid(&base, &harness, checkpoint, device, run, wall)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -952,22 +1013,8 @@ pub fn create_run_dir(
     config_path: &Path,
     explicit: Option<&Path>,
 ) -> Result<RunDir> {
-    let path = match (explicit, &cfg.run_name) {
-        (Some(p), _) => p.to_path_buf(),
-        (None, Some(name)) => cfg.out_dir.join("detect").join(name),
-        (None, None) => {
-            let stem = config_path.file_stem().map(|s| s.to_string_lossy().to_string());
-            cfg.out_dir.join("detect").join(format!(
-                "{}-{command}-{}",
-                stem.unwrap_or_else(|| "run".into()),
-                crate::run::timestamp()
-            ))
-        }
-    };
-    std::fs::create_dir_all(&path)?;
-    write_text_atomic(&path.join("config.yaml"), &cfg.to_yaml())?;
-    let tb = Tb::new(&path);
-    Ok(RunDir { path, tb })
+    let place = RunPlace { out_dir: &cfg.out_dir, task: "detect", name: &cfg.run_name };
+    RunDir::create_at(place, command, config_path, explicit, &cfg.to_yaml())
 }
 
 fn metrics_json(r: &DetEval) -> Value {
@@ -1147,7 +1194,7 @@ pub fn train(
         run.tb.scalar("train/lr", lr_now, e);
         run.tb.scalar("train/images_per_second", nb * bs as f64 / secs, e);
         log_eval(&mut run.tb, &test_res, e);
-        log_samples(&mut run.tb, &test, &dets, &cfg.eval, e);
+        log_detections(&mut run.tb, &test, &dets, &cfg.eval, "test", e);
         if t.histogram_every > 0 && e % t.histogram_every == 0 {
             log_weight_histograms(&mut run, &net, e);
         }
@@ -1239,7 +1286,7 @@ pub fn eval(
         &cfg.eval,
     );
     log_eval(&mut run.tb, &res, 0);
-    log_samples(&mut run.tb, &test, &dets, &cfg.eval, 0);
+    log_detections(&mut run.tb, &test, &dets, &cfg.eval, "test", 0);
     run.tb.flush();
     let results = json!({
         "command": "detect eval",

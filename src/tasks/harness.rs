@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::error::Result;
 use crate::nets::Network;
+use crate::tb::Tb;
 use std::path::Path;
 use tch::{Device, Tensor};
 
@@ -30,4 +31,8 @@ pub trait TaskHarness {
 
     /// Number of evaluation samples.
     fn eval_len(&self) -> i64;
+
+    /// Logs a few test samples with this network's predictions drawn (boxes, coloured masks)
+    /// to TensorBoard under `tag`; tasks without a picture to show keep the default.
+    fn log_samples(&self, _net: &Network, _tb: &mut Tb, _tag: &str, _step: usize) {}
 }

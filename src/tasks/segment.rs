@@ -16,16 +16,19 @@ use super::classify::{epoch_seed, learning_rate, log_weight_histograms, say};
 use super::harness::TaskHarness;
 use super::seg_metrics::{seg_loss, ConfusionMatrix};
 use crate::checkpoint::{
-    self, load_strict, save_varstore, write_json_atomic, write_tensors_atomic, write_text_atomic,
+    self, load_strict, save_varstore, write_json_atomic, write_tensors_atomic,
 };
-use crate::config::{Config, DataConfig, DeviceChoice, TrainConfig};
+use crate::config::{
+    AnalogConfig, CompareConfig, Config, DataConfig, DeviceChoice, FinetuneConfig, QuantConfig,
+    Task, TrainConfig, TrainNoiseConfig,
+};
 use crate::data::scenes::{generate, SceneConfig, SceneSet};
 use crate::data::voc_seg::{colorize, IGNORE_INDEX};
 use crate::data::{self, Dataset};
 use crate::error::{invalid, GqcimError, Result};
 use crate::nets::deeplab::build_deeplab;
 use crate::nets::Network;
-use crate::run::{device_info, git_commit, setup_device, timestamp, RunDir};
+use crate::run::{device_info, git_commit, setup_device, RunDir, RunPlace};
 use crate::sgd::Sgd;
 use crate::tb::Tb;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -91,6 +94,13 @@ pub struct SegmentConfig {
     pub model: SegModelConfig,
     pub train: TrainConfig,
     pub eval: SegEvalConfig,
+    /// Quantization, fine-tuning, crossbar and comparison-grid sections, read as in the
+    /// classification config; `segment-compare` runs the grid on the reference checkpoint.
+    pub quant: QuantConfig,
+    pub finetune: FinetuneConfig,
+    pub analog: AnalogConfig,
+    pub train_noise: TrainNoiseConfig,
+    pub compare: CompareConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -179,6 +189,11 @@ impl Default for SegmentConfig {
                 ..TrainConfig::default()
             },
             eval: SegEvalConfig::default(),
+            quant: QuantConfig::default(),
+            finetune: FinetuneConfig::default(),
+            analog: AnalogConfig::default(),
+            train_noise: TrainNoiseConfig::default(),
+            compare: CompareConfig::default(),
         }
     }
 }
@@ -236,7 +251,26 @@ impl SegmentConfig {
         }
         in_range("eval.batch_size", self.eval.batch_size, 1, 1 << 20)?;
         in_range("eval.sample_images", self.eval.sample_images, 0, 64)?;
-        Ok(())
+        self.base_config().validate_deploy()
+    }
+
+    /// The main `Config` fields shared with the other tasks (seed, device, threads and the
+    /// deployment sections), for the crate's device set-up, fine-tuning and grid.
+    pub fn base_config(&self) -> Config {
+        Config {
+            seed: self.seed,
+            device: self.device,
+            threads: self.threads,
+            out_dir: self.out_dir.clone(),
+            run_name: self.run_name.clone(),
+            task: Task::Segment,
+            quant: self.quant.clone(),
+            finetune: self.finetune.clone(),
+            analog: self.analog.clone(),
+            train_noise: self.train_noise.clone(),
+            compare: self.compare.clone(),
+            ..Config::default()
+        }
     }
 
     /// Reads a YAML config, applies `key.path=value` overrides, parses and validates it.
@@ -311,6 +345,12 @@ impl SegSplit {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The first `n` samples (all when there are fewer).
+    pub fn first(&self, n: usize) -> SegSplit {
+        let n = (n as i64).min(self.len());
+        SegSplit { images: self.images.narrow(0, 0, n), masks: self.masks.narrow(0, 0, n) }
     }
 
     /// Normalised images [b, 1, S, S] and int64 masks [b, S, S] of samples start..start+b.
@@ -490,8 +530,7 @@ pub fn load_network(cfg: &SegmentConfig, checkpoint: &Path, device: Device) -> R
 
 /// Resolves the device and thread count (the classification code's rules).
 fn setup(cfg: &SegmentConfig) -> Result<Device> {
-    let c = Config { device: cfg.device, threads: cfg.threads, ..Config::default() };
-    setup_device(&c)
+    setup_device(&cfg.base_config())
 }
 
 /// Creates (or re-opens, when resuming) `runs/segment/<run>/` and saves the resolved config.
@@ -501,24 +540,20 @@ fn create_run_dir(
     config_path: &Path,
     explicit: Option<&Path>,
 ) -> Result<RunDir> {
-    let path = match (explicit, &cfg.run_name) {
-        (Some(p), _) => p.to_path_buf(),
-        (None, Some(name)) => cfg.out_dir.join("segment").join(name),
-        (None, None) => {
-            let stem = config_path.file_stem().map(|s| s.to_string_lossy().to_string());
-            let stem = stem.unwrap_or_else(|| "run".into());
-            cfg.out_dir.join("segment").join(format!("{stem}-{command}-{}", timestamp()))
-        }
-    };
-    std::fs::create_dir_all(&path)?;
-    write_text_atomic(&path.join("config.yaml"), &cfg.to_yaml())?;
-    let tb = Tb::new(&path);
-    Ok(RunDir { path, tb })
+    let place = RunPlace { out_dir: &cfg.out_dir, task: "segment", name: &cfg.run_name };
+    RunDir::create_at(place, command, config_path, explicit, &cfg.to_yaml())
 }
 
 /// Logs the first `n` test scenes as one image each: the grey input, the coloured ground
 /// truth and the coloured prediction side by side (VOC palette), padded square by `Tb`.
-pub fn log_samples(tb: &mut Tb, net: &Network, data: &SegmentData, n: usize, step: usize) {
+pub fn log_samples(
+    tb: &mut Tb,
+    net: &Network,
+    data: &SegmentData,
+    n: usize,
+    prefix: &str,
+    step: usize,
+) {
     let n = (n as i64).min(data.test.len());
     if n == 0 {
         return;
@@ -535,7 +570,7 @@ pub fn log_samples(tb: &mut Tb, net: &Network, data: &SegmentData, n: usize, ste
         let strip = Tensor::cat(&[grey, white.shallow_clone(), gt, white, pr], 2);
         let w = strip.size()[2];
         let bytes = Vec::<u8>::try_from(strip.contiguous().flatten(0, -1)).unwrap_or_default();
-        tb.image(&format!("test/sample_{i}"), &bytes, s as usize, w as usize, step);
+        tb.image(&format!("{prefix}/sample_{i}"), &bytes, s as usize, w as usize, step);
     }
 }
 
@@ -728,7 +763,7 @@ pub fn train(
         if t.histogram_every > 0 && e % t.histogram_every == 0 {
             log_weight_histograms(&mut run, &net, e);
         }
-        log_samples(&mut run.tb, &net, &data, cfg.eval.sample_images, e);
+        log_samples(&mut run.tb, &net, &data, cfg.eval.sample_images, "test", e);
         run.tb.flush();
         history.push(json!({"epoch": e, "train_loss": train_loss, "test_miou": test.miou,
             "test_pixel_accuracy": test.pixel_acc, "seconds": secs,
@@ -810,7 +845,7 @@ pub fn eval(
     let res = evaluate(&net, &data, cfg.eval.batch_size);
     log_eval(&mut run.tb, &res, 0);
     log_weight_histograms(&mut run, &net, 0);
-    log_samples(&mut run.tb, &net, &data, cfg.eval.sample_images, 0);
+    log_samples(&mut run.tb, &net, &data, cfg.eval.sample_images, "test", 0);
     run.tb.flush();
     let results = json!({
         "command": "segment-eval",
@@ -889,4 +924,29 @@ impl TaskHarness for SegmentHarness {
     fn eval_len(&self) -> i64 {
         self.data.test.len()
     }
+
+    fn log_samples(&self, net: &Network, tb: &mut Tb, tag: &str, step: usize) {
+        log_samples(tb, net, &self.data, self.cfg.eval.sample_images, tag, step);
+    }
+}
+
+/// `gqcim segment-compare`: the `compare` grid (fp32 against each quantizer and level count,
+/// fine-tuned clean or noise-aware, under the programming-noise sweep) on a trained segmenter.
+pub fn compare(
+    cfg: &SegmentConfig,
+    config_path: &Path,
+    checkpoint: &Path,
+    run_dir: Option<&Path>,
+) -> Result<Value> {
+    let wall = Instant::now();
+    let base = cfg.base_config();
+    base.validate_compare()?;
+    let device = setup(cfg)?;
+    let mut data = SegmentData::load(cfg, device)?;
+    if cfg.compare.eval_limit > 0 {
+        data.test = data.test.first(cfg.compare.eval_limit);
+    }
+    let harness = SegmentHarness::from_data(cfg, data);
+    let run = create_run_dir(cfg, "compare", config_path, run_dir)?;
+    crate::compare::run_grid(&base, &harness, checkpoint, device, run, wall)
 }
