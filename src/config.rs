@@ -727,24 +727,44 @@ impl Config {
 
     /// Reads a YAML config, applies `key.path=value` overrides, parses and validates it.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| GqcimError::Config {
-            path: path.display().to_string(),
-            msg: format!("cannot read config file: {e}"),
-        })?;
-        Self::from_yaml_str(&text, &path.display().to_string(), overrides)
+        load_validated(path, overrides, Config::validate)
     }
 
     /// As `load`, from text; `origin` names the source in errors.
     pub fn from_yaml_str(text: &str, origin: &str, overrides: &[String]) -> Result<Config> {
-        let cfg: Config = parse_yaml(text, origin, overrides)?;
-        cfg.validate()
-            .map_err(|e| GqcimError::Config { path: origin.to_string(), msg: e.to_string() })?;
-        Ok(cfg)
+        parse_validated(text, origin, overrides, Config::validate)
     }
 
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(self).unwrap_or_default()
     }
+}
+
+/// Reads a config file, applies `key.path=value` overrides, parses it and runs `validate`;
+/// every error names the file (the `load` of every task config).
+pub fn load_validated<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    overrides: &[String],
+    validate: impl Fn(&T) -> Result<()>,
+) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| GqcimError::Config {
+        path: path.display().to_string(),
+        msg: format!("cannot read config file: {e}"),
+    })?;
+    parse_validated(&text, &path.display().to_string(), overrides, validate)
+}
+
+/// `load_validated` from text; `origin` names the source in errors.
+pub fn parse_validated<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+    overrides: &[String],
+    validate: impl Fn(&T) -> Result<()>,
+) -> Result<T> {
+    let cfg: T = parse_yaml(text, origin, overrides)?;
+    validate(&cfg)
+        .map_err(|e| GqcimError::Config { path: origin.to_string(), msg: e.to_string() })?;
+    Ok(cfg)
 }
 
 /// Parses any task's YAML config: the text becomes a value tree, `--set` overrides apply,

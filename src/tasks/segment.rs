@@ -275,19 +275,12 @@ impl SegmentConfig {
 
     /// Reads a YAML config, applies `key.path=value` overrides, parses and validates it.
     pub fn load(path: &Path, overrides: &[String]) -> Result<SegmentConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| GqcimError::Config {
-            path: path.display().to_string(),
-            msg: format!("cannot read config file: {e}"),
-        })?;
-        Self::from_yaml_str(&text, &path.display().to_string(), overrides)
+        crate::config::load_validated(path, overrides, SegmentConfig::validate)
     }
 
     /// As `load`, from text; `origin` names the source in errors.
     pub fn from_yaml_str(text: &str, origin: &str, overrides: &[String]) -> Result<SegmentConfig> {
-        let cfg: SegmentConfig = crate::config::parse_yaml(text, origin, overrides)?;
-        let cfg_err = |msg: String| GqcimError::Config { path: origin.to_string(), msg };
-        cfg.validate().map_err(|e| cfg_err(e.to_string()))?;
-        Ok(cfg)
+        crate::config::parse_validated(text, origin, overrides, SegmentConfig::validate)
     }
 
     pub fn to_yaml(&self) -> String {
