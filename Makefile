@@ -15,7 +15,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export GQCIM_PYTHON := $(PY)
 export GQCIM_FMNIST_DIR := $(FMNIST_DIR)
 
-.PHONY: all build test bench detect detect-full train-detect segment segment-full train-segment classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
+.PHONY: all build test slurm-deps slurm-up slurm-down classify-slurm detect-slurm segment-slurm bench detect detect-full train-detect segment segment-full train-segment classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
 
 all: build
 
@@ -59,6 +59,42 @@ classify: build data
 		print('manifest test accuracy: %.2f%%, measured now: %.2f%%' % (100*m, 100*r)); sys.exit(abs(m-r) > 1e-9)"
 	$(BIN) compare --config $(CONFIG) --checkpoint $(REF_CKPT) --set data.root=$(FMNIST_DIR) \
 		--run-dir runs/classify/compare-$(RUN_TS)
+
+# The same grid as a Slurm job array: plan, submit only the units without a result (one
+# array task each, SLURM_THREADS threads per task) plus a merge job, wait, print the table.
+# Re-running the same command resumes. Without a reachable cluster (sinfo fails) a
+# single-node one is started on this machine (scripts/slurm-local.sh; `make slurm-down`).
+SLURM_THREADS ?= 1
+SLURM_RUN ?= runs/classify/compare-slurm
+SLURM_LOCAL_CONF := $${GQCIM_SLURM_DIR:-/tmp/gqcim-slurm}/slurm.conf
+define slurm_grid
+	@if ! sinfo >/dev/null 2>&1; then scripts/slurm-local.sh start; fi; \
+	if ! sinfo >/dev/null 2>&1; then export SLURM_CONF=$(SLURM_LOCAL_CONF); fi; \
+	start=$$(date +%s); GQCIM_BIN=$(BIN) scripts/slurm-grid.sh $(1) --wait && \
+	echo "slurm grid wall time: $$(( $$(date +%s) - start )) s"
+endef
+classify-slurm: build data
+	$(BIN) compare --plan --config $(CONFIG) --checkpoint $(REF_CKPT) --set data.root=$(FMNIST_DIR) \
+		--set threads=$(SLURM_THREADS) --run-dir $(SLURM_RUN)
+	$(call slurm_grid,$(SLURM_RUN))
+
+detect-slurm: build data
+	$(BIN) detect-compare --plan --config $(DET_CONFIG) --checkpoint $(DET_CKPT) \
+		--set data.fmnist_root=$(FMNIST_DIR) --set threads=$(SLURM_THREADS) \
+		--run-dir runs/detect/compare-slurm
+	$(call slurm_grid,runs/detect/compare-slurm)
+
+segment-slurm: build data
+	$(BIN) segment-compare --plan --config $(SEG_CONFIG) --checkpoint $(SEG_CKPT) \
+		--set data.fmnist_root=$(FMNIST_DIR) --set threads=$(SLURM_THREADS) \
+		--run-dir runs/segment/compare-slurm
+	$(call slurm_grid,runs/segment/compare-slurm)
+
+slurm-up:
+	scripts/slurm-local.sh start
+
+slurm-down:
+	scripts/slurm-local.sh stop
 
 # The GPU-sized grid: full test set, 10 trials, 2 fine-tuning epochs, also N = 16.
 classify-full: build data
@@ -138,7 +174,11 @@ segment-full: build data
 train-segment: build data
 	$(BIN) segment-train --config $(SEG_CONFIG) --set data.fmnist_root=$(FMNIST_DIR)
 
-test: venv data
+# Slurm (single node, Debian packages) for the job-array test and `make *-slurm` locally.
+slurm-deps:
+	scripts/slurm-local.sh install
+
+test: venv data slurm-deps
 	OMP_NUM_THREADS=1 cargo test --release -- --test-threads=2
 
 tensorboard: venv

@@ -6,27 +6,30 @@ use crate::analog::montecarlo::{monte_carlo, McStats};
 use crate::analog::path::{AnalogPath, NoisyTrainPath};
 use crate::checkpoint::write_text_atomic;
 use crate::config::{Config, ProgrammingNoise, QuantMethod, TuneMode};
-use crate::data::{self, Normalizer};
 use crate::error::Result;
 use crate::quant::deploy::{apply_quantization, make_path, QuantDeployment};
 use crate::report::{line_chart, markdown_table, Series};
-use crate::run::{device_info, git_commit, setup_device, RunDir};
+use crate::run::{git_commit, setup_device, RunDir};
+use crate::sweep::plan::expand_units;
+use crate::sweep::{merge_run, read_cell, write_cell, CellFile, Plan, Unit};
 use crate::tasks::harness::TaskHarness;
-use crate::tasks::quantize::{finetune_loop, ClassifyHarness, FinetuneStats};
-use serde::Serialize;
+use crate::tasks::quantize::{finetune_loop, FinetuneStats};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
 use tch::Tensor;
 
 /// One evaluated cell of the grid.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cell {
     pub method: String,
     pub levels: usize,
     pub mode: String,
     pub sigma: f64,
     pub stats: McStats,
+    /// The digital (noise-free) metric; NaN (null in JSON) when not measured.
+    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
     pub digital_accuracy: f64,
     pub finetune: Option<FinetuneStats>,
     /// Set when the cell is another method's cell computed once (gq-noise at σ = 0 is gq:
@@ -55,20 +58,7 @@ fn mean_std(s: &McStats) -> String {
 }
 
 /// The classification harness of a config (test set cut to `compare.eval_limit`).
-pub fn classify_harness(cfg: &Config, device: tch::Device) -> Result<Box<dyn TaskHarness>> {
-    let train = data::load_split(&cfg.data, true)?;
-    let mut test = data::load_split(&cfg.data, false)?;
-    data::check_against_model(&test, cfg.model.in_channels, cfg.model.num_classes)?;
-    if cfg.compare.eval_limit > 0 {
-        test = test.limit(cfg.compare.eval_limit);
-    }
-    Ok(Box::new(ClassifyHarness {
-        cfg: cfg.clone(),
-        train: train.to_device(device),
-        test: test.to_device(device),
-        norm: Normalizer::new(&cfg.data, device),
-    }))
-}
+pub use crate::tasks::quantize::classify_harness;
 
 /// `gqcim compare` for classification: loads the data, then runs the grid.
 pub fn compare_command(
@@ -76,217 +66,281 @@ pub fn compare_command(
     config_path: &Path,
     checkpoint: &Path,
     run_dir: Option<&Path>,
+    plan_only: bool,
 ) -> Result<Value> {
     let wall = Instant::now();
     cfg.validate_compare()?;
     let device = setup_device(cfg)?;
     let task = classify_harness(cfg, device)?;
     let run = RunDir::create(cfg, "compare", config_path, run_dir)?;
-    run_grid(cfg, task.as_ref(), checkpoint, device, run, wall)
+    run_grid_steps(cfg, task.as_ref(), checkpoint, device, run, wall, plan_only)
 }
 
-/// Runs the grid of `cfg.compare` on any task; writes results.csv, results.json, table.md
-/// and plots into the run folder, TensorBoard scalars per cell and sample predictions per
-/// network. `wall` is when the command started (data loading counts).
+/// Runs the grid of `cfg.compare` on any task in this process: plan, every unit, merge.
+/// Writes results.csv, results.json, table.md and plots into the run folder, TensorBoard
+/// scalars per unit and sample predictions per network. `wall` is when the command started
+/// (data loading counts). A run folder interrupted at any moment resumes with the same call.
 pub fn run_grid(
     cfg: &Config,
     task: &dyn TaskHarness,
     checkpoint: &Path,
     device: tch::Device,
-    mut run: RunDir,
+    run: RunDir,
     wall: Instant,
 ) -> Result<Value> {
-    cfg.validate_compare()?;
-    let cc = &cfg.compare;
-    let mut cells: Vec<Cell> = Vec::new();
+    run_grid_steps(cfg, task, checkpoint, device, run, wall, false)
+}
 
-    // A unit is one network (method, N, fine-tuning) evaluated at some sigmas. gq-noise
-    // chooses its quanta for the device that will hold them, so it gets one unit per sigma.
-    struct Unit {
-        method: QuantMethod,
-        levels: usize,
-        mode: TuneMode,
-        sigmas: Vec<f64>,
-        fit_sigma: Option<f64>,
+/// `run_grid`, or with `plan_only` just the plan (`gqcim compare --plan`): the units then run
+/// as `gqcim compare-cell` (locally or as a Slurm array) and `gqcim merge` writes the tables.
+pub fn run_grid_steps(
+    cfg: &Config,
+    task: &dyn TaskHarness,
+    checkpoint: &Path,
+    device: tch::Device,
+    run: RunDir,
+    wall: Instant,
+    plan_only: bool,
+) -> Result<Value> {
+    cfg.validate_compare()?;
+    let plan = plan_grid(cfg, task, checkpoint, &run.path)?;
+    let runnable: Vec<usize> = plan.runnable().map(|u| u.index).collect();
+    println!(
+        "comparison grid: {} networks ({} seed(s)), {} sigmas, {} test images, up to {} trials \
+         per cell; {} threads; plan {}",
+        runnable.len(),
+        cfg.compare.seeds.len().max(1),
+        cfg.compare.sigmas.len(),
+        task.eval_len(),
+        cfg.analog.trials,
+        plan.threads,
+        run.path.join(crate::sweep::plan::PLAN_FILE).display()
+    );
+    if plan_only {
+        println!(
+            "planned {} units; run them with `gqcim compare-cell --run-dir {} --index I` \
+             (I in {}) and merge with `gqcim merge --run-dir {}`",
+            runnable.len(),
+            run.path.display(),
+            crate::sweep::array_spec(&runnable),
+            run.path.display()
+        );
+        return serde_json::to_value(&plan)
+            .map_err(|e| crate::error::invalid("plan", e.to_string()));
     }
-    let mut units: Vec<Unit> = Vec::new();
-    if cc.include_fp32 {
-        units.push(Unit {
-            method: QuantMethod::Fp32,
-            levels: 32,
-            mode: TuneMode::Ptq,
-            sigmas: cc.sigmas.clone(),
-            fit_sigma: None,
+    for (k, &i) in runnable.iter().enumerate() {
+        let started = Instant::now();
+        let ran = run_cell(cfg, task, &plan, &run.path, i, device)?;
+        println!(
+            "[{}/{}] {}{}",
+            k + 1,
+            runnable.len(),
+            plan.units[i].key,
+            if ran.is_some() {
+                format!(" ({:.0} s)", started.elapsed().as_secs_f64())
+            } else {
+                " (result present, skipped)".into()
+            }
+        );
+        if let Some(line) = ran {
+            println!("    {line}");
+        }
+    }
+    let results = merge_run(&run, json!({ "wall_seconds": wall.elapsed().as_secs_f64() }))?;
+    let table = std::fs::read_to_string(run.path.join("table.md")).unwrap_or_default();
+    println!(
+        "\n{table}\nwall time {:.0} s; run folder {}",
+        wall.elapsed().as_secs_f64(),
+        run.path.display()
+    );
+    Ok(results)
+}
+
+/// The plan of `cfg.compare` for this task, written into the run folder (or checked against
+/// the one there: the same plan resumes, another is refused).
+pub fn plan_grid(
+    cfg: &Config,
+    task: &dyn TaskHarness,
+    checkpoint: &Path,
+    run: &Path,
+) -> Result<Plan> {
+    let seeds =
+        if cfg.compare.seeds.is_empty() { vec![cfg.seed] } else { cfg.compare.seeds.clone() };
+    let config_yaml =
+        std::fs::read_to_string(run.join("config.yaml")).unwrap_or_else(|_| cfg.to_yaml());
+    let threads =
+        if cfg.threads > 0 { cfg.threads } else { tch::get_num_threads().max(1) as usize };
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let plan = Plan {
+        version: crate::sweep::plan::PLAN_VERSION,
+        hash: String::new(),
+        commit: git_commit(),
+        task: task.task().into(),
+        metric: task.metric_name().into(),
+        config_yaml,
+        compare: cfg.compare.clone(),
+        trials: cfg.analog.trials,
+        checkpoint: absolute(checkpoint),
+        checkpoint_sha256: crate::checkpoint::sha256_file(checkpoint)?,
+        threads,
+        eval_samples: task.eval_len(),
+        cache_dir: cfg
+            .compare
+            .cache
+            .then(|| absolute(&cfg.out_dir.join("cache").join(task.task()))),
+        units: expand_units(&cfg.compare, &seeds),
+    }
+    .seal();
+    plan.write_or_resume(run)?;
+    Ok(plan)
+}
+
+fn noise_at(sigma: f64) -> ProgrammingNoise {
+    if sigma > 0.0 {
+        ProgrammingNoise::Gaussian { sigma }
+    } else {
+        ProgrammingNoise::None
+    }
+}
+
+/// The config a unit's network is built, fine-tuned and fitted with.
+fn unit_config(cfg: &Config, u: &Unit) -> Config {
+    let mut c = cfg.clone();
+    c.quant.method = u.method;
+    c.quant.levels = u.levels;
+    c.seed = u.seed;
+    if let Some(s) = u.fit_sigma {
+        c.analog.programming_noise = noise_at(s);
+    }
+    c
+}
+
+/// The unit's network, quantized and fine-tuned as its mode says (or from the cache).
+fn prepare_network(
+    c: &Config,
+    task: &dyn TaskHarness,
+    plan: &Plan,
+    u: &Unit,
+    device: tch::Device,
+    tb: &mut crate::tb::Tb,
+) -> Result<(crate::nets::Network, Option<FinetuneStats>, bool)> {
+    let net = task.load_network(c, &plan.checkpoint, device)?;
+    if u.method == QuantMethod::Fp32 {
+        return Ok((net, None, false));
+    }
+    let key = plan.cache_dir.as_ref().map(|d| (d, crate::sweep::cache::key(plan, u)));
+    if let Some((dir, key)) = &key {
+        if let Some(ft) = crate::sweep::cache::load(dir, key, &net)? {
+            return Ok((net, ft, true));
+        }
+    }
+    // Every draw of the unit comes from its own seed, whatever ran before in this process.
+    tch::manual_seed(u.seed as i64);
+    let dep = match u.mode {
+        TuneMode::QatNoise => add_train_noise(&net, c)?,
+        _ => apply_quantization(&net, &c.quant, &c.analog)?,
+    };
+    let mut ft = None;
+    if u.mode != TuneMode::Ptq {
+        let loss_tag = format!("finetune/{}-{}/N{}/loss", u.method.name(), u.mode.name(), u.levels);
+        ft = Some(finetune_loop(&net, task, c, &dep, |epoch, loss| {
+            tb.scalar(&loss_tag, loss, epoch)
+        })?);
+    }
+    if let Some((dir, key)) = &key {
+        crate::sweep::cache::store(dir, key, u, &net, &ft)?;
+    }
+    Ok((net, ft, false))
+}
+
+/// Runs one unit of the plan and writes its cell; `None` when its result is already there
+/// (or it is an alias, resolved at merge time), else a one-line summary.
+pub fn run_cell(
+    cfg: &Config,
+    task: &dyn TaskHarness,
+    plan: &Plan,
+    run: &Path,
+    index: usize,
+    device: tch::Device,
+) -> Result<Option<String>> {
+    let u = plan.unit(run, index)?;
+    if u.alias_of.is_some() || read_cell(run, plan, u)?.is_some() {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let c = unit_config(cfg, u);
+    let mut tb = crate::tb::Tb::new(&crate::sweep::cell::unit_dir(run, u));
+    let (net, ft, cached) = prepare_network(&c, task, plan, u, device, &mut tb)?;
+    let tag = format!("{}-{}", u.method.name(), u.mode.name());
+    task.log_samples(&net, &mut tb, &format!("samples/{tag}-N{}", u.levels), 0);
+    // On an ideal crossbar (no non-ideality besides the swept programming noise) the
+    // sigma = 0 cell is the digital network within 1e-5 (tests/analog.rs): its one trial
+    // gives the digital metric, so the network is not evaluated twice.
+    let ideal_at_zero = u.sigmas.contains(&0.0) && {
+        let mut a = c.analog.clone();
+        a.programming_noise = ProgrammingNoise::None;
+        a.is_ideal()
+    };
+    let mut digital = if ideal_at_zero { f64::NAN } else { task.evaluate(&net) };
+    let targets: Vec<(Tensor, String)> =
+        net.layers.layers().iter().map(|l| (l.effective_weight(), l.describe())).collect();
+    let mut cells = Vec::new();
+    for &sigma in &u.sigmas {
+        let si = plan.compare.sigmas.iter().position(|s| *s == sigma).unwrap_or(0);
+        let mut a = c.analog.clone();
+        a.programming_noise = noise_at(sigma);
+        for (l, (t, src)) in net.layers.layers().iter().zip(&targets) {
+            l.set_path(Box::new(AnalogPath::new(t.shallow_clone(), src.clone(), &a)));
+        }
+        // The same trial seeds for every network of a fine-tuning seed at a given sigma.
+        let seed = u.seed.wrapping_add(1000 * si as u64);
+        let stats = monte_carlo(&net, &a, seed, |n| task.evaluate(n))?;
+        if sigma == 0.0 && ideal_at_zero {
+            digital = stats.mean;
+        }
+        tb.scalar(
+            &format!("compare/{tag}/N{}", u.levels),
+            stats.mean,
+            (sigma * 1000.0).round() as usize,
+        );
+        cells.push(Cell {
+            method: u.method.name().into(),
+            levels: u.levels,
+            mode: u.mode.name().into(),
+            sigma,
+            stats,
+            digital_accuracy: f64::NAN,
+            finetune: ft.clone(),
+            same_as: None,
         });
     }
-    // gq before gq-noise, so that gq-noise at σ = 0 can reuse gq's cell.
-    let mut methods = cc.methods.clone();
-    methods.sort_by_key(|m| if *m == QuantMethod::Gq { 0 } else { 1 });
-    for &m in &methods {
-        for &n in &cc.levels {
-            for &mode in &cc.modes {
-                if m == QuantMethod::GqNoise {
-                    for &s in &cc.sigmas {
-                        units.push(Unit {
-                            method: m,
-                            levels: n,
-                            mode,
-                            sigmas: vec![s],
-                            fit_sigma: Some(s),
-                        });
-                    }
-                } else {
-                    units.push(Unit {
-                        method: m,
-                        levels: n,
-                        mode,
-                        sigmas: cc.sigmas.clone(),
-                        fit_sigma: None,
-                    });
-                }
-            }
-        }
+    for cell in &mut cells {
+        cell.digital_accuracy = digital;
     }
-    println!(
-        "comparison grid: {} networks, {} sigmas, {} test images, up to {} trials per cell",
-        units.len(),
-        cc.sigmas.len(),
-        task.eval_len(),
-        cfg.analog.trials
+    tb.flush();
+    let summary = cells
+        .iter()
+        .map(|c| format!("σ={}: {}", c.sigma, mean_std(&c.stats)))
+        .collect::<Vec<_>>()
+        .join("  ");
+    let line = format!(
+        "digital {:.2}%  {summary}{}",
+        100.0 * digital,
+        if cached { "  (network from cache)" } else { "" }
     );
-    let noise_at = |sigma: f64| {
-        if sigma > 0.0 {
-            ProgrammingNoise::Gaussian { sigma }
-        } else {
-            ProgrammingNoise::None
-        }
+    let file = CellFile {
+        plan_hash: plan.hash.clone(),
+        index,
+        key: u.key.clone(),
+        cells,
+        seconds: started.elapsed().as_secs_f64(),
+        host: crate::sweep::cell::host_name(),
+        threads: tch::get_num_threads().max(1) as usize,
+        device: format!("{device:?}"),
+        cached,
     };
-    for (ui, u) in units.iter().enumerate() {
-        let row_start = Instant::now();
-        if u.method == QuantMethod::GqNoise
-            && u.fit_sigma == Some(0.0)
-            && cc.methods.contains(&QuantMethod::Gq)
-        {
-            // An ideal device makes gq-noise's fit and refits exactly gq's: reuse that cell.
-            if let Some(gq) = cells
-                .iter()
-                .find(|c| {
-                    c.method == "gq"
-                        && c.levels == u.levels
-                        && c.mode == u.mode.name()
-                        && c.sigma == 0.0
-                })
-                .cloned()
-            {
-                println!("[{}/{}] gq-noise        N={:<3} {:<9} σ=0: identical to gq by construction (cell reused)", ui + 1, units.len(), u.levels, u.mode.name());
-                cells.push(Cell { method: "gq-noise".into(), same_as: Some("gq".into()), ..gq });
-                continue;
-            }
-        }
-        let mut c = cfg.clone();
-        c.quant.method = u.method;
-        c.quant.levels = u.levels;
-        if let Some(s) = u.fit_sigma {
-            c.analog.programming_noise = noise_at(s);
-        }
-        let net = task.load_network(&c, checkpoint, device)?;
-        let mut ft = None;
-        if u.method != QuantMethod::Fp32 {
-            let dep = match u.mode {
-                TuneMode::QatNoise => add_train_noise(&net, &c)?,
-                _ => apply_quantization(&net, &c.quant, &c.analog)?,
-            };
-            if u.mode != TuneMode::Ptq {
-                let loss_tag =
-                    format!("finetune/{}-{}/N{}/loss", u.method.name(), u.mode.name(), u.levels);
-                let tb = &mut run.tb;
-                ft = Some(finetune_loop(&net, task, &c, &dep, |epoch, loss| {
-                    tb.scalar(&loss_tag, loss, epoch)
-                })?);
-            }
-        }
-        let tag = format!("{}-{}", u.method.name(), u.mode.name());
-        task.log_samples(&net, &mut run.tb, &format!("samples/{tag}-N{}", u.levels), 0);
-        // On an ideal crossbar (no non-ideality besides the swept programming noise) the
-        // sigma = 0 cell is the digital network within 1e-5 (tests/analog.rs): its one trial
-        // gives the digital metric, so the network is not evaluated twice.
-        let ideal_at_zero = u.sigmas.contains(&0.0) && {
-            let mut a = c.analog.clone();
-            a.programming_noise = ProgrammingNoise::None;
-            a.is_ideal()
-        };
-        let mut digital = if ideal_at_zero { f64::NAN } else { task.evaluate(&net) };
-        let targets: Vec<(Tensor, String)> =
-            net.layers.layers().iter().map(|l| (l.effective_weight(), l.describe())).collect();
-        let first = cells.len();
-        for &sigma in &u.sigmas {
-            let si = cc.sigmas.iter().position(|s| *s == sigma).unwrap_or(0);
-            let mut a = c.analog.clone();
-            a.programming_noise = noise_at(sigma);
-            for (l, (t, src)) in net.layers.layers().iter().zip(&targets) {
-                l.set_path(Box::new(AnalogPath::new(t.shallow_clone(), src.clone(), &a)));
-            }
-            // The same trial seeds for every network at a given sigma.
-            let seed = cfg.seed.wrapping_add(1000 * si as u64);
-            let stats = monte_carlo(&net, &a, seed, |n| task.evaluate(n))?;
-            if sigma == 0.0 && ideal_at_zero {
-                digital = stats.mean;
-            }
-            run.tb.scalar(
-                &format!("compare/{tag}/N{}", u.levels),
-                stats.mean,
-                (sigma * 1000.0).round() as usize,
-            );
-            cells.push(Cell {
-                method: u.method.name().into(),
-                levels: u.levels,
-                mode: u.mode.name().into(),
-                sigma,
-                stats,
-                digital_accuracy: f64::NAN,
-                finetune: ft.clone(),
-                same_as: None,
-            });
-        }
-        for cell in &mut cells[first..] {
-            cell.digital_accuracy = digital;
-        }
-        run.tb.flush();
-        let mine: Vec<String> = cells[first..]
-            .iter()
-            .map(|c| format!("σ={}: {}", c.sigma, mean_std(&c.stats)))
-            .collect();
-        println!(
-            "[{}/{}] {:<15} N={:<3} {:<9} digital {:.2}%  {}  ({:.0} s)",
-            ui + 1,
-            units.len(),
-            u.method.name(),
-            u.levels,
-            u.mode.name(),
-            100.0 * digital,
-            mine.join("  "),
-            row_start.elapsed().as_secs_f64()
-        );
-    }
-    let wall_s = wall.elapsed().as_secs_f64();
-    write_outputs(&run, cfg, &cells, task.metric_name())?;
-    let results = json!({
-        "command": "compare",
-        "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
-        "seed": cfg.seed,
-        "git_commit": git_commit(),
-        "device": device_info(device),
-        "checkpoint": checkpoint.display().to_string(),
-        "task": task.task(),
-        "metric": task.metric_name(),
-        "eval_samples": task.eval_len(),
-        "cells": cells,
-        "wall_seconds": wall_s,
-    });
-    run.write_results(&results)?;
-    let table = std::fs::read_to_string(run.path.join("table.md")).unwrap_or_default();
-    println!("\n{table}\nwall time {wall_s:.0} s; run folder {}", run.path.display());
-    Ok(results)
+    write_cell(run, u, &file)?;
+    Ok(Some(line))
 }
 
 /// `mAP@0.5 (%)` -> `mAP@0.5`, for plot titles.
@@ -294,7 +348,7 @@ fn short_metric(metric: &str) -> &str {
     metric.split(" (").next().unwrap_or(metric)
 }
 
-fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Result<()> {
+pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Result<()> {
     let cc = &cfg.compare;
     let mut csv = String::from("method,levels,mode,sigma,trials,mean,std,ci95,min,max,digital\n");
     for c in cells {

@@ -601,6 +601,12 @@ pub struct CompareConfig {
     pub include_fp32: bool,
     /// Test images per evaluation (0 = the whole test set).
     pub eval_limit: usize,
+    /// Fine-tuning seeds: every network is fine-tuned once per seed and the table reports
+    /// the mean over seeds and trials with a seed-based 95% CI. Empty: the config's `seed`.
+    pub seeds: Vec<u64>,
+    /// Store each fine-tuned network under `<out_dir>/cache/<task>/` and reuse it when a grid
+    /// is re-run with more sigmas or trials (keyed by everything that determines it).
+    pub cache: bool,
 }
 
 impl Default for CompareConfig {
@@ -612,6 +618,8 @@ impl Default for CompareConfig {
             sigmas: vec![0.0, 0.01, 0.02, 0.05],
             include_fp32: true,
             eval_limit: 0,
+            seeds: Vec::new(),
+            cache: true,
         }
     }
 }
@@ -634,6 +642,16 @@ impl Config {
                 "compare.modes has qat-noise but train_noise has no noise; set \
                  train_noise.programming_noise (e.g. {type: gaussian, sigma: 0.03})",
             ));
+        }
+        let mut seen = Vec::new();
+        for s in &c.seeds {
+            if seen.contains(s) {
+                return Err(invalid("compare.seeds", format!("seed {s} is listed twice")));
+            }
+            seen.push(*s);
+        }
+        if c.sigmas.is_empty() {
+            return Err(invalid("compare.sigmas", "expected at least one sigma"));
         }
         Ok(())
     }

@@ -13,5 +13,6 @@ pub mod report;
 pub mod run;
 pub mod sensitivity;
 pub mod sgd;
+pub mod sweep;
 pub mod tasks;
 pub mod tb;

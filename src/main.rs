@@ -86,6 +86,28 @@ enum Command {
         args: ConfigArgs,
         #[arg(long)]
         checkpoint: PathBuf,
+        /// Only write the grid's plan.json (units for `compare-cell`, then `merge`).
+        #[arg(long)]
+        plan: bool,
+    },
+    /// Run units of a planned grid (`compare --plan`): index I, or I..I+count; a unit whose
+    /// result exists returns at once. One Slurm array task per unit.
+    CompareCell {
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long)]
+        index: usize,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
+    /// Merge a planned grid's cells into results.csv/json, table.md and plots; with missing
+    /// cells, exit nonzero and print their indices as `sbatch --array=` takes them.
+    Merge {
+        #[arg(long)]
+        run_dir: PathBuf,
+        /// Only print the missing unit indices (empty when complete) and exit 0.
+        #[arg(long)]
+        list_missing: bool,
     },
     /// Train the YOLO-style detector on Fashion-MNIST scenes.
     DetectTrain {
@@ -107,6 +129,9 @@ enum Command {
         args: ConfigArgs,
         #[arg(long)]
         checkpoint: PathBuf,
+        /// Only write the grid's plan.json (units for `compare-cell`, then `merge`).
+        #[arg(long)]
+        plan: bool,
     },
     /// Score predictions against ground truth given in COCO JSON.
     Metrics {
@@ -137,6 +162,9 @@ enum Command {
         args: ConfigArgs,
         #[arg(long)]
         checkpoint: PathBuf,
+        /// Only write the grid's plan.json (units for `compare-cell`, then `merge`).
+        #[arg(long)]
+        plan: bool,
     },
     /// Per-layer sensitivity to programming noise: one layer at a time on the crossbar.
     Sensitivity {
@@ -317,18 +345,25 @@ fn run(cli: Cli) -> Result<()> {
             gqcim::tasks::detect::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
                 .context("detection evaluation failed")?;
         }
-        Command::DetectCompare { args, checkpoint } => {
+        Command::DetectCompare { args, checkpoint, plan } => {
             let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
-            gqcim::tasks::detect::compare(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
-                .context("detection comparison failed")?;
+            gqcim::tasks::detect::compare(
+                &cfg,
+                &args.config,
+                &checkpoint,
+                args.run_dir.as_deref(),
+                plan,
+            )
+            .context("detection comparison failed")?;
         }
-        Command::SegmentCompare { args, checkpoint } => {
+        Command::SegmentCompare { args, checkpoint, plan } => {
             let cfg = gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)?;
             gqcim::tasks::segment::compare(
                 &cfg,
                 &args.config,
                 &checkpoint,
                 args.run_dir.as_deref(),
+                plan,
             )
             .context("segmentation comparison failed")?;
         }
@@ -350,15 +385,31 @@ fn run(cli: Cli) -> Result<()> {
             gqcim::tasks::segment::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
                 .context("segmentation evaluation failed")?;
         }
-        Command::Compare { args, checkpoint } => {
+        Command::Compare { args, checkpoint, plan } => {
             let cfg = load_config(&args)?;
             gqcim::compare::compare_command(
                 &cfg,
                 &args.config,
                 &checkpoint,
                 args.run_dir.as_deref(),
+                plan,
             )
             .context("comparison failed")?;
+        }
+        Command::CompareCell { run_dir, index, count } => {
+            gqcim::sweep::cell::cell_command(&run_dir, index, count).context("grid cell failed")?;
+        }
+        Command::Merge { run_dir, list_missing } => {
+            if list_missing {
+                let plan = gqcim::sweep::Plan::read(&run_dir)?;
+                let missing = gqcim::sweep::missing_units(&run_dir, &plan)?;
+                println!("{}", gqcim::sweep::array_spec(&missing));
+            } else {
+                let run = gqcim::run::RunDir::open(&run_dir)?;
+                gqcim::sweep::merge_run(&run, serde_json::json!({}))?;
+                let table = std::fs::read_to_string(run_dir.join("table.md")).unwrap_or_default();
+                println!("{table}\nmerged into {}", run_dir.display());
+            }
         }
         Command::Export { mut args, checkpoint, quant, out } => {
             quant.into_overrides(&mut args);

@@ -52,14 +52,47 @@ impl RunDir {
             }
         };
         std::fs::create_dir_all(&path)?;
+        refuse_other_grid(&path, config_yaml)?;
         write_text_atomic(&path.join("config.yaml"), config_yaml)?;
         let tb = Tb::new(&path);
         Ok(RunDir { path, tb })
     }
 
+    /// An existing run folder (a planned grid, for `gqcim merge`), without rewriting its
+    /// config.
+    pub fn open(path: &Path) -> Result<RunDir> {
+        if !path.is_dir() {
+            return Err(crate::error::GqcimError::Config {
+                path: path.to_path_buf().display().to_string(),
+                msg: "no such run folder".into(),
+            });
+        }
+        Ok(RunDir { path: path.to_path_buf(), tb: Tb::new(path) })
+    }
+
     pub fn write_results(&self, results: &Value) -> Result<()> {
         write_json_atomic(&self.path.join("results.json"), results)
     }
+}
+
+/// A folder that holds a planned grid keeps its config: re-running with another config
+/// would leave config.yaml and plan.json disagreeing.
+fn refuse_other_grid(path: &Path, config_yaml: &str) -> Result<()> {
+    let plan = path.join("plan.json");
+    let old = path.join("config.yaml");
+    if plan.exists() {
+        if let Ok(text) = std::fs::read_to_string(&old) {
+            if text != config_yaml {
+                return Err(crate::error::GqcimError::Config {
+                    path: old.display().to_string(),
+                    msg: "this run folder holds a grid planned with another config; use a new \
+                          --run-dir, or the same config (and --set overrides) to resume"
+                        .into(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn task_name(cfg: &Config) -> &'static str {

@@ -5,7 +5,7 @@ use super::path::AnalogPath;
 use crate::config::AnalogConfig;
 use crate::error::{invalid, Result};
 use crate::nets::Network;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 /// Replaces every layer's path by a crossbar path whose target is the weight that layer
@@ -76,7 +76,7 @@ fn as_analog(p: &mut dyn crate::nets::layers::WeightPath) -> Option<&mut AnalogP
 }
 
 /// One trial's seed and metric.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Trial {
     pub trial: usize,
     pub seed: i64,
@@ -84,7 +84,7 @@ pub struct Trial {
 }
 
 /// Mean, standard deviation (n-1), 95% confidence interval of the mean, min and max.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct McStats {
     pub mean: f64,
     pub std: f64,

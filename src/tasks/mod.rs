@@ -6,3 +6,57 @@ pub mod harness;
 pub mod quantize;
 pub mod seg_metrics;
 pub mod segment;
+
+use crate::config::Config;
+use crate::error::{invalid, Result};
+use harness::TaskHarness;
+
+/// What a grid cell needs to run a unit of a planned grid: the deployment config (the
+/// classification-shaped view every task provides), the task's harness with its test set
+/// cut to `compare.eval_limit`, and the device.
+pub struct GridSetup {
+    pub cfg: Config,
+    pub harness: Box<dyn TaskHarness>,
+    pub device: tch::Device,
+}
+
+/// Rebuilds a grid's task from the resolved config stored in its plan (`task` names the
+/// parser: `classify`, `detect` or `segment`).
+pub fn grid_setup(task: &str, config_yaml: &str, origin: &str) -> Result<GridSetup> {
+    match task {
+        "classify" => {
+            let cfg = Config::from_yaml_str(config_yaml, origin, &[])?;
+            let device = crate::run::setup_device(&cfg)?;
+            let harness = quantize::classify_harness(&cfg, device)?;
+            Ok(GridSetup { cfg, harness, device })
+        }
+        "detect" => {
+            let dc = detect::DetectConfig::from_yaml_str(config_yaml, origin, &[])?;
+            let cfg = dc.base_config();
+            let device = crate::run::setup_device(&cfg)?;
+            let mut h = detect::DetectHarness::new(&dc, device)?;
+            if dc.compare.eval_limit > 0 {
+                h.limit_test(dc.compare.eval_limit);
+            }
+            Ok(GridSetup { cfg, harness: Box::new(h), device })
+        }
+        "segment" => {
+            let sc = segment::SegmentConfig::from_yaml_str(config_yaml, origin, &[])?;
+            let cfg = sc.base_config();
+            let device = crate::run::setup_device(&cfg)?;
+            let mut data = segment::SegmentData::load(&sc, device)?;
+            if sc.compare.eval_limit > 0 {
+                data.test = data.test.first(sc.compare.eval_limit);
+            }
+            Ok(GridSetup {
+                cfg,
+                harness: Box::new(segment::SegmentHarness::from_data(&sc, data)),
+                device,
+            })
+        }
+        other => Err(invalid(
+            "task",
+            format!("the plan names task `{other}`; expected classify, detect or segment"),
+        )),
+    }
+}

@@ -16,14 +16,16 @@ use std::time::Instant;
 use tch::{Device, Reduction, Tensor};
 
 /// What a fine-tuning run measured.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FinetuneStats {
     pub steps: usize,
     pub seconds: f64,
     pub refit_seconds: f64,
     pub refits: usize,
     /// Share of the step time spent refitting quanta.
+    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
     pub refit_share: f64,
+    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
     pub final_train_loss: f64,
 }
 
@@ -288,4 +290,21 @@ impl TaskHarness for ClassifyHarness {
     fn eval_len(&self) -> i64 {
         self.test.len()
     }
+}
+
+/// The classification harness of a config for the comparison grid (test set cut to
+/// `compare.eval_limit`).
+pub fn classify_harness(cfg: &Config, device: Device) -> Result<Box<dyn TaskHarness>> {
+    let train = data::load_split(&cfg.data, true)?;
+    let mut test = data::load_split(&cfg.data, false)?;
+    data::check_against_model(&test, cfg.model.in_channels, cfg.model.num_classes)?;
+    if cfg.compare.eval_limit > 0 {
+        test = test.limit(cfg.compare.eval_limit);
+    }
+    Ok(Box::new(ClassifyHarness {
+        cfg: cfg.clone(),
+        train: train.to_device(device),
+        test: test.to_device(device),
+        norm: Normalizer::new(&cfg.data, device),
+    }))
 }

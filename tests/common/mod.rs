@@ -90,3 +90,38 @@ pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+pub fn fmnist() -> String {
+    std::env::var("GQCIM_FMNIST_DIR").unwrap_or_else(|_| "/usr/share/datasets/fashion-mnist".into())
+}
+
+/// A 4-unit grid on the reference ResNet-20: fp32 and gq N=2 (qat), two fine-tuning seeds,
+/// σ ∈ {0, 2%}, 2 trials, 200 test images, a few fine-tuning steps, one thread.
+pub fn grid_args(out: &Path, sigmas: &str) -> Vec<String> {
+    let root = repo_root();
+    let mut v: Vec<String> = vec![
+        "--config".into(),
+        root.join("configs/classify_fmnist.yaml").display().to_string(),
+        "--checkpoint".into(),
+        root.join("models/resnet20_fmnist.safetensors").display().to_string(),
+    ];
+    for s in [
+        format!("data.root={}", fmnist()),
+        format!("out_dir={}", out.display()),
+        "threads=1".into(),
+        "device=cpu".into(),
+        "compare.methods=[gq]".into(),
+        "compare.levels=[2]".into(),
+        "compare.modes=[qat]".into(),
+        format!("compare.sigmas={sigmas}"),
+        "compare.seeds=[1, 2]".into(),
+        "compare.eval_limit=200".into(),
+        "analog.trials=2".into(),
+        "finetune.epochs=0.006".into(),
+        "finetune.batch_size=64".into(),
+    ] {
+        v.push("--set".into());
+        v.push(s);
+    }
+    v
+}

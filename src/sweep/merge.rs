@@ -1,0 +1,228 @@
+//! Merging a grid: cells ordered by plan index, aliases resolved, seeds aggregated, then
+//! the same tables and plots as a one-process grid. Missing cells are an error that lists
+//! them in the form `sbatch --array=` takes, so the fix is one command away.
+use super::cell::{read_cell, CellFile};
+use super::plan::Plan;
+use super::stats::{against_best_uniform, aggregate, spread, PairedDifference, SeedSpread};
+use crate::checkpoint::write_text_atomic;
+use crate::compare::{write_outputs, Cell};
+use crate::error::{GqcimError, Result};
+use crate::report::markdown_table;
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Indices as ranges: [0, 1, 2, 5, 7, 8] -> `0-2,5,7-8`.
+pub fn array_spec(indices: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < indices.len() {
+        let mut j = i;
+        while j + 1 < indices.len() && indices[j + 1] == indices[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j {
+            indices[i].to_string()
+        } else {
+            format!("{}-{}", indices[i], indices[j])
+        });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
+/// The runnable units whose cell is not there yet (a corrupt or foreign cell is an error).
+pub fn missing_units(run: &Path, plan: &Plan) -> Result<Vec<usize>> {
+    let mut missing = Vec::new();
+    for u in plan.runnable() {
+        if read_cell(run, plan, u)?.is_none() {
+            missing.push(u.index);
+        }
+    }
+    Ok(missing)
+}
+
+/// Every unit's cell file, in plan order, aliases resolved to their source's cells.
+fn collect(run: &Path, plan: &Plan) -> Result<Vec<(usize, CellFile)>> {
+    let missing = missing_units(run, plan)?;
+    if !missing.is_empty() {
+        let spec = array_spec(&missing);
+        return Err(GqcimError::Config {
+            path: run.join("cells").display().to_string(),
+            msg: format!(
+                "{} of {} units have no result yet: indices {spec}. Run them with \
+                 `gqcim compare-cell --run-dir {} --index I` or `sbatch --array={spec} ...` \
+                 (scripts/slurm-grid.sh submits exactly these), then merge again",
+                missing.len(),
+                plan.runnable().count(),
+                run.display()
+            ),
+        });
+    }
+    let mut out = Vec::new();
+    for u in &plan.units {
+        let src = plan.unit(run, u.alias_of.unwrap_or(u.index))?;
+        let mut cf = read_cell(run, plan, src)?.ok_or_else(|| GqcimError::Config {
+            path: run.join("cells").display().to_string(),
+            msg: format!("unit {} vanished while merging", src.index),
+        })?;
+        if u.alias_of.is_some() {
+            for c in &mut cf.cells {
+                c.method = u.method.name().into();
+                c.same_as = Some(src.method.name().into());
+            }
+        }
+        out.push((u.index, cf));
+    }
+    Ok(out)
+}
+
+/// Rows of the table: per (method, N, mode, σ) in plan order, the per-seed cells.
+fn rows(plan: &Plan, files: &[(usize, CellFile)]) -> Vec<Vec<Cell>> {
+    let mut rows: Vec<Vec<Cell>> = Vec::new();
+    for (i, f) in files {
+        let u = &plan.units[*i];
+        for c in &f.cells {
+            let same = |r: &Vec<Cell>| {
+                let h = &r[0];
+                h.method == c.method
+                    && h.levels == c.levels
+                    && h.mode == c.mode
+                    && h.sigma.to_bits() == c.sigma.to_bits()
+            };
+            match rows.iter_mut().find(|r| same(r)) {
+                Some(r) => r.push(c.clone()),
+                None => rows.push(vec![c.clone()]),
+            }
+        }
+        let _ = u;
+    }
+    rows
+}
+
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:+.2}", 100.0 * x)
+    } else {
+        "n/a".into()
+    }
+}
+
+fn differences_md(diffs: &[PairedDifference], seeds: usize) -> String {
+    let header: Vec<String> =
+        ["N", "σ", "method", "vs best uniform", "Δ (points)", "95% CI", "CI over", "verdict"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    let rows: Vec<Vec<String>> = diffs
+        .iter()
+        .map(|d| {
+            vec![
+                d.levels.to_string(),
+                format!("{}%", 100.0 * d.sigma),
+                format!("{} {}", d.method, d.mode),
+                format!("{} {}", d.baseline_method, d.baseline_mode),
+                pct(d.mean),
+                if d.ci95.is_finite() { format!("±{:.2}", 100.0 * d.ci95) } else { "n/a".into() },
+                serde_json::to_value(d.basis)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                d.verdict.clone(),
+            ]
+        })
+        .collect();
+    format!(
+        "\n\nPaired difference of each method against the best uniform method (uniform-*, \
+         lsq) at each N and σ, over {seeds} fine-tuning seed(s) × the same Monte-Carlo trial \
+         seeds; \"level\" where the 95% CI includes zero. With one seed the interval covers \
+         device draws only, not fine-tuning spread.\n\n{}",
+        markdown_table(&header, &rows)
+    )
+}
+
+/// Merges the run folder's cells into results.csv, results.json, table.md and plots;
+/// `extra` is added to results.json (the in-process command's wall time, say).
+pub fn merge_run(run_dir: &crate::run::RunDir, extra: Value) -> Result<Value> {
+    let run = run_dir.path.as_path();
+    let plan = Plan::read(run)?;
+    let files = collect(run, &plan)?;
+    let rows = rows(&plan, &files);
+    let cells: Vec<Cell> = rows.iter().map(|r| aggregate(&r.iter().collect::<Vec<_>>())).collect();
+    let spreads: Vec<SeedSpread> =
+        rows.iter().map(|r| spread(&r.iter().collect::<Vec<_>>())).collect();
+    let per_seed: Vec<Vec<&Cell>> = rows.iter().map(|r| r.iter().collect()).collect();
+    let diffs = against_best_uniform(&per_seed);
+    let mut cfg = crate::config::Config::default();
+    cfg.compare = plan.compare.clone();
+    write_outputs(run_dir, &cfg, &cells, &plan.metric)?;
+    let seeds = plan.compare.seeds.len().max(1);
+    let table_path = run.join("table.md");
+    let mut table = std::fs::read_to_string(&table_path).unwrap_or_default();
+    table.push_str(&differences_md(&diffs, seeds));
+    write_text_atomic(&table_path, &table)?;
+    let mut csv = String::from("method,mode,levels,sigma,baseline,delta,ci95,basis,verdict\n");
+    for d in &diffs {
+        csv.push_str(&format!(
+            "{},{},{},{},{} {},{:.6},{:.6},{},{}\n",
+            d.method,
+            d.mode,
+            d.levels,
+            d.sigma,
+            d.baseline_method,
+            d.baseline_mode,
+            d.mean,
+            d.ci95,
+            serde_json::to_value(d.basis)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            d.verdict
+        ));
+    }
+    write_text_atomic(&run.join("differences.csv"), &csv)?;
+    let config: Value = serde_yaml::from_str(&plan.config_yaml).unwrap_or(Value::Null);
+    let unit_seconds: f64 = files
+        .iter()
+        .filter(|(i, _)| plan.units[*i].alias_of.is_none())
+        .map(|(_, f)| f.seconds)
+        .sum();
+    let first = files.first().map(|(_, f)| f);
+    let mut results = json!({
+        "command": "compare",
+        "task": plan.task,
+        "metric": plan.metric,
+        "config": config,
+        "seed": config.get("seed").cloned().unwrap_or(Value::Null),
+        "seeds": plan.compare.seeds,
+        "git_commit": plan.commit,
+        "plan_hash": plan.hash,
+        "threads": plan.threads,
+        "device": first.map(|f| f.device.clone()),
+        "hosts": files.iter().map(|(_, f)| f.host.clone()).collect::<std::collections::BTreeSet<_>>(),
+        "checkpoint": plan.checkpoint.display().to_string(),
+        "checkpoint_sha256": plan.checkpoint_sha256,
+        "eval_samples": plan.eval_samples,
+        "cells": cells,
+        "seed_spread": spreads,
+        "paired_differences": diffs,
+        "units_cached": files.iter().filter(|(_, f)| f.cached).count(),
+        "unit_seconds_total": unit_seconds,
+    });
+    if let (Value::Object(r), Value::Object(e)) = (&mut results, extra) {
+        r.extend(e);
+    }
+    run_dir.write_results(&results)?;
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::array_spec;
+
+    #[test]
+    fn array_spec_folds_runs() {
+        assert_eq!(array_spec(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+        assert_eq!(array_spec(&[3]), "3");
+        assert_eq!(array_spec(&[]), "");
+    }
+}
