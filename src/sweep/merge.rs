@@ -77,10 +77,9 @@ fn collect(run: &Path, plan: &Plan) -> Result<Vec<(usize, CellFile)>> {
 }
 
 /// Rows of the table: per (method, N, mode, σ) in plan order, the per-seed cells.
-fn rows(plan: &Plan, files: &[(usize, CellFile)]) -> Vec<Vec<Cell>> {
+fn rows(files: &[(usize, CellFile)]) -> Vec<Vec<Cell>> {
     let mut rows: Vec<Vec<Cell>> = Vec::new();
-    for (i, f) in files {
-        let u = &plan.units[*i];
+    for (_, f) in files {
         for c in &f.cells {
             let same = |r: &Vec<Cell>| {
                 let h = &r[0];
@@ -94,7 +93,6 @@ fn rows(plan: &Plan, files: &[(usize, CellFile)]) -> Vec<Vec<Cell>> {
                 None => rows.push(vec![c.clone()]),
             }
         }
-        let _ = u;
     }
     rows
 }
@@ -146,14 +144,14 @@ pub fn merge_run(run_dir: &crate::run::RunDir, extra: Value) -> Result<Value> {
     let run = run_dir.path.as_path();
     let plan = Plan::read(run)?;
     let files = collect(run, &plan)?;
-    let rows = rows(&plan, &files);
+    let rows = rows(&files);
     let cells: Vec<Cell> = rows.iter().map(|r| aggregate(&r.iter().collect::<Vec<_>>())).collect();
     let spreads: Vec<SeedSpread> =
         rows.iter().map(|r| spread(&r.iter().collect::<Vec<_>>())).collect();
     let per_seed: Vec<Vec<&Cell>> = rows.iter().map(|r| r.iter().collect()).collect();
     let diffs = against_best_uniform(&per_seed);
-    let mut cfg = crate::config::Config::default();
-    cfg.compare = plan.compare.clone();
+    // The tables need only the compare section (levels, modes, sigmas to lay out).
+    let cfg = crate::config::Config { compare: plan.compare.clone(), ..Default::default() };
     write_outputs(run_dir, &cfg, &cells, &plan.metric)?;
     let seeds = plan.compare.seeds.len().max(1);
     let table_path = run.join("table.md");
