@@ -457,7 +457,8 @@ fn comparison_grid_runs_on_the_segmenter() {
     let place = gqcim::run::RunPlace { out_dir: dir.path(), task: "segment", name: &None };
     let run =
         gqcim::run::RunDir::create_at(place, "compare", &ckpt, Some(&run_path), "x: 1").unwrap();
-    let base = cfg.base_config();
+    let mut base = cfg.base_config();
+    base.out_dir = dir.path().to_path_buf(); // the network cache goes under out_dir
     let res = gqcim::compare::run_grid(
         &base,
         &harness,
@@ -490,12 +491,18 @@ fn comparison_grid_runs_on_the_segmenter() {
     assert_eq!(csv.lines().count(), 5, "{csv}");
     assert!(run_path.join("accuracy_vs_levels.png").exists());
     assert!(run_path.join("accuracy_vs_sigma_N2.png").exists());
-    let events: Vec<u8> = std::fs::read_dir(&run_path)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("events.out.tfevents"))
-        .flat_map(|e| std::fs::read(e.path()).unwrap())
-        .collect();
+    // Each grid network logs into its own sub-run, cells/<unit key>/.
+    fn event_bytes(dir: &std::path::Path, out: &mut Vec<u8>) {
+        for e in std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()) {
+            if e.path().is_dir() {
+                event_bytes(&e.path(), out);
+            } else if e.file_name().to_string_lossy().starts_with("events.out.tfevents") {
+                out.extend(std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    let mut events = Vec::new();
+    event_bytes(&run_path, &mut events);
     let has = |tag: &str| events.windows(tag.len()).any(|w| w == tag.as_bytes());
     assert!(has("samples/gq-qat-N2/sample_1"), "no sample masks for the gq network");
     assert!(has("samples/fp32-ptq-N32/sample_0"), "no sample masks for fp32");
