@@ -66,14 +66,22 @@ fn collect(run: &Path, plan: &Plan) -> Result<Vec<(usize, CellFile)>> {
             msg: format!("unit {} vanished while merging", src.index),
         })?;
         if u.alias_of.is_some() {
-            for c in &mut cf.cells {
-                c.method = u.method.name().into();
-                c.same_as = Some(src.method.name().into());
-            }
+            cf = relabel_alias(u, src, cf);
         }
         out.push((u.index, cf));
     }
     Ok(out)
+}
+
+/// An alias unit's cells: the source unit's cells at the alias's σ values only (gq-noise at
+/// σ = 0 is gq's σ = 0 cell), relabelled with the alias's method.
+fn relabel_alias(u: &super::plan::Unit, src: &super::plan::Unit, mut cf: CellFile) -> CellFile {
+    cf.cells.retain(|c| u.sigmas.iter().any(|s| s.to_bits() == c.sigma.to_bits()));
+    for c in &mut cf.cells {
+        c.method = u.method.name().into();
+        c.same_as = Some(src.method.name().into());
+    }
+    cf
 }
 
 /// Rows of the table: per (method, N, mode, σ) in plan order, the per-seed cells.
@@ -216,6 +224,49 @@ pub fn merge_run(run_dir: &crate::run::RunDir, extra: Value) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::array_spec;
+
+    #[test]
+    fn an_alias_takes_only_its_own_sigmas() {
+        use crate::config::{CompareConfig, QuantMethod, TuneMode};
+        let cc = CompareConfig {
+            methods: vec![QuantMethod::Gq, QuantMethod::GqNoise],
+            levels: vec![2],
+            modes: vec![TuneMode::Qat],
+            sigmas: vec![0.0, 0.02],
+            include_fp32: false,
+            ..Default::default()
+        };
+        let units = crate::sweep::plan::expand_units(&cc, &[1]);
+        let alias = units.iter().find(|u| u.alias_of.is_some()).unwrap();
+        let src = &units[alias.alias_of.unwrap()];
+        assert_eq!(src.method, QuantMethod::Gq);
+        let cell = |sigma: f64| crate::compare::Cell {
+            method: "gq".into(),
+            levels: 2,
+            mode: "qat".into(),
+            sigma,
+            stats: crate::analog::montecarlo::McStats::from_trials(vec![]),
+            digital_accuracy: 0.9,
+            finetune: None,
+            same_as: None,
+        };
+        let cf = super::CellFile {
+            plan_hash: String::new(),
+            index: src.index,
+            key: src.key.clone(),
+            cells: vec![cell(0.0), cell(0.02)],
+            seconds: 0.0,
+            host: String::new(),
+            threads: 1,
+            device: String::new(),
+            cached: false,
+        };
+        let out = super::relabel_alias(alias, src, cf);
+        assert_eq!(out.cells.len(), 1);
+        assert_eq!(out.cells[0].sigma, 0.0);
+        assert_eq!(out.cells[0].method, "gq-noise");
+        assert_eq!(out.cells[0].same_as.as_deref(), Some("gq"));
+    }
 
     #[test]
     fn array_spec_folds_runs() {
