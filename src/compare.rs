@@ -58,6 +58,7 @@ fn mean_std(s: &McStats) -> String {
 pub fn classify_harness(cfg: &Config, device: tch::Device) -> Result<Box<dyn TaskHarness>> {
     let train = data::load_split(&cfg.data, true)?;
     let mut test = data::load_split(&cfg.data, false)?;
+    data::check_same_image_size(&train, &test, &cfg.data.root)?;
     data::check_against_model(&test, cfg.model.in_channels, cfg.model.num_classes)?;
     if cfg.compare.eval_limit > 0 {
         test = test.limit(cfg.compare.eval_limit);
@@ -215,7 +216,7 @@ pub fn run_grid(
             a.programming_noise = ProgrammingNoise::None;
             a.is_ideal()
         };
-        let mut digital = if ideal_at_zero { f64::NAN } else { task.evaluate(&net) };
+        let mut digital = if ideal_at_zero { f64::NAN } else { task.evaluate(&net)? };
         let targets: Vec<(Tensor, String)> =
             net.layers.layers().iter().map(|l| (l.effective_weight(), l.describe())).collect();
         let first = cells.len();
@@ -251,7 +252,7 @@ pub fn run_grid(
         for cell in &mut cells[first..] {
             cell.digital_accuracy = digital;
         }
-        run.tb.flush();
+        run.tb.flush()?;
         let mine: Vec<String> = cells[first..]
             .iter()
             .map(|c| format!("σ={}: {}", c.sigma, mean_std(&c.stats)))

@@ -3,6 +3,7 @@
 pub mod analog;
 pub mod bench;
 pub mod checkpoint;
+pub mod checkpoint_set;
 pub mod compare;
 pub mod config;
 pub mod data;
@@ -15,3 +16,4 @@ pub mod sensitivity;
 pub mod sgd;
 pub mod tasks;
 pub mod tb;
+pub mod tb_events;
