@@ -64,7 +64,7 @@ impl Tb {
         }
         // histc spans [min, max] of the data; a constant tensor gets a single bucket.
         let (counts, limits): (Vec<f64>, Vec<f64>) = if max > min {
-            let counts = match v.f_histc(bins).and_then(|h| Vec::<f64>::try_from(h)) {
+            let counts = match v.f_histc(bins).and_then(Vec::<f64>::try_from) {
                 Ok(c) => c,
                 Err(e) => return self.fail(format!("histogram `{tag}`: {e}")),
             };

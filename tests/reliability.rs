@@ -363,7 +363,8 @@ fn assert_clean_failure(o: &std::process::Output, needles: &[&str]) {
 #[test]
 fn degenerate_classification_data_is_an_error() {
     let d = tempfile::tempdir().unwrap();
-    let cases: &[(&str, (usize, usize, usize), (usize, usize, usize), &[&str])] = &[
+    type Shape = (usize, usize, usize);
+    let cases: &[(&str, Shape, Shape, &[&str])] = &[
         ("empty-train", (0, 28, 28), (4, 28, 28), &["training split has no images"]),
         ("empty-test", (8, 28, 28), (0, 28, 28), &["test split has no images"]),
         ("zero-size", (8, 0, 0), (4, 0, 0), &["h, w >= 1"]),

@@ -249,7 +249,7 @@ fn resize_bilinear(
 /// of a scene set without objects are undefined). `which` names the split in the error.
 pub fn check_items(items: &Tensor, cfg: &SceneConfig, which: &str) -> Result<()> {
     let size = items.size();
-    if size.first().copied().unwrap_or(0) == 0 || size.iter().any(|&d| d == 0) {
+    if size.is_empty() || size.contains(&0) {
         return Err(invalid(
             "data.fmnist_root",
             format!("the {which} split has no item images to compose scenes from (shape {size:?})"),
