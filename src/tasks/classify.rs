@@ -272,7 +272,22 @@ pub fn train(
         train_images += batches.len() as i64 * bs;
         let train_loss = loss_acc.double_value(&[]) / nb;
         let train_acc = correct_acc.int64_value(&[]) as f64 / (nb * bs as f64);
-        let test = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size)?;
+        // A diverged network can pass the loss check of its last step and still output NaN.
+        let test = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size).map_err(|err| {
+            GqcimError::Invalid {
+                field: "train".into(),
+                msg: format!(
+                    "evaluation after epoch {} failed: {err}; stopped, the last good checkpoint \
+                     is kept at {} — lower train.lr or check the data",
+                    epoch + 1,
+                    if ck.model.is_file() {
+                        ck.model.display().to_string()
+                    } else {
+                        "<none yet>".into()
+                    }
+                ),
+            }
+        })?;
         let e = epoch + 1;
         let lr_now =
             learning_rate(t.lr, (e * steps_per_epoch).saturating_sub(1), warmup_steps, total_steps);
