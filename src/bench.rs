@@ -357,7 +357,7 @@ pub fn bench_command(o: &BenchOptions) -> Result<Value> {
             // One trial: program every layer (seeded), then the whole evaluation.
             let _ = monte_carlo(&anet, &cfg, seed, |_| {
                 pass();
-                0.0
+                Ok(0.0)
             });
         }));
         let ratio = fp32_eval / trial;
@@ -422,7 +422,7 @@ pub fn bench_command(o: &BenchOptions) -> Result<Value> {
                 seed += 1;
                 let _ = monte_carlo(&anet, &cfg, seed, |_| {
                     pass();
-                    0.0
+                    Ok(0.0)
                 });
             }));
             let ours_ips = images as f64 / ours;
@@ -475,7 +475,7 @@ pub fn bench_command(o: &BenchOptions) -> Result<Value> {
                 seed += 1;
                 let _ = monte_carlo(&n, &cfg, seed, |_| {
                     pass();
-                    0.0
+                    Ok(0.0)
                 });
             }));
             let params: i64 = n.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
@@ -489,7 +489,8 @@ pub fn bench_command(o: &BenchOptions) -> Result<Value> {
         .iter()
         .map(|(a, b, c)| json!({"measure": a, "result": b, "target": c}))
         .collect::<Vec<_>>());
-    std::fs::create_dir_all(&o.out_dir)?;
+    std::fs::create_dir_all(&o.out_dir)
+        .map_err(|e| crate::error::file_err(&o.out_dir, "create the folder", e))?;
     let path = o.out_dir.join(format!("{}-{}.json", o.machine, &crate::run::timestamp()[..8]));
     write_json_atomic(&path, &out)?;
     println!("\n| measure | result | target |\n| --- | --- | --- |");

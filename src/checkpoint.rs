@@ -1,7 +1,7 @@
 //! Checkpoints: safetensors with torchvision names, written to a temporary file and renamed
 //! so that a crash never leaves a half-written file; strict loading that names every
 //! missing, unexpected or mis-shaped tensor.
-use crate::error::{GqcimError, Result};
+use crate::error::{file_err, GqcimError, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Tensor};
@@ -23,13 +23,16 @@ fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
 /// Writes named tensors to `path` atomically (temporary file, fsync, rename).
 pub fn write_tensors_atomic(named: &[(String, Tensor)], path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, "create the folder", e))?;
     }
     let tmp = temp_sibling(path);
     let cpu: Vec<(String, Tensor)> =
         named.iter().map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu))).collect();
-    Tensor::write_safetensors(&cpu, &tmp).map_err(|e| ckpt_err(path, e.to_string()))?;
-    std::fs::File::open(&tmp)?.sync_all()?;
+    if let Err(e) = Tensor::write_safetensors(&cpu, &tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ckpt_err(path, format!("cannot write {}: {e}", tmp.display())));
+    }
+    sync_file(&tmp)?;
     rename_into_place(&tmp, path)
 }
 
@@ -43,14 +46,23 @@ pub fn save_varstore(vs: &VarStore, path: &Path) -> Result<()> {
 /// Writes text atomically.
 pub fn write_text_atomic(path: &Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, "create the folder", e))?;
     }
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    if let Err(e) = std::fs::write(&tmp, text) {
+        // A full disk leaves a partial temporary file; do not leave it behind.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(file_err(&tmp, "write", e));
+    }
+    sync_file(&tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| file_err(path, "move the new file into place", e))
+}
+
+fn sync_file(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| file_err(path, "sync to disk", e))
 }
 
 /// Writes a JSON value atomically, pretty-printed.
@@ -105,6 +117,9 @@ pub fn load_strict(vs: &mut VarStore, path: &Path) -> Result<()> {
     if !problems.is_empty() {
         return Err(ckpt_err(path, format!("does not match the model: {}", problems.join("; "))));
     }
+    for (name, t) in model.keys().map(|k| (k, &file[k])) {
+        check_values(name, t).map_err(|msg| ckpt_err(path, msg))?;
+    }
     tch::no_grad(|| -> Result<()> {
         for (name, var) in &model {
             let src = &file[name];
@@ -116,10 +131,35 @@ pub fn load_strict(vs: &mut VarStore, path: &Path) -> Result<()> {
     })
 }
 
+/// A loaded tensor must hold finite values (a NaN weight turns every logit into NaN and
+/// the accuracy into whatever argmax makes of it), and a BatchNorm `running_var` must be
+/// >= 0 (its square root is taken); the message names the tensor.
+pub fn check_values(name: &str, t: &Tensor) -> std::result::Result<(), String> {
+    if !t.is_floating_point() || t.numel() == 0 {
+        return Ok(());
+    }
+    let t = t.detach().to_kind(tch::Kind::Double);
+    let bad = t.isfinite().logical_not().sum(tch::Kind::Int64).int64_value(&[]);
+    if bad > 0 {
+        let first = t.flatten(0, -1).masked_select(&t.flatten(0, -1).isfinite().logical_not());
+        return Err(format!(
+            "`{name}` holds {bad} non-finite value(s) (first: {})",
+            first.double_value(&[0])
+        ));
+    }
+    if name.ends_with("running_var") {
+        let min = t.min().double_value(&[]);
+        if min < 0.0 {
+            return Err(format!("`{name}` (a BatchNorm variance) has a negative entry {min}"));
+        }
+    }
+    Ok(())
+}
+
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};
-    let bytes = std::fs::read(path)?;
+    let bytes = std::fs::read(path).map_err(|e| file_err(path, "read", e))?;
     Ok(format!("{:x}", Sha256::digest(&bytes)))
 }
 

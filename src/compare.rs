@@ -281,7 +281,7 @@ pub fn run_cell(
         a.programming_noise = ProgrammingNoise::None;
         a.is_ideal()
     };
-    let mut digital = if ideal_at_zero { f64::NAN } else { task.evaluate(&net) };
+    let mut digital = if ideal_at_zero { f64::NAN } else { task.evaluate(&net)? };
     let targets: Vec<(Tensor, String)> =
         net.layers.layers().iter().map(|l| (l.effective_weight(), l.describe())).collect();
     let mut cells = Vec::new();
@@ -317,7 +317,7 @@ pub fn run_cell(
     for cell in &mut cells {
         cell.digital_accuracy = digital;
     }
-    tb.flush();
+    tb.flush()?;
     let summary = cells
         .iter()
         .map(|c| format!("σ={}: {}", c.sigma, mean_std(&c.stats)))

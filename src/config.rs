@@ -677,6 +677,14 @@ impl Config {
                 return Err(invalid("data.std", "every value must be finite and > 0"));
             }
         }
+        if let Some(mean) = &d.mean {
+            if mean.iter().any(|m| !m.is_finite()) {
+                return Err(invalid("data.mean", "every value must be finite"));
+            }
+        }
+        if let Some(name) = &self.run_name {
+            crate::run::check_run_name(name)?;
+        }
         in_range("model.in_channels", self.model.in_channels, 1, 64)?;
         in_range("model.num_classes", self.model.num_classes, 2, 100_000)?;
         let t = &self.train;
@@ -765,11 +773,33 @@ pub fn load_validated<T: serde::de::DeserializeOwned>(
     overrides: &[String],
     validate: impl Fn(&T) -> Result<()>,
 ) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| GqcimError::Config {
-        path: path.display().to_string(),
-        msg: format!("cannot read config file: {e}"),
-    })?;
+    let text = read_config_text(path)?;
     parse_validated(&text, &path.display().to_string(), overrides, validate)
+}
+
+/// The largest config file read (the reference configs are a few KiB).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// Reads a config file of at most `MAX_CONFIG_BYTES`: the size is checked before reading,
+/// and the read itself stops one byte past the limit, because devices and pipes
+/// (`/dev/zero`, `<(yes)`) report a size of 0 and never end.
+pub fn read_config_text(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let cfg_err = |msg: String| GqcimError::Config { path: path.display().to_string(), msg };
+    let too_big = || cfg_err(format!("config file is larger than {} MiB", MAX_CONFIG_BYTES >> 20));
+    let file =
+        std::fs::File::open(path).map_err(|e| cfg_err(format!("cannot read config file: {e}")))?;
+    if file.metadata().map(|m| m.len()).unwrap_or(0) > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cfg_err(format!("cannot read config file: {e}")))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| cfg_err(format!("config file is not UTF-8 text: {e}")))
 }
 
 /// `load_validated` from text; `origin` names the source in errors.
@@ -802,6 +832,7 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     for o in overrides {
         apply_override(&mut tree, o).map_err(|m| cfg_err(format!("--set {o}: {m}")))?;
     }
+    check_numbers(&tree, "").map_err(cfg_err)?;
     serde_path_to_error::deserialize(tree).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner().to_string();
@@ -809,10 +840,66 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Every number of a config must survive the trip to the f32 tensors it ends up in: finite,
+/// and 0 or of magnitude in [f32::MIN_POSITIVE, f32::MAX]. `g_max: 1e39` is finite in f64
+/// but infinite in f32, `std: 1e-300` becomes 0 (a division by zero), `.nan` compares false
+/// with every range check; each is refused here, naming the dotted field.
+fn check_numbers(v: &Value, field: &str) -> std::result::Result<(), String> {
+    let name = |k: &str| if field.is_empty() { k.to_string() } else { format!("{field}.{k}") };
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            let a = x.abs();
+            let field = if field.is_empty() { "<top level>" } else { field };
+            if !x.is_finite() {
+                return Err(format!("field `{field}`: {x} is not a finite number"));
+            }
+            if a > f32::MAX as f64 {
+                return Err(format!(
+                    "field `{field}`: {x} is too large (the largest f32 is {:e})",
+                    f32::MAX
+                ));
+            }
+            if a != 0.0 && a < f32::MIN_POSITIVE as f64 {
+                return Err(format!(
+                    "field `{field}`: {x} is too small to compute with in f32 (nonzero \
+                     magnitudes must be >= {:e}); write 0 for zero",
+                    f32::MIN_POSITIVE
+                ));
+            }
+            Ok(())
+        }
+        Value::Mapping(m) => {
+            for (k, x) in m {
+                let key = match k {
+                    Value::String(s) => s.clone(),
+                    other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+                };
+                check_numbers(x, &name(&key))?;
+            }
+            Ok(())
+        }
+        Value::Sequence(s) => {
+            for (i, x) in s.iter().enumerate() {
+                check_numbers(x, &format!("{field}[{i}]"))?;
+            }
+            Ok(())
+        }
+        Value::Tagged(t) => check_numbers(&t.value, field),
+        _ => Ok(()),
+    }
+}
+
 /// Applies one `a.b.c=value` override to the YAML tree; the value is parsed as YAML.
 pub fn apply_override(tree: &mut Value, assignment: &str) -> std::result::Result<(), String> {
     let (key, raw) =
         assignment.split_once('=').ok_or_else(|| "expected key.path=value".to_string())?;
+    if raw.trim().is_empty() {
+        // YAML reads "" as null, which would silently reset a whole section to defaults.
+        return Err(
+            "empty value (write the value after `=`; `null` where a field allows it)".to_string()
+        );
+    }
     let value: Value =
         serde_yaml::from_str(raw).map_err(|e| format!("value is not valid YAML: {e}"))?;
     let parts: Vec<&str> = key.trim().split('.').collect();

@@ -19,6 +19,10 @@ pub enum GqcimError {
     #[error("layer `{layer}`: {msg}")]
     Layer { layer: String, msg: String },
 
+    /// A file-system operation failed: the path and what was being done.
+    #[error("{}: {msg}", path.display())]
+    File { path: PathBuf, msg: String },
+
     #[error(transparent)]
     Torch(#[from] tch::TchError),
 
@@ -31,6 +35,11 @@ pub type Result<T> = std::result::Result<T, GqcimError>;
 /// Shorthand for a validation failure on one config field.
 pub fn invalid(field: impl Into<String>, msg: impl Into<String>) -> GqcimError {
     GqcimError::Invalid { field: field.into(), msg: msg.into() }
+}
+
+/// Shorthand for a failed file-system operation on `path` (`what`: "create", "write", ...).
+pub fn file_err(path: impl Into<PathBuf>, what: &str, e: impl std::fmt::Display) -> GqcimError {
+    GqcimError::File { path: path.into(), msg: format!("cannot {what}: {e}") }
 }
 
 /// Shorthand for a problem with one data file.

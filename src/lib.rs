@@ -3,6 +3,7 @@
 pub mod analog;
 pub mod bench;
 pub mod checkpoint;
+pub mod checkpoint_set;
 pub mod compare;
 pub mod config;
 pub mod data;
@@ -16,3 +17,4 @@ pub mod sgd;
 pub mod sweep;
 pub mod tasks;
 pub mod tb;
+pub mod tb_events;

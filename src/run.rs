@@ -2,7 +2,7 @@
 //! checkpoints and results.json (config, seed, git commit, device, metrics, timings).
 use crate::checkpoint::{write_json_atomic, write_text_atomic};
 use crate::config::{Config, DeviceChoice};
-use crate::error::{invalid, Result};
+use crate::error::{file_err, invalid, GqcimError, Result};
 use crate::tb::Tb;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -11,6 +11,71 @@ use tch::Device;
 pub struct RunDir {
     pub path: PathBuf,
     pub tb: Tb,
+    /// Held (flock) while the run folder is open; the kernel releases it when the process
+    /// ends, however it ends, so a killed run leaves no stale lock behind.
+    _lock: std::fs::File,
+}
+
+/// The lock file of a run folder.
+pub const LOCK_FILE: &str = ".gqcim.lock";
+
+/// Takes the run folder's lock, or names the folder another process is writing.
+fn lock_run_folder(path: &Path) -> Result<std::fs::File> {
+    let lock_path = path.join(LOCK_FILE);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| file_err(&lock_path, "open the lock file", e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(GqcimError::File {
+            path: path.to_path_buf(),
+            msg: format!(
+                "run folder is in use by another gqcim process (it holds {}); wait for it to                  finish or choose another --run-dir / run_name",
+                lock_path.display()
+            ),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(file_err(&lock_path, "lock", e)),
+    }
+}
+
+/// `run_name` must stay inside `<out_dir>/<task>/`: relative, no `..`, not empty.
+pub fn check_run_name(name: &str) -> Result<()> {
+    use std::path::Component;
+    let p = Path::new(name);
+    let ok = !name.trim().is_empty()
+        && p.components().all(|c| matches!(c, Component::Normal(_)))
+        && p.components().next().is_some();
+    if !ok {
+        return Err(invalid(
+            "run_name",
+            format!(
+                "`{name}` must be a relative folder name inside out_dir/<task>/ (no `..`, no \
+                 leading `/`); use --run-dir to write elsewhere"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Removes temporary files (`.<name>.tmp-<pid>...`) that a killed process left behind in
+/// the run folder and its `checkpoints/`; called with the folder's lock held, so no live
+/// process is writing them.
+fn remove_stale_temp_files(run: &Path) -> Result<()> {
+    for dir in [run.to_path_buf(), run.join("checkpoints")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') && name.contains(".tmp-") && e.path().is_file() {
+                std::fs::remove_file(e.path())
+                    .map_err(|err| file_err(e.path(), "remove a stale temporary file", err))?;
+                log::info!("removed the stale temporary file {}", e.path().display());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where a run folder goes: `<out_dir>/<task>/<name>`.
@@ -44,18 +109,24 @@ impl RunDir {
         let folder = place.out_dir.join(place.task);
         let path = match (explicit, place.name) {
             (Some(p), _) => p.to_path_buf(),
-            (None, Some(name)) => folder.join(name),
+            (None, Some(name)) => {
+                check_run_name(name)?;
+                folder.join(name)
+            }
             (None, None) => {
                 let stem = config_path.file_stem().map(|s| s.to_string_lossy().to_string());
                 let stem = stem.unwrap_or_else(|| "run".into());
                 folder.join(format!("{stem}-{command}-{}", timestamp()))
             }
         };
-        std::fs::create_dir_all(&path)?;
+        std::fs::create_dir_all(&path).map_err(|e| file_err(&path, "create the run folder", e))?;
+        let lock = lock_run_folder(&path)?;
         refuse_other_grid(&path, config_yaml)?;
+        remove_stale_temp_files(&path)?;
         write_text_atomic(&path.join("config.yaml"), config_yaml)?;
-        let tb = Tb::new(&path);
-        Ok(RunDir { path, tb })
+        let mut tb = Tb::new(&path);
+        tb.flush()?;
+        Ok(RunDir { path, tb, _lock: lock })
     }
 
     /// An existing run folder (a planned grid, for `gqcim merge`), without rewriting its
@@ -67,7 +138,8 @@ impl RunDir {
                 msg: "no such run folder".into(),
             });
         }
-        Ok(RunDir { path: path.to_path_buf(), tb: Tb::new(path) })
+        let lock = lock_run_folder(path)?;
+        Ok(RunDir { path: path.to_path_buf(), tb: Tb::new(path), _lock: lock })
     }
 
     pub fn write_results(&self, results: &Value) -> Result<()> {

@@ -27,7 +27,7 @@ pub fn sensitivity_command(
     let mut run = RunDir::create(cfg, "sensitivity", config_path, run_dir)?;
     let net = task.load_network(cfg, checkpoint, device)?;
     apply_quantization(&net, &cfg.quant, &cfg.analog)?;
-    let baseline = task.evaluate(&net);
+    let baseline = task.evaluate(&net)?;
     let mut analog = cfg.analog.clone();
     analog.programming_noise = ProgrammingNoise::Gaussian { sigma };
     let mut rows = Vec::new();
@@ -64,7 +64,7 @@ pub fn sensitivity_command(
             "window_w_max": qmax.abs().max(qmin.abs()), "outer_quanta": [qmin, qmax],
             "accuracy_mean": stats.mean, "accuracy_std": stats.std, "accuracy_drop": drop, "trials": stats.trials}));
     }
-    run.tb.flush();
+    run.tb.flush()?;
     let mut sorted = rows.clone();
     sorted.sort_by(|a, b| {
         b["accuracy_drop"]

@@ -127,24 +127,55 @@ impl Sgd {
         out
     }
 
-    /// Restores buffers saved by `state`; parameters without a saved buffer (or with one of
-    /// another shape) start from zeros, which is torch's first step for them.
-    pub fn load_state(&mut self, state: &HashMap<String, Tensor>) {
+    /// Restores buffers saved by `state`. A parameter group without any saved buffer (momentum
+    /// 0, or saved before its first step) starts from zeros, torch's first step. Otherwise
+    /// every buffer must be there with its parameter's shape and finite values: a missing,
+    /// mis-shaped, non-finite or unknown buffer is an error naming it (silently zeroing it
+    /// would make the resumed run differ from an uninterrupted one).
+    pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<(), String> {
+        let key = |name: &str| format!("{name}.momentum_buffer");
+        let known: std::collections::HashSet<String> =
+            self.params.iter().map(|(n, _)| key(n)).collect();
+        let mut unknown: Vec<&String> = state.keys().filter(|k| !known.contains(*k)).collect();
+        unknown.sort();
+        if let Some(k) = unknown.first() {
+            return Err(format!(
+                "{} optimizer tensor(s) belong to no parameter of the model, first `{k}`",
+                unknown.len()
+            ));
+        }
+        for (name, p) in &self.params {
+            if let Some(t) = state.get(&key(name)) {
+                if t.size() != p.size() {
+                    return Err(format!(
+                        "optimizer tensor `{}` has shape {:?}, the parameter has {:?}",
+                        key(name),
+                        t.size(),
+                        p.size()
+                    ));
+                }
+                crate::checkpoint::check_values(&key(name), t)?;
+            }
+        }
         for g in &mut self.groups {
+            let names: Vec<&String> = g.members.iter().map(|&i| &self.params[i].0).collect();
+            let present = names.iter().filter(|n| state.contains_key(&key(n))).count();
+            if present == 0 {
+                g.buf = None;
+                continue;
+            }
+            if let Some(missing) = names.iter().find(|n| !state.contains_key(&key(n))) {
+                return Err(format!("optimizer tensor `{}` is missing", key(missing)));
+            }
             let buf = g.flat.zeros_like();
-            let mut any = false;
             for (&i, &(off, n)) in g.members.iter().zip(&g.spans) {
                 let (name, p) = &self.params[i];
-                if let Some(t) = state.get(&format!("{name}.momentum_buffer")) {
-                    if t.size() == p.size() {
-                        let src = t.to_device(p.device()).to_kind(p.kind()).reshape([-1]);
-                        tch::no_grad(|| buf.narrow(0, off, n).copy_(&src));
-                        any = true;
-                    }
-                }
+                let src = state[&key(name)].to_device(p.device()).to_kind(p.kind()).reshape([-1]);
+                tch::no_grad(|| buf.narrow(0, off, n).copy_(&src));
             }
-            g.buf = any.then_some(buf);
+            g.buf = Some(buf);
         }
+        Ok(())
     }
 }
 

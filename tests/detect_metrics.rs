@@ -11,11 +11,11 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
 
-fn gt(image_id: u64, class: usize, bbox: [f32; 4]) -> GroundTruth {
+fn gt(image_id: u64, class: usize, bbox: [f64; 4]) -> GroundTruth {
     GroundTruth { image_id, class, bbox, difficult: false, iscrowd: false, area: None }
 }
 
-fn det(image_id: u64, class: usize, score: f32, bbox: [f32; 4]) -> Detection {
+fn det(image_id: u64, class: usize, score: f64, bbox: [f64; 4]) -> Detection {
     Detection { image_id, class, score, bbox }
 }
 
@@ -35,7 +35,7 @@ fn perfect_detections_score_one() {
     let dets: Vec<Detection> = gts
         .iter()
         .enumerate()
-        .map(|(i, g)| det(g.image_id, g.class, 0.9 - 0.1 * i as f32, g.bbox))
+        .map(|(i, g)| det(g.image_id, g.class, 0.9 - 0.1 * i as f64, g.bbox))
         .collect();
     let voc = voc_map(&dets, &gts, 2, 0.5);
     assert_eq!(voc.per_class_ap, vec![Some(1.0), Some(1.0)]);
@@ -270,18 +270,48 @@ fn q64(v: f64) -> f64 {
     (v * 64.0).round() / 64.0
 }
 
+/// How the random predictions are scored.
+#[derive(Clone, Copy)]
+enum Scores {
+    /// On a 1/65536 grid, so some tie exactly (stable-sort order matters).
+    Grid,
+    /// Full f64 resolution in (0, 1], a third of them one ulp from the previous score (a tie
+    /// in f32, not in f64), all times `magnitude` (1e-300 .. 1e300).
+    Full { magnitude: f64 },
+}
+
 /// Seeded COCO GT and predictions: 30 images (ids not contiguous, listed out of order),
 /// categories 1, 5, 9, 0-8 GTs per image with some crowd regions, predictions =
-/// jittered GTs (sometimes with the wrong category) + random boxes, scores on a 1/65536
-/// grid (so some tie), and two images with over 100 detections of one category.
-fn random_coco(seed: u64) -> (Value, Value) {
+/// jittered GTs (sometimes with the wrong category) + random boxes, scores drawn as
+/// `scores` says, and two images with over 100 detections of one category.
+fn random_coco(seed: u64, scores: Scores) -> (Value, Value) {
     let mut rng = Rng(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1);
     let cats = [1i64, 5, 9];
     let (iw, ih) = (640.0, 480.0);
     let mut images = Vec::new();
     let mut anns = Vec::new();
     let mut preds = Vec::new();
-    let score = |rng: &mut Rng| (1 + rng.below(65535)) as f64 / 65536.0;
+    let mut last = 0.5f64;
+    let mut unit_score = move |rng: &mut Rng| match scores {
+        Scores::Grid => (1 + rng.below(65535)) as f64 / 65536.0,
+        Scores::Full { .. } => {
+            last = if rng.below(3) == 0 {
+                if rng.below(2) == 0 {
+                    last.next_up().min(1.0)
+                } else {
+                    last.next_down()
+                }
+            } else {
+                ((rng.next() >> 11) + 1) as f64 / (1u64 << 53) as f64
+            };
+            last
+        }
+    };
+    let magnitude = match scores {
+        Scores::Grid => 1.0,
+        Scores::Full { magnitude } => magnitude,
+    };
+    let mut score = move |rng: &mut Rng| unit_score(rng);
     let random_box = |rng: &mut Rng, max_w: f64| {
         let w = q64(2.0 + rng.unit() * max_w);
         let h = q64(2.0 + rng.unit() * max_w);
@@ -330,7 +360,7 @@ fn random_coco(seed: u64) -> (Value, Value) {
                 // so maxDets = 100 cuts them off.
                 let s = if heavy { score(&mut rng) * 0.25 } else { score(&mut rng) };
                 preds.push(json!({"image_id": image_id, "category_id": c, "bbox": [x, y, w, h],
-                                  "score": s}));
+                                  "score": s * magnitude}));
             }
         }
         let n_random = if heavy { 115 } else { rng.below(6) };
@@ -338,7 +368,7 @@ fn random_coco(seed: u64) -> (Value, Value) {
             let c = if heavy { cats[0] } else { cats[rng.below(3) as usize] };
             let s = if heavy { 0.25 + 0.75 * score(&mut rng) } else { score(&mut rng) };
             preds.push(json!({"image_id": image_id, "category_id": c,
-                              "bbox": random_box(&mut rng, 120.0), "score": s}));
+                              "bbox": random_box(&mut rng, 120.0), "score": s * magnitude}));
         }
     }
     let categories: Vec<Value> =
@@ -346,26 +376,34 @@ fn random_coco(seed: u64) -> (Value, Value) {
     (json!({"images": images, "annotations": anns, "categories": categories}), Value::Array(preds))
 }
 
-fn check_against_pycocotools(seed: u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let (g, p) = random_coco(seed);
-    let (gp, pp) = (dir.path().join("gt.json"), dir.path().join("pred.json"));
-    write_json(&gp, &g);
-    write_json(&pp, &p);
+/// pycocotools' answer for a GT and a prediction file.
+fn pycocotools(gp: &Path, pp: &Path) -> Value {
     let out = Command::new(python())
         .arg(repo_root().join("tests/python/coco_eval.py"))
-        .arg(&gp)
-        .arg(&pp)
+        .arg(gp)
+        .arg(pp)
         .output()
         .expect("cannot run the venv python");
     assert!(out.status.success(), "coco_eval.py failed: {}", String::from_utf8_lossy(&out.stderr));
-    let reference: Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Agreement to 1e-12: what is left is numpy's pairwise summation in the final means.
+const AGREE: f64 = 1e-12;
+
+fn check_against_pycocotools(seed: u64, scores: Scores) {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, p) = random_coco(seed, scores);
+    let (gp, pp) = (dir.path().join("gt.json"), dir.path().join("pred.json"));
+    write_json(&gp, &g);
+    write_json(&pp, &p);
+    let reference = pycocotools(&gp, &pp);
     let ours = score_coco_files(&gp, &pp).unwrap();
     let mut max_diff = 0f64;
     for key in ["map", "map50", "map75"] {
         let (a, b) = (ours[key].as_f64().unwrap(), reference[key].as_f64().unwrap());
         max_diff = max_diff.max((a - b).abs());
-        assert!((a - b).abs() < 1e-4, "seed {seed} {key}: ours {a}, pycocotools {b}");
+        assert!((a - b).abs() < AGREE, "seed {seed} {key}: ours {a}, pycocotools {b}");
         // Non-trivial data: neither all right nor all wrong.
         assert!(a > 0.05 && a < 0.95, "seed {seed} {key} = {a}: the random data is degenerate");
     }
@@ -375,22 +413,68 @@ fn check_against_pycocotools(seed: u64) {
     for (k, (r, o)) in ref_classes.iter().zip(our_classes).enumerate() {
         let (a, b) = (o["ap"].as_f64().unwrap(), r.as_f64().unwrap());
         max_diff = max_diff.max((a - b).abs());
-        assert!((a - b).abs() < 1e-4, "seed {seed} class {k}: ours {a}, pycocotools {b}");
+        assert!((a - b).abs() < AGREE, "seed {seed} class {k}: ours {a}, pycocotools {b}");
     }
     eprintln!("seed {seed}: ours {ours}\npycocotools {reference}\nmax |diff| = {max_diff:e}");
 }
 
 #[test]
 fn coco_map_agrees_with_pycocotools_seed_1() {
-    check_against_pycocotools(1);
+    check_against_pycocotools(1, Scores::Grid);
 }
 
 #[test]
 fn coco_map_agrees_with_pycocotools_seed_2() {
-    check_against_pycocotools(2);
+    check_against_pycocotools(2, Scores::Grid);
 }
 
 #[test]
 fn coco_map_agrees_with_pycocotools_seed_3() {
-    check_against_pycocotools(3);
+    check_against_pycocotools(3, Scores::Grid);
+}
+
+/// Scores at full f64 resolution with ulp-apart neighbours, at ordinary and at extreme
+/// magnitudes (f32 would round 1e-300 to 0 and 1e300 to inf: everything would tie).
+#[test]
+fn coco_map_agrees_with_pycocotools_full_resolution_scores() {
+    for (seed, magnitude) in [(4, 1.0), (5, 1e-300), (6, 1e300), (7, 4.9e-324 * 1e10)] {
+        check_against_pycocotools(seed, Scores::Full { magnitude });
+    }
+}
+
+/// Three detections of one image and class: a true positive at 0.9, then a false positive
+/// scoring 1e-12 above a second true positive, listed after it. In f32 the last two tie and
+/// the stable sort puts the true positive first (AP 1.000); in f64, as pycocotools reads
+/// them, the false positive comes first.
+#[test]
+fn scores_closer_than_f32_resolution_do_not_tie() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = json!({
+        "images": [{"id": 1, "width": 100, "height": 100}],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 10], "area": 100, "iscrowd": 0},
+        ],
+    });
+    let p = json!([
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},
+        {"image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 10], "score": 0.5},
+        {"image_id": 1, "category_id": 1, "bbox": [20, 20, 10, 10], "score": 0.5 + 1e-12},
+    ]);
+    assert_eq!((0.5f32 + 1e-12f32), 0.5f32, "the case needs an f32 tie");
+    let (gp, pp) = (dir.path().join("gt.json"), dir.path().join("pred.json"));
+    write_json(&gp, &g);
+    write_json(&pp, &p);
+    let reference = pycocotools(&gp, &pp);
+    let ours = score_coco_files(&gp, &pp).unwrap();
+    for key in ["map", "map50", "map75"] {
+        let (a, b) = (ours[key].as_f64().unwrap(), reference[key].as_f64().unwrap());
+        assert!((a - b).abs() < AGREE, "{key}: ours {a}, pycocotools {b}");
+    }
+    // Hand value: precision [1, 1/2, 2/3] at recall [1/2, 1/2, 1]; the interpolated
+    // precision is 1 for the 51 recall thresholds <= 0.5 and 2/3 for the other 50.
+    let expected = (51.0 + 50.0 * 2.0 / 3.0) / 101.0;
+    assert!((ours["map50"].as_f64().unwrap() - expected).abs() < 1e-12, "{ours}");
+    assert!((ours["voc_map50"].as_f64().unwrap() - (0.5 + 0.5 * 2.0 / 3.0)).abs() < 1e-12);
 }

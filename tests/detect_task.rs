@@ -136,7 +136,7 @@ fn decode_of_a_hand_made_prediction() {
     assert_eq!((det.image_id, det.class), (7, 3));
     assert!(det.score > 0.999);
     for (g, e) in det.bbox.iter().zip(expected) {
-        assert!((g - e).abs() < 1e-4, "{:?} != {expected:?}", det.bbox);
+        assert!((g - f64::from(e)).abs() < 1e-4, "{:?} != {expected:?}", det.bbox);
     }
 }
 
@@ -229,6 +229,37 @@ fn every_conv_of_the_detector_is_hooked_and_quantizable() {
     }
 }
 
+/// Test scenes without a single ground-truth box have no mAP (VOC and pycocotools say -1);
+/// the evaluation says so instead of reporting 0.00%. Blank items are refused up front.
+#[test]
+fn no_ground_truth_at_all_is_an_error_not_zero_map() {
+    one_thread();
+    let _rng = rng_lock();
+    let cfg = DetectConfig { model: tiny_model(), ..DetectConfig::default() };
+    let test = scenes(4, 2);
+    let empty = SceneSet {
+        images: test.images.shallow_clone(),
+        masks: test.masks.shallow_clone(),
+        boxes: vec![Vec::new(); 4],
+    };
+    let h = DetectHarness::from_scenes(&cfg, &scenes(4, 1), empty, Device::Cpu);
+    let net = build_detector(&cfg.model, Device::Cpu);
+    let e = h.evaluate(&net).expect_err("mAP of a set without objects").to_string();
+    assert!(e.contains("no ground-truth box"), "{e}");
+    let (im, _) = items(3);
+    let blank = im.zeros_like();
+    let e = gqcim::data::scenes::check_items(&blank, &SceneConfig::default(), "test")
+        .expect_err("blank items accepted")
+        .to_string();
+    assert!(e.contains("data.scenes.threshold") && e.contains("no object"), "{e}");
+    let none = im.narrow(0, 0, 0);
+    let e = gqcim::data::scenes::check_items(&none, &SceneConfig::default(), "training")
+        .expect_err("no items accepted")
+        .to_string();
+    assert!(e.contains("training split has no item images"), "{e}");
+    gqcim::data::scenes::check_items(&im, &SceneConfig::default(), "test").unwrap();
+}
+
 #[test]
 fn harness_scores_a_fraction_and_gives_a_differentiable_loss() {
     one_thread();
@@ -238,7 +269,7 @@ fn harness_scores_a_fraction_and_gives_a_differentiable_loss() {
     let h = DetectHarness::from_scenes(&cfg, &scenes(16, 1), scenes(8, 2), Device::Cpu);
     assert_eq!((h.task(), h.train_len(), h.eval_len()), ("detect", 16, 8));
     let net = build_detector(&cfg.model, Device::Cpu);
-    let m = h.evaluate(&net);
+    let m = h.evaluate(&net).unwrap();
     assert!((0.0..=1.0).contains(&m), "mAP {m}");
     let loss = h.batch_loss(&net, &Tensor::from_slice(&[0i64, 3, 5, 7]));
     assert!(loss.double_value(&[]).is_finite() && loss.double_value(&[]) > 0.0);
@@ -365,7 +396,7 @@ fn tiny_run_on_fashion_mnist_learns() {
     let cfg = DetectConfig::from_yaml_str(&text, "tiny.yaml", &[]).unwrap();
     let h = DetectHarness::new(&cfg, Device::Cpu).unwrap();
     tch::manual_seed(cfg.seed as i64);
-    let untrained = h.evaluate_full(&build_detector(&cfg.model, Device::Cpu));
+    let untrained = h.evaluate_full(&build_detector(&cfg.model, Device::Cpu)).unwrap();
     let res = gqcim::tasks::detect::train(
         &cfg,
         std::path::Path::new("tiny.yaml"),

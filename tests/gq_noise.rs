@@ -82,7 +82,7 @@ fn gq_noise_beats_gq_and_uniform_mse_in_expected_error() {
             let dm = device(sigma);
             for n in [2usize, 4, 8] {
                 let gq = fit_gq(&w, n, &LloydOptions::default()).unwrap().0;
-                let uni = uniform_mse(&w, n).0;
+                let uni = uniform_mse(&w, n).unwrap().0;
                 let gn =
                     fit_gq_noise(&w, n, &dm, &LloydOptions::default(), &NoiseFitOptions::default())
                         .unwrap();

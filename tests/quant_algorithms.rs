@@ -249,8 +249,8 @@ fn gq_beats_uniform_baselines() {
             let what = format!("{name} n={n}");
             let gq = lloyd_max(w, n, &LloydOptions::default()).unwrap();
             let e_gq = squared_error(w, &gq.levels);
-            let mm = uniform_minmax(w, n);
-            let (mse, c) = uniform_mse(w, n);
+            let mm = uniform_minmax(w, n).unwrap();
+            let (mse, c) = uniform_mse(w, n).unwrap();
             let e_mm = squared_error(w, &mm);
             let e_mse = squared_error(w, &mse);
             let max_abs = w.abs().max().double_value(&[]);
@@ -358,6 +358,12 @@ fn invalid_inputs_are_errors() {
     // The same checks guard the other fitters.
     assert!(err(exact_kmeans_1d(&two, 4, 4096)).contains("only 2 distinct values"));
     assert!(err(exact_kmeans_1d(&nan, 2, 4096)).contains("non-finite"));
+    // The uniform grids return gq's error instead of panicking (issue 12).
+    for t in [&nan, &inf] {
+        let gq_msg = err(lloyd_max(t, 2, &opts));
+        assert_eq!(uniform_minmax(t, 2).expect_err("minmax on non-finite"), gq_msg);
+        assert_eq!(uniform_mse(t, 2).expect_err("mse on non-finite"), gq_msg);
+    }
     assert!(err(exact_kmeans_1d(&w, 1, 4096)).contains("n = 1"));
     let e = lloyd_max_per_channel(
         &Tensor::from_slice(&[1.0f32, 1.0, 2.0, 3.0]).reshape([2, 2]),
@@ -431,7 +437,7 @@ fn timing_resnet50() {
 
     let t = Instant::now();
     for w in &tensors {
-        uniform_mse(w, 8);
+        uniform_mse(w, 8).unwrap();
     }
     println!("uniform_mse n=8, all layers: {:.3} s", t.elapsed().as_secs_f64());
 

@@ -142,8 +142,8 @@ fn gq_beats_uniform_on_every_reference_layer() {
         for n in [2usize, 3, 4, 8, 16] {
             let gq = fit_gq(&w, n, &LloydOptions::default()).unwrap().0;
             let e_gq = squared_error(&w, &gq);
-            let e_mm = squared_error(&w, &uniform_minmax(&w, n));
-            let e_mse = squared_error(&w, &uniform_mse(&w, n).0);
+            let e_mm = squared_error(&w, &uniform_minmax(&w, n).unwrap());
+            let e_mse = squared_error(&w, &uniform_mse(&w, n).unwrap().0);
             assert!(
                 e_gq <= e_mm * (1.0 + 1e-9),
                 "{} N={n}: gq {e_gq} > minmax {e_mm}",

@@ -182,7 +182,7 @@ fn evaluate_scores_ground_truth_as_perfect() {
     };
     let data = SegmentData::from_sets(&set, &set, false, Device::Cpu);
     // A batch size that does not divide 7 exercises the last partial batch.
-    let perfect = evaluate(&decoder_net(0), &data, 3);
+    let perfect = evaluate(&decoder_net(0), &data, 3).unwrap();
     assert_eq!(perfect.images, 7);
     assert!((perfect.miou - 1.0).abs() < 1e-12, "mIoU {}", perfect.miou);
     assert!((perfect.pixel_acc - 1.0).abs() < 1e-12, "pixel accuracy {}", perfect.pixel_acc);
@@ -199,7 +199,7 @@ fn evaluate_scores_ground_truth_as_perfect() {
     }
     assert!(perfect.per_class[0].is_some(), "background missing");
     // A systematically wrong prediction scores zero IoU for every class.
-    let wrong = evaluate(&decoder_net(1), &data, 3);
+    let wrong = evaluate(&decoder_net(1), &data, 3).unwrap();
     assert!(wrong.miou < 1e-12 && wrong.pixel_acc < 1e-12, "{wrong:?}");
     // A normalised batch really is (x / 255 - mean) / std.
     let one = normalize(&Tensor::from_slice(&[0u8, 255]).view([1, 1, 1, 2]));
@@ -265,7 +265,7 @@ fn harness_loads_a_checkpoint_and_scores_a_fraction() {
     let net = harness.load_network(&Config::default(), &ckpt, Device::Cpu).unwrap();
     let w = |n: &Network| n.vs.variables()["classifier.4.weight"].shallow_clone();
     assert!(w(&net).equal(&w(&trained)), "checkpoint not loaded");
-    let miou = harness.evaluate(&net);
+    let miou = harness.evaluate(&net).unwrap();
     assert!((0.0..=1.0).contains(&miou), "mIoU {miou}");
     let loss = harness.batch_loss(&net, &Tensor::from_slice(&[0i64, 3, 5]));
     assert!(loss.requires_grad() && loss.double_value(&[]).is_finite());

@@ -109,7 +109,7 @@ fn flat_sgd_matches_the_per_parameter_formula_and_resumes() {
     let copies: Vec<Tensor> =
         ours.iter().map(|p| p.detach().copy().set_requires_grad(true)).collect();
     let mut resumed = Sgd::with_groups(named(&copies), MU, true, WD);
-    resumed.load_state(&state);
+    resumed.load_state(&state).unwrap();
     for (opt, ps) in [(&mut opt, &ours), (&mut resumed, &copies)] {
         opt.zero_grad();
         backward(ps, 7, None);

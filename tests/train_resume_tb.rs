@@ -147,7 +147,8 @@ fn nan_loss_stops_with_clear_message_and_keeps_checkpoint() {
     ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("loss became"), "{err}");
+    // The loss check of a step, or the evaluation that follows the epoch, sees it first.
+    assert!(err.contains("loss became") || err.contains("NaN or infinite"), "{err}");
     assert!(err.contains("last good checkpoint"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }

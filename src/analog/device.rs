@@ -82,7 +82,9 @@ pub fn drift(g: &Tensor, d: &Drift, g_min: f64, g_max: f64) -> Tensor {
         Drift::None => g.shallow_clone(),
         Drift::PowerLaw { nu_mean, nu_std, t0, t, .. } => {
             let nu = g.randn_like() * *nu_std + *nu_mean;
-            let factor = (nu * -(t / t0).ln()).exp();
+            // Capped at f32::MAX: an infinite factor on a device at g = 0 would give
+            // 0 * inf = NaN; capped, it stays 0 (or clips to g_max).
+            let factor = (nu * -(t / t0).ln()).exp().clamp_max(f32::MAX as f64);
             (g * factor).clamp(g_min, g_max)
         }
     }

@@ -14,7 +14,8 @@ use tch::{Kind, Tensor};
 
 /// Writes `conductances.safetensors` and `index.json` into `out`; returns the index.
 pub fn export_crossbars(net: &Network, cfg: &AnalogConfig, out: &Path) -> Result<Value> {
-    std::fs::create_dir_all(out)?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| crate::error::file_err(out, "create the folder", e))?;
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     let mut layers = Map::new();
     for l in net.layers.layers() {

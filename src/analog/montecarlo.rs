@@ -139,7 +139,7 @@ pub fn monte_carlo(
     net: &Network,
     cfg: &AnalogConfig,
     base_seed: u64,
-    metric: impl FnMut(&Network) -> f64,
+    metric: impl FnMut(&Network) -> Result<f64>,
 ) -> Result<McStats> {
     monte_carlo_layers(net, cfg, base_seed, true, metric)
 }
@@ -151,7 +151,7 @@ pub fn monte_carlo_layers(
     cfg: &AnalogConfig,
     base_seed: u64,
     require_all: bool,
-    mut metric: impl FnMut(&Network) -> f64,
+    mut metric: impl FnMut(&Network) -> Result<f64>,
 ) -> Result<McStats> {
     let trials = if cfg.is_stochastic() { cfg.trials } else { 1 };
     let mut out = Vec::with_capacity(trials);
@@ -160,7 +160,7 @@ pub fn monte_carlo_layers(
         program_layers(net, cfg, seed, require_all)?;
         // Read noise and periphery noise during evaluation draw from the same stream.
         tch::manual_seed(seed ^ 0x5EED);
-        out.push(Trial { trial: t, seed, metric: metric(net) });
+        out.push(Trial { trial: t, seed, metric: metric(net)? });
     }
     Ok(McStats::from_trials(out))
 }

@@ -210,7 +210,37 @@ pub fn load_split(cfg: &DataConfig, train: bool) -> Result<Dataset> {
             cifar_dataset(&[f], 2, 100)?
         }
     };
-    Ok(ds.limit(if train { cfg.train_limit } else { cfg.test_limit }))
+    let ds = ds.limit(if train { cfg.train_limit } else { cfg.test_limit });
+    check_split(&ds, if train { "training" } else { "test" }, root)?;
+    Ok(ds)
+}
+
+/// A split must hold at least one image of at least 1 x 1 pixels: an empty split divides
+/// by zero in the batch arithmetic, and a 0 x 0 image has nothing to convolve.
+pub fn check_split(ds: &Dataset, which: &str, root: &Path) -> Result<()> {
+    let size = ds.images.size();
+    if ds.is_empty() {
+        return Err(data_err(root, format!("the {which} split has no images")));
+    }
+    if size.len() != 4 || size[2] < 1 || size[3] < 1 {
+        return Err(data_err(
+            root,
+            format!("the {which} images have shape {size:?}; expected [n, c, h, w] with h, w >= 1"),
+        ));
+    }
+    Ok(())
+}
+
+/// The network is trained on one image size and tested on the same one.
+pub fn check_same_image_size(train: &Dataset, test: &Dataset, root: &Path) -> Result<()> {
+    let (a, b) = (&train.images.size()[1..], &test.images.size()[1..]);
+    if a != b {
+        return Err(data_err(
+            root,
+            format!("training images are {a:?} (c, h, w) but test images are {b:?}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that the data fits the model (channels, classes); names the config field.

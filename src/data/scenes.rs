@@ -244,6 +244,31 @@ fn resize_bilinear(
     }
 }
 
+/// Checks that a split's items can be composed into scenes: at least one item, and some
+/// item with a pixel above `threshold` (else no scene ever gets an object, and the metrics
+/// of a scene set without objects are undefined). `which` names the split in the error.
+pub fn check_items(items: &Tensor, cfg: &SceneConfig, which: &str) -> Result<()> {
+    let size = items.size();
+    if size.is_empty() || size.contains(&0) {
+        return Err(invalid(
+            "data.fmnist_root",
+            format!("the {which} split has no item images to compose scenes from (shape {size:?})"),
+        ));
+    }
+    let on = items.gt(cfg.threshold as i64).any().int64_value(&[]) == 1;
+    if !on {
+        return Err(invalid(
+            "data.scenes.threshold",
+            format!(
+                "no pixel of the {which} items is above {}: every item would be skipped and \
+                 the scenes would hold no object",
+                cfg.threshold
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Composes `count` scenes from items of one split (uint8 [n, 1, 28, 28], labels [n]).
 ///
 /// Everything is composited on host buffers: about 0.2 ms a scene on one loaded core, against

@@ -86,6 +86,11 @@ pub struct SortedWeights {
     distinct: usize,
 }
 
+/// The error of every quantizer fit on weights with `bad` NaN/inf values among `len`.
+pub fn non_finite_error(bad: usize, len: usize) -> String {
+    format!("tensor has {bad} non-finite value(s) (NaN or inf) among {len} weights")
+}
+
 /// Stride of the stored prefix sums (see [`SortedWeights`]).
 const BLOCK: usize = 32;
 
@@ -117,9 +122,7 @@ impl SortedWeights {
         // Sorted ascending, so checking both ends finds any NaN or infinity without a pass.
         if len > 0 && !(values[0].is_finite() && values[len - 1].is_finite()) {
             let bad = values.iter().filter(|v| !v.is_finite()).count();
-            return Err(format!(
-                "tensor has {bad} non-finite value(s) (NaN or inf) among {len} weights"
-            ));
+            return Err(non_finite_error(bad, len));
         }
         let shift = if len > 0 { values[len / 2] as f64 } else { 0.0 };
         let mut blocks = Vec::with_capacity(len / BLOCK + 1);

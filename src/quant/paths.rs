@@ -136,8 +136,8 @@ fn fit_one(
             let r = exact_kmeans_1d(w, n, s.exact_bins)?;
             Ok((r.levels, r.iterations))
         }
-        QuantMethod::UniformMinmax => Ok((uniform_minmax(w, n), 0)),
-        QuantMethod::UniformMse => Ok((uniform_mse(w, n).0, 0)),
+        QuantMethod::UniformMinmax => Ok((uniform_minmax(w, n)?, 0)),
+        QuantMethod::UniformMse => Ok((uniform_mse(w, n)?.0, 0)),
         QuantMethod::Fp32 | QuantMethod::Lsq | QuantMethod::GqNoise => {
             Err(format!("method `{}` has no level fit", s.method.name()))
         }

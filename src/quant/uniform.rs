@@ -5,7 +5,7 @@
 
 use tch::Tensor;
 
-use super::levels::SortedWeights;
+use super::levels::{non_finite_error, SortedWeights};
 
 /// Number of candidate clip fractions `k / GRID` of `max|w|` tried by [`uniform_mse`].
 const GRID: usize = 100;
@@ -30,15 +30,19 @@ fn nonzero_scale(m: f64) -> f64 {
 }
 
 /// `n` evenly spaced levels on `[-max|w|, max|w|]` (so 0 is a level for odd `n`). An all-zero
-/// or empty tensor gets the unit range `[-1, 1]`.
+/// or empty tensor gets the unit range `[-1, 1]`. Errors, as `gq` does, when `w` holds NaN
+/// or infinite values (a grid cannot be placed then).
 ///
 /// # Panics
-/// If `n < 2` or `w` holds NaN/inf (a grid cannot be placed then).
-pub fn uniform_minmax(w: &Tensor, n: usize) -> Vec<f64> {
+/// If `n < 2`.
+pub fn uniform_minmax(w: &Tensor, n: usize) -> Result<Vec<f64>, String> {
     assert!(n >= 2, "uniform_minmax needs n >= 2 levels, got {n}");
     let m = if w.numel() == 0 { 0.0 } else { w.detach().abs().max().double_value(&[]) };
-    assert!(m.is_finite(), "uniform_minmax: tensor holds non-finite values");
-    grid(nonzero_scale(m), n)
+    if !m.is_finite() {
+        let bad = w.isfinite().logical_not().sum(tch::Kind::Int64).int64_value(&[]);
+        return Err(non_finite_error(bad as usize, w.numel()));
+    }
+    Ok(grid(nonzero_scale(m), n))
 }
 
 /// `n` evenly spaced levels on `[-c, c]` with the clip `c` in `(0, max|w|]` minimizing the
@@ -49,14 +53,15 @@ pub fn uniform_minmax(w: &Tensor, n: usize) -> Vec<f64> {
 /// golden-section search on the bracket around the best grid point, and a final choice among
 /// {golden-section optimum, best grid point, `max|w|`} by the directly summed error. Since
 /// `c = max|w|` is a candidate, the result is never worse than [`uniform_minmax`].
-/// An all-zero tensor returns the unit range with `c = 1`.
+/// An all-zero tensor returns the unit range with `c = 1`. Errors, as `gq` does, when `w`
+/// holds NaN or infinite values.
 ///
 /// # Panics
-/// If `n < 2` or `w` holds NaN/inf.
-pub fn uniform_mse(w: &Tensor, n: usize) -> (Vec<f64>, f64) {
+/// If `n < 2`.
+pub fn uniform_mse(w: &Tensor, n: usize) -> Result<(Vec<f64>, f64), String> {
     assert!(n >= 2, "uniform_mse needs n >= 2 levels, got {n}");
-    let sw = SortedWeights::from_tensor(w).unwrap_or_else(|e| panic!("uniform_mse: {e}"));
-    uniform_mse_sorted(&sw, n)
+    let sw = SortedWeights::from_tensor(w)?;
+    Ok(uniform_mse_sorted(&sw, n))
 }
 
 /// [`uniform_mse`] on already sorted weights.

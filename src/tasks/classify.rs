@@ -1,8 +1,7 @@
 //! Image classification: training (SGD + cosine schedule with warm-up), evaluation (top-1),
 //! checkpoints with resume, TensorBoard logging and results.json.
-use crate::checkpoint::{
-    self, load_strict, save_varstore, write_json_atomic, write_tensors_atomic,
-};
+use crate::checkpoint::{self, load_strict, save_varstore};
+use crate::checkpoint_set::CheckpointSet;
 use crate::config::Config;
 use crate::data::{self, augment, Dataset, Normalizer};
 use crate::error::{GqcimError, Result};
@@ -11,7 +10,7 @@ use crate::run::{device_info, git_commit, setup_device, RunDir};
 use crate::sgd::Sgd;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -25,30 +24,71 @@ pub struct EvalResult {
 }
 
 /// Evaluates in batches; metrics accumulate as f64 on the host, one sync per batch.
-pub fn evaluate(net: &Network, ds: &Dataset, norm: &Normalizer, batch_size: i64) -> EvalResult {
+/// An empty set, or logits that are NaN or infinite (argmax would still pick a class and
+/// report a plausible-looking accuracy), are errors.
+pub fn evaluate(
+    net: &Network,
+    ds: &Dataset,
+    norm: &Normalizer,
+    batch_size: i64,
+) -> Result<EvalResult> {
     let start = Instant::now();
     let n = ds.len();
+    if n == 0 {
+        return Err(GqcimError::Invalid {
+            field: "data".into(),
+            msg: "the evaluation set has no images (check data.test_limit and the test files)"
+                .into(),
+        });
+    }
     let (mut correct, mut loss_sum) = (0i64, 0f64);
-    tch::no_grad(|| {
+    tch::no_grad(|| -> Result<()> {
         let mut i = 0;
         while i < n {
             let b = batch_size.min(n - i);
             let x = norm.normalize(&Normalizer::to_unit(&ds.images.narrow(0, i, b)));
             let y = ds.labels.narrow(0, i, b);
             let logits = net.forward_t(&x, false);
+            check_finite_output(&logits, net, i)?;
             loss_sum += logits
                 .cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0)
                 .double_value(&[]);
             correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
             i += b;
         }
-    });
-    EvalResult {
-        accuracy: correct as f64 / n.max(1) as f64,
-        loss: loss_sum / n.max(1) as f64,
+        Ok(())
+    })?;
+    Ok(EvalResult {
+        accuracy: correct as f64 / n as f64,
+        loss: loss_sum / n as f64,
         images: n,
         seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Stops an evaluation whose network output holds NaN or infinite values; the message
+/// names the first hooked layer whose effective weight is non-finite, when one is.
+pub fn check_finite_output(out: &Tensor, net: &Network, first_image: i64) -> Result<()> {
+    let bad = out.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]);
+    if bad == 0 {
+        return Ok(());
     }
+    let culprit = net.layers.layers().iter().find_map(|l| {
+        let w = l.effective_weight();
+        let finite = w.isfinite().all().int64_value(&[]) == 1;
+        (!finite).then(|| l.spec.name.clone())
+    });
+    let why = match &culprit {
+        Some(name) => format!("the effective weight of layer `{name}` is not finite"),
+        None => "the weights are finite, so an activation overflowed".to_string(),
+    };
+    Err(GqcimError::Layer {
+        layer: culprit.unwrap_or_else(|| "<network output>".into()),
+        msg: format!(
+            "{bad} network outputs are NaN or infinite in the batch starting at test image \
+             {first_image} ({why}); no metric is reported"
+        ),
+    })
 }
 
 /// Linear warm-up to the peak rate, then cosine annealing to zero.
@@ -89,6 +129,7 @@ pub fn train_batch(
 pub fn load_data(cfg: &Config, device: Device) -> Result<(Dataset, Dataset)> {
     let train = data::load_split(&cfg.data, true)?;
     let test = data::load_split(&cfg.data, false)?;
+    data::check_same_image_size(&train, &test, &cfg.data.root)?;
     data::check_against_model(&train, cfg.model.in_channels, cfg.model.num_classes)?;
     Ok((train.to_device(device), test.to_device(device)))
 }
@@ -120,21 +161,6 @@ pub fn log_weight_histograms(run: &mut RunDir, net: &Network, step: usize) {
     }
 }
 
-struct CheckpointPaths {
-    model: PathBuf,
-    optim: PathBuf,
-    meta: PathBuf,
-}
-
-fn checkpoint_paths(run: &Path) -> CheckpointPaths {
-    let dir = run.join("checkpoints");
-    CheckpointPaths {
-        model: dir.join("last.safetensors"),
-        optim: dir.join("last.optim.safetensors"),
-        meta: dir.join("last.json"),
-    }
-}
-
 /// Trains a classifier from scratch (or resumes a run folder) and evaluates it every epoch.
 pub fn train(
     cfg: &Config,
@@ -156,32 +182,15 @@ pub fn train(
     let t = &cfg.train;
     let mut opt = Sgd::new(params, t.momentum, t.nesterov, t.weight_decay);
     let mut run = RunDir::create(cfg, "train", config_path, run_dir)?;
-    let ck = checkpoint_paths(&run.path);
+    let ck = CheckpointSet::in_run(&run.path);
     let config_hash = checkpoint::sha256_str(&cfg.to_yaml());
 
     let mut start_epoch = 0;
     let mut history: Vec<Value> = Vec::new();
     if resume {
-        if !ck.meta.is_file() {
-            return Err(GqcimError::Checkpoint {
-                path: ck.meta.clone(),
-                msg: "--resume given but the run folder has no checkpoint".into(),
-            });
-        }
-        let meta: Value =
-            serde_json::from_str(&std::fs::read_to_string(&ck.meta)?).map_err(|e| {
-                GqcimError::Checkpoint {
-                    path: ck.meta.clone(),
-                    msg: format!("not valid JSON: {e}"),
-                }
-            })?;
-        if meta["config_sha256"].as_str() != Some(config_hash.as_str()) {
-            log::warn!("resuming with a config that differs from the checkpoint's");
-        }
-        load_strict(&mut net.vs, &ck.model)?;
-        opt.load_state(&checkpoint::read_tensors(&ck.optim)?);
-        start_epoch = meta["epoch"].as_u64().unwrap_or(0) as usize;
-        history = meta["history"].as_array().cloned().unwrap_or_default();
+        let r = ck.resume(&mut net.vs, &mut opt, &config_hash)?;
+        start_epoch = r.epoch;
+        history = r.history;
         log::info!("resumed {} at epoch {start_epoch}", run.path.display());
     }
 
@@ -263,7 +272,22 @@ pub fn train(
         train_images += batches.len() as i64 * bs;
         let train_loss = loss_acc.double_value(&[]) / nb;
         let train_acc = correct_acc.int64_value(&[]) as f64 / (nb * bs as f64);
-        let test = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size);
+        // A diverged network can pass the loss check of its last step and still output NaN.
+        let test = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size).map_err(|err| {
+            GqcimError::Invalid {
+                field: "train".into(),
+                msg: format!(
+                    "evaluation after epoch {} failed: {err}; stopped, the last good checkpoint \
+                     is kept at {} — lower train.lr or check the data",
+                    epoch + 1,
+                    if ck.model.is_file() {
+                        ck.model.display().to_string()
+                    } else {
+                        "<none yet>".into()
+                    }
+                ),
+            }
+        })?;
         let e = epoch + 1;
         let lr_now =
             learning_rate(t.lr, (e * steps_per_epoch).saturating_sub(1), warmup_steps, total_steps);
@@ -276,17 +300,16 @@ pub fn train(
         if t.histogram_every > 0 && e % t.histogram_every == 0 {
             log_weight_histograms(&mut run, &net, e);
         }
-        run.tb.flush();
+        run.tb.flush()?;
         history.push(json!({"epoch": e, "train_loss": train_loss, "train_accuracy": train_acc,
             "test_accuracy": test.accuracy, "test_loss": test.loss, "seconds": secs}));
-        // Optimizer state first, model next, the sidecar that names the epoch last.
-        write_tensors_atomic(&opt.state(), &ck.optim)?;
-        save_varstore(&net.vs, &ck.model)?;
-        write_json_atomic(
-            &ck.meta,
-            &json!({"epoch": e, "config_sha256": config_hash, "seed": cfg.seed, "arch": net.arch,
-                    "metrics": {"test_accuracy": test.accuracy, "test_loss": test.loss,
-                                "train_loss": train_loss}, "history": history}),
+        ck.save(
+            &net.vs,
+            &opt,
+            e,
+            json!({"config_sha256": config_hash, "seed": cfg.seed, "arch": net.arch,
+                   "metrics": {"test_accuracy": test.accuracy, "test_loss": test.loss,
+                               "train_loss": train_loss}, "history": history}),
         )?;
         say(
             &epochs_bar,
@@ -305,7 +328,7 @@ pub fn train(
     epochs_bar.finish_and_clear();
     let test = match last_test {
         Some(t) => t,
-        None => evaluate(&net, &test_ds, &norm, cfg.eval.batch_size),
+        None => evaluate(&net, &test_ds, &norm, cfg.eval.batch_size)?,
     };
     let final_model = run.path.join("model.safetensors");
     save_varstore(&net.vs, &final_model)?;
@@ -326,7 +349,7 @@ pub fn train(
         "train_images_per_second": if train_seconds > 0.0 { train_images as f64 / train_seconds } else { 0.0 },
     });
     run.write_results(&results)?;
-    run.tb.flush();
+    run.tb.flush()?;
     println!(
         "test accuracy: {:.2}% ({} images); run folder {}",
         100.0 * test.accuracy,
@@ -355,11 +378,11 @@ pub fn eval(
     if cfg.analog.enabled {
         return analog_eval(cfg, &net, &test_ds, &norm, &mut run, checkpoint_path, device);
     }
-    let res = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size);
+    let res = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size)?;
     run.tb.scalar("test/accuracy", res.accuracy, 0);
     run.tb.scalar("test/loss", res.loss, 0);
     log_weight_histograms(&mut run, &net, 0);
-    run.tb.flush();
+    run.tb.flush()?;
     let results = json!({
         "command": "eval",
         "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
@@ -397,15 +420,15 @@ fn analog_eval(
     device: Device,
 ) -> Result<Value> {
     let start = Instant::now();
-    let digital_fp32 = evaluate(net, test_ds, norm, cfg.eval.batch_size);
+    let digital_fp32 = evaluate(net, test_ds, norm, cfg.eval.batch_size)?;
     let dep = crate::quant::deploy::apply_quantization(net, &cfg.quant, &cfg.analog)?;
-    let digital_q = evaluate(net, test_ds, norm, cfg.eval.batch_size);
+    let digital_q = evaluate(net, test_ds, norm, cfg.eval.batch_size)?;
     crate::analog::montecarlo::deploy_analog(net, &cfg.analog);
     let mut trial_seconds = Vec::new();
     let stats = crate::analog::montecarlo::monte_carlo(net, &cfg.analog, cfg.seed, |n| {
-        let r = evaluate(n, test_ds, norm, cfg.eval.batch_size);
+        let r = evaluate(n, test_ds, norm, cfg.eval.batch_size)?;
         trial_seconds.push(r.seconds);
-        r.accuracy
+        Ok(r.accuracy)
     })?;
     for t in &stats.trials {
         run.tb.scalar("analog/accuracy_trial", t.metric, t.trial);
@@ -413,7 +436,7 @@ fn analog_eval(
     run.tb.scalar("analog/accuracy_mean", stats.mean, 0);
     run.tb.scalar("test/accuracy_fp32", digital_fp32.accuracy, 0);
     run.tb.scalar("test/accuracy_quantized", digital_q.accuracy, 0);
-    run.tb.flush();
+    run.tb.flush()?;
     let results = json!({
         "command": "eval --analog",
         "config": serde_json::to_value(cfg).unwrap_or(Value::Null),

@@ -21,16 +21,15 @@
 use super::classify::{epoch_seed, learning_rate, log_weight_histograms, say};
 use super::detect_metrics::{coco_map, voc_map, Detection, GroundTruth};
 use super::harness::TaskHarness;
-use crate::checkpoint::{
-    self, load_strict, save_varstore, write_json_atomic, write_tensors_atomic,
-};
+use crate::checkpoint::{self, load_strict, save_varstore};
+use crate::checkpoint_set::CheckpointSet;
 use crate::config::{
     AnalogConfig, CompareConfig, Config, DataConfig, DeviceChoice, FinetuneConfig, QuantConfig,
     Task, TrainConfig, TrainNoiseConfig,
 };
 use crate::data::scenes::{generate, SceneBox, SceneConfig, SceneSet};
 use crate::data::{self, Dataset};
-use crate::error::{invalid, GqcimError, Result};
+use crate::error::{invalid, Result};
 use crate::nets::yolo::{build_detector, YoloConfig};
 use crate::nets::Network;
 use crate::run::{device_info, git_commit, setup_device, RunDir, RunPlace};
@@ -634,8 +633,8 @@ pub fn postprocess(
                     Detection {
                         image_id: first_id + img as u64,
                         class: class[o] as usize,
-                        score: top[o],
-                        bbox: [cand[o * 4], cand[o * 4 + 1], cand[o * 4 + 2], cand[o * 4 + 3]],
+                        score: top[o] as f64,
+                        bbox: [0, 1, 2, 3].map(|j| cand[o * 4 + j] as f64),
                     }
                 })
                 .collect()
@@ -652,7 +651,7 @@ pub fn ground_truth(boxes: &[Vec<SceneBox>]) -> Vec<GroundTruth> {
             bs.iter().map(move |b| GroundTruth {
                 image_id: i as u64,
                 class: b.class as usize,
-                bbox: [b.x1, b.y1, b.x2, b.y2],
+                bbox: [b.x1, b.y1, b.x2, b.y2].map(f64::from),
                 difficult: false,
                 iscrowd: false,
                 area: None,
@@ -687,21 +686,23 @@ pub fn predict(
     grid: &Grid,
     images: &Tensor,
     e: &DetectEvalConfig,
-) -> Vec<Vec<Detection>> {
+) -> Result<Vec<Vec<Detection>>> {
     let n = images.size()[0];
     let device = net.vs.device();
     let mut out = Vec::with_capacity(n as usize);
-    tch::no_grad(|| {
+    tch::no_grad(|| -> Result<()> {
         let mut i = 0;
         while i < n {
             let b = e.batch_size.min(n - i);
             let x = scene_input(&images.narrow(0, i, b).to_device(device));
             let raw = net.forward_t(&x, false);
+            super::classify::check_finite_output(&raw, net, i)?;
             out.extend(postprocess(&raw, grid, e, i as u64));
             i += b;
         }
-    });
-    out
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// Scores detections against ground truth (VOC mAP@0.5 and COCO mAP).
@@ -728,12 +729,23 @@ pub fn evaluate(
     images: &Tensor,
     gts: &[GroundTruth],
     e: &DetectEvalConfig,
-) -> (DetEval, Vec<Vec<Detection>>) {
+) -> Result<(DetEval, Vec<Vec<Detection>>)> {
     let start = Instant::now();
-    let dets = predict(net, grid, images, e);
+    // mAP over no scene, or over scenes without a single object, is undefined (VOC's
+    // and pycocotools' -1), not 0%.
+    if images.size()[0] == 0 {
+        return Err(invalid("data.scenes.test_scenes", "the test set has no scenes"));
+    }
+    if gts.is_empty() {
+        return Err(invalid(
+            "data.scenes",
+            "the test scenes hold no ground-truth box at all, so mAP is undefined",
+        ));
+    }
+    let dets = predict(net, grid, images, e)?;
     let mut res = score(&dets, gts, grid.num_classes as usize);
     res.seconds = start.elapsed().as_secs_f64();
-    (res, dets)
+    Ok((res, dets))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -794,8 +806,8 @@ pub fn draw_scene(
     for g in gts {
         rect([g.x1, g.y1, g.x2, g.y2], [255, 255, 255], 1);
     }
-    for d in dets.iter().filter(|d| d.score >= min_score).rev() {
-        rect(d.bbox, PALETTE[d.class % PALETTE.len()], 2);
+    for d in dets.iter().filter(|d| d.score >= f64::from(min_score)).rev() {
+        rect(d.bbox.map(|v| v as f32), PALETTE[d.class % PALETTE.len()], 2);
     }
     img
 }
@@ -841,6 +853,8 @@ fn log_detections(
 pub fn load_items(cfg: &DetectConfig) -> Result<(Dataset, Dataset)> {
     let train = data::load_split(&cfg.fmnist(), true)?;
     let test = data::load_split(&cfg.fmnist(), false)?;
+    crate::data::scenes::check_items(&train.images, &cfg.data.scenes, "training")?;
+    crate::data::scenes::check_items(&test.images, &cfg.data.scenes, "test")?;
     Ok((train, test))
 }
 
@@ -911,8 +925,8 @@ impl DetectHarness {
     }
 
     /// Full evaluation (VOC and COCO) on the harness's test scenes.
-    pub fn evaluate_full(&self, net: &Network) -> DetEval {
-        evaluate(net, &self.grid, &self.test.images, &self.test_gts, &self.cfg.eval).0
+    pub fn evaluate_full(&self, net: &Network) -> Result<DetEval> {
+        Ok(evaluate(net, &self.grid, &self.test.images, &self.test_gts, &self.cfg.eval)?.0)
     }
 }
 
@@ -944,8 +958,8 @@ impl TaskHarness for DetectHarness {
         detection_loss(&raw, &targets, &self.grid, &self.cfg.loss).total
     }
 
-    fn evaluate(&self, net: &Network) -> f64 {
-        self.evaluate_full(net).map50
+    fn evaluate(&self, net: &Network) -> Result<f64> {
+        Ok(self.evaluate_full(net)?.map50)
     }
 
     fn eval_len(&self) -> i64 {
@@ -959,8 +973,10 @@ impl TaskHarness for DetectHarness {
             return;
         }
         let scenes = self.test.first(n);
-        let dets = predict(net, &self.grid, &scenes.images, &self.cfg.eval);
-        log_detections(tb, &scenes, &dets, &self.cfg.eval, tag, step);
+        // A network with non-finite outputs has nothing to draw; its evaluation reports it.
+        if let Ok(dets) = predict(net, &self.grid, &scenes.images, &self.cfg.eval) {
+            log_detections(tb, &scenes, &dets, &self.cfg.eval, tag, step);
+        }
     }
 }
 
@@ -1055,34 +1071,15 @@ pub fn train(
     let t = &cfg.train;
     let mut opt = Sgd::new(params, t.momentum, t.nesterov, t.weight_decay);
     let mut run = create_run_dir(cfg, "train", config_path, run_dir)?;
-    let ck = run.path.join("checkpoints");
-    let (ck_model, ck_optim, ck_meta) =
-        (ck.join("last.safetensors"), ck.join("last.optim.safetensors"), ck.join("last.json"));
+    let ck = CheckpointSet::in_run(&run.path);
     let config_hash = checkpoint::sha256_str(&cfg.to_yaml());
 
     let mut start_epoch = 0;
     let mut history: Vec<Value> = Vec::new();
     if resume {
-        if !ck_meta.is_file() {
-            return Err(GqcimError::Checkpoint {
-                path: ck_meta.clone(),
-                msg: "--resume given but the run folder has no checkpoint".into(),
-            });
-        }
-        let meta: Value =
-            serde_json::from_str(&std::fs::read_to_string(&ck_meta)?).map_err(|e| {
-                GqcimError::Checkpoint {
-                    path: ck_meta.clone(),
-                    msg: format!("not valid JSON: {e}"),
-                }
-            })?;
-        if meta["config_sha256"].as_str() != Some(config_hash.as_str()) {
-            log::warn!("resuming with a config that differs from the checkpoint's");
-        }
-        load_strict(&mut net.vs, &ck_model)?;
-        opt.load_state(&checkpoint::read_tensors(&ck_optim)?);
-        start_epoch = meta["epoch"].as_u64().unwrap_or(0) as usize;
-        history = meta["history"].as_array().cloned().unwrap_or_default();
+        let r = ck.resume(&mut net.vs, &mut opt, &config_hash)?;
+        start_epoch = r.epoch;
+        history = r.history;
         log::info!("resumed {} at epoch {start_epoch}", run.path.display());
     }
 
@@ -1151,8 +1148,8 @@ pub fn train(
                              good checkpoint is kept at {} — lower train.lr",
                             epoch + 1,
                             i + 1,
-                            if ck_model.is_file() {
-                                ck_model.display().to_string()
+                            if ck.model.is_file() {
+                                ck.model.display().to_string()
                             } else {
                                 "<none yet>".into()
                             }
@@ -1176,7 +1173,7 @@ pub fn train(
         let (train_loss, lb, lo, lc) =
             (mean(&loss_acc), mean(&box_acc), mean(&obj_acc), mean(&cls_acc));
         let positives = pos_acc.int64_value(&[]) as f64 / (nb * bs as f64);
-        let (test_res, dets) = evaluate(&net, &grid, &test_images, &test_gts, &cfg.eval);
+        let (test_res, dets) = evaluate(&net, &grid, &test_images, &test_gts, &cfg.eval)?;
         let e = epoch + 1;
         let lr_now =
             learning_rate(t.lr, (e * steps_per_epoch).saturating_sub(1), warmup_steps, total_steps);
@@ -1192,17 +1189,16 @@ pub fn train(
         if t.histogram_every > 0 && e % t.histogram_every == 0 {
             log_weight_histograms(&mut run, &net, e);
         }
-        run.tb.flush();
+        run.tb.flush()?;
         history.push(json!({"epoch": e, "train_loss": train_loss, "loss_box": lb, "loss_obj": lo,
             "loss_cls": lc, "map50": test_res.map50, "coco_map": test_res.coco_map,
             "seconds": secs, "eval_seconds": test_res.seconds}));
-        // Optimizer state first, model next, the sidecar that names the epoch last.
-        write_tensors_atomic(&opt.state(), &ck_optim)?;
-        save_varstore(&net.vs, &ck_model)?;
-        write_json_atomic(
-            &ck_meta,
-            &json!({"epoch": e, "config_sha256": config_hash, "seed": cfg.seed, "arch": net.arch,
-                    "metrics": metrics_json(&test_res), "history": history}),
+        ck.save(
+            &net.vs,
+            &opt,
+            e,
+            json!({"config_sha256": config_hash, "seed": cfg.seed, "arch": net.arch,
+                   "metrics": metrics_json(&test_res), "history": history}),
         )?;
         say(
             &epochs_bar,
@@ -1221,7 +1217,7 @@ pub fn train(
     epochs_bar.finish_and_clear();
     let test_res = match last {
         Some(r) => r,
-        None => evaluate(&net, &grid, &test_images, &test_gts, &cfg.eval).0,
+        None => evaluate(&net, &grid, &test_images, &test_gts, &cfg.eval)?.0,
     };
     let final_model = run.path.join("model.safetensors");
     save_varstore(&net.vs, &final_model)?;
@@ -1244,7 +1240,7 @@ pub fn train(
         "train_images_per_second": if train_seconds > 0.0 { train_images as f64 / train_seconds } else { 0.0 },
     });
     run.write_results(&results)?;
-    run.tb.flush();
+    run.tb.flush()?;
     println!(
         "test mAP@0.5 {:.2}%, COCO mAP@[.5:.95] {:.2}% ({} scenes); run folder {}",
         100.0 * test_res.map50,
@@ -1265,6 +1261,7 @@ pub fn eval(
     cfg.validate()?;
     let device = setup_device(&cfg.base_config())?;
     let test_items = data::load_split(&cfg.fmnist(), false)?;
+    crate::data::scenes::check_items(&test_items.images, &cfg.data.scenes, "test")?;
     let test = test_scenes(cfg, &test_items);
     let canvas = cfg.data.scenes.canvas;
     let grid = Grid::new(&cfg.model, &cfg.loss, canvas, canvas, device);
@@ -1278,10 +1275,10 @@ pub fn eval(
         &test.images.to_device(device),
         &ground_truth(&test.boxes),
         &cfg.eval,
-    );
+    )?;
     log_eval(&mut run.tb, &res, 0);
     log_detections(&mut run.tb, &test, &dets, &cfg.eval, "test", 0);
-    run.tb.flush();
+    run.tb.flush()?;
     let results = json!({
         "command": "detect eval",
         "config": serde_json::to_value(cfg).unwrap_or(Value::Null),

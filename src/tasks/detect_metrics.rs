@@ -26,9 +26,11 @@ use std::path::Path;
 pub struct Detection {
     pub image_id: u64,
     pub class: usize,
-    pub score: f32,
+    /// f64 end to end: pycocotools sorts the scores it reads as f64, and two scores closer
+    /// than f32 resolution must not tie here when they do not tie there.
+    pub score: f64,
     /// `[x1, y1, x2, y2]`.
-    pub bbox: [f32; 4],
+    pub bbox: [f64; 4],
 }
 
 /// One ground-truth box.
@@ -37,13 +39,13 @@ pub struct GroundTruth {
     pub image_id: u64,
     pub class: usize,
     /// `[x1, y1, x2, y2]`.
-    pub bbox: [f32; 4],
+    pub bbox: [f64; 4],
     /// VOC `difficult`: neither a positive nor a source of false positives.
     pub difficult: bool,
     /// COCO `iscrowd`: ignored region that may absorb many detections.
     pub iscrowd: bool,
     /// COCO `area` (segment area) used for area ranges; `None` means the box area.
-    pub area: Option<f32>,
+    pub area: Option<f64>,
 }
 
 /// Pascal VOC result: AP per class (`None` for classes without a non-difficult GT) and
@@ -86,15 +88,15 @@ fn mean_present(values: impl Iterator<Item = Option<f64>>) -> f64 {
 }
 
 /// Scores sort descending; NaN sorts last so the comparison is a total order.
-fn score_key(s: f32) -> f32 {
+fn score_key(s: f64) -> f64 {
     if s.is_nan() {
-        f32::NEG_INFINITY
+        f64::NEG_INFINITY
     } else {
         s
     }
 }
 
-fn by_score_desc(a: f32, b: f32) -> std::cmp::Ordering {
+fn by_score_desc(a: f64, b: f64) -> std::cmp::Ordering {
     score_key(b).partial_cmp(&score_key(a)).unwrap_or(std::cmp::Ordering::Equal)
 }
 
@@ -105,9 +107,9 @@ fn check_classes(dets: &[Detection], gts: &[GroundTruth], num_classes: usize) {
 }
 
 /// Continuous-coordinate IoU (no "+1"): intersection over union of the two rectangles.
-fn iou_continuous(a: &[f32; 4], b: &[f32; 4]) -> f64 {
-    let [ax1, ay1, ax2, ay2] = a.map(f64::from);
-    let [bx1, by1, bx2, by2] = b.map(f64::from);
+fn iou_continuous(a: &[f64; 4], b: &[f64; 4]) -> f64 {
+    let [ax1, ay1, ax2, ay2] = *a;
+    let [bx1, by1, bx2, by2] = *b;
     let iw = (ax2.min(bx2) - ax1.max(bx1)).max(0.0);
     let ih = (ay2.min(by2) - ay1.max(by1)).max(0.0);
     let inter = iw * ih;
@@ -227,8 +229,8 @@ fn linspace<const N: usize>(start: f64, stop: f64) -> [f64; N] {
 }
 
 /// `[x, y, w, h]` in f64 as pycocotools stores boxes.
-fn xywh(b: &[f32; 4]) -> [f64; 4] {
-    let [x1, y1, x2, y2] = b.map(f64::from);
+fn xywh(b: &[f64; 4]) -> [f64; 4] {
+    let [x1, y1, x2, y2] = *b;
     [x1, y1, x2 - x1, y2 - y1]
 }
 
@@ -253,7 +255,7 @@ fn coco_iou(d: &[f64; 4], g: &[f64; 4], crowd: bool) -> f64 {
 /// it matched and whether it is ignored.
 #[derive(Clone, Copy)]
 struct EvalDet {
-    score: f32,
+    score: f64,
     matched: u16,
     ignored: u16,
 }
@@ -271,7 +273,7 @@ fn coco_eval_image(
         .iter()
         .map(|gt| {
             let b = xywh(&gt.bbox);
-            let area = gt.area.map_or(b[2] * b[3], f64::from);
+            let area = gt.area.unwrap_or(b[2] * b[3]);
             let ignore = gt.iscrowd || gt.difficult || area < AREA_ALL.0 || area > AREA_ALL.1;
             (ignore, gt.iscrowd, b)
         })
@@ -496,7 +498,7 @@ impl<'a> Entry<'a> {
     }
 
     /// `bbox: [x, y, w, h]` -> `[x1, y1, x2, y2]`.
-    fn bbox(&self) -> Result<[f32; 4]> {
+    fn bbox(&self) -> Result<[f64; 4]> {
         let f = self.field("bbox")?;
         let bad = || {
             self.err(format!("`bbox` is {f}, expected [x, y, w, h] with finite numbers, w, h >= 0"))
@@ -509,7 +511,7 @@ impl<'a> Entry<'a> {
         if v[2] < 0.0 || v[3] < 0.0 {
             return Err(bad());
         }
-        Ok([v[0] as f32, v[1] as f32, (v[0] + v[2]) as f32, (v[1] + v[3]) as f32])
+        Ok([v[0], v[1], v[0] + v[2], v[1] + v[3]])
     }
 }
 
@@ -580,7 +582,7 @@ pub fn read_coco_gt(path: &Path) -> Result<(Vec<GroundTruth>, CocoMapping)> {
         };
         let area = match a.get("area") {
             None | Some(Value::Null) => None,
-            Some(_) => Some(e.number("area")? as f32),
+            Some(_) => Some(e.number("area")?),
         };
         zero_ids += usize::from(a.get("id").and_then(Value::as_i64) == Some(0));
         gts.push(GroundTruth { image_id, class, bbox, difficult: false, iscrowd, area });
@@ -614,7 +616,7 @@ pub fn read_coco_dets(path: &Path, mapping: &CocoMapping) -> Result<Vec<Detectio
             e.err(format!("category_id {cat} is not a category of the ground truth"))
         })?;
         let bbox = e.bbox()?;
-        let score = e.number("score")? as f32;
+        let score = e.number("score")?;
         dets.push(Detection { image_id, class, score, bbox });
     }
     Ok(dets)

@@ -26,8 +26,9 @@ pub trait TaskHarness {
     /// task's business; draws come from the global generator, seeded per epoch by the caller).
     fn batch_loss(&self, net: &Network, idx: &Tensor) -> Tensor;
 
-    /// The primary metric (a fraction, higher is better) on the task's evaluation set.
-    fn evaluate(&self, net: &Network) -> f64;
+    /// The primary metric (a fraction, higher is better) on the task's evaluation set; an
+    /// error when the set is empty or the network's output is not finite.
+    fn evaluate(&self, net: &Network) -> Result<f64>;
 
     /// Number of evaluation samples.
     fn eval_len(&self) -> i64;

@@ -146,13 +146,16 @@ pub fn quantize_command(
     let device = setup_device(cfg)?;
     let train_ds = if finetune { Some(data::load_split(&cfg.data, true)?) } else { None };
     let test_ds = data::load_split(&cfg.data, false)?;
+    if let Some(train) = &train_ds {
+        data::check_same_image_size(train, &test_ds, &cfg.data.root)?;
+    }
     data::check_against_model(&test_ds, cfg.model.in_channels, cfg.model.num_classes)?;
     let test_ds = test_ds.to_device(device);
     let norm = Normalizer::new(&cfg.data, device);
     let net = load_classifier(cfg, checkpoint_path, device)?;
     let command = if finetune { "finetune" } else { "quantize" };
     let mut run = RunDir::create(cfg, command, config_path, run_dir)?;
-    let fp32 = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size);
+    let fp32 = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size)?;
     run.tb.scalar("test/accuracy_fp32", fp32.accuracy, 0);
     if cfg.quant.fold_bn && finetune {
         return Err(crate::error::invalid(
@@ -162,7 +165,7 @@ pub fn quantize_command(
     }
     let folded = if cfg.quant.fold_bn { fold_batchnorm(&net)? } else { Vec::new() };
     let dep = apply_quantization(&net, &cfg.quant, &cfg.analog)?;
-    let ptq = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size);
+    let ptq = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size)?;
     let ptq_report = quant_report(&net, &cfg.quant, cfg.quant.report_exact_gap);
     log_quant_tb(&mut run, &net, &ptq_report, 0);
     run.tb.scalar("test/accuracy", ptq.accuracy, 0);
@@ -206,7 +209,7 @@ pub fn quantize_command(
         let stats = finetune_loop(&net, &task, cfg, &dep, |e, loss| {
             run.tb.scalar("finetune/loss", loss, e);
         })?;
-        let ft = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size);
+        let ft = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size)?;
         let report = quant_report(&net, &cfg.quant, cfg.quant.report_exact_gap);
         log_quant_tb(&mut run, &net, &report, 1);
         run.tb.scalar("test/accuracy", ft.accuracy, 1);
@@ -228,7 +231,7 @@ pub fn quantize_command(
     }
     results["metrics"] = summary(&final_res);
     results["wall_seconds"] = json!(wall.elapsed().as_secs_f64());
-    run.tb.flush();
+    run.tb.flush()?;
     run.write_results(&results)?;
     println!("run folder {}", run.path.display());
     Ok(results)
@@ -283,8 +286,8 @@ impl TaskHarness for ClassifyHarness {
         net.forward_t(&x, true).cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0)
     }
 
-    fn evaluate(&self, net: &Network) -> f64 {
-        evaluate(net, &self.test, &self.norm, self.cfg.eval.batch_size).accuracy
+    fn evaluate(&self, net: &Network) -> Result<f64> {
+        Ok(evaluate(net, &self.test, &self.norm, self.cfg.eval.batch_size)?.accuracy)
     }
 
     fn eval_len(&self) -> i64 {
@@ -297,6 +300,7 @@ impl TaskHarness for ClassifyHarness {
 pub fn classify_harness(cfg: &Config, device: Device) -> Result<Box<dyn TaskHarness>> {
     let train = data::load_split(&cfg.data, true)?;
     let mut test = data::load_split(&cfg.data, false)?;
+    data::check_same_image_size(&train, &test, &cfg.data.root)?;
     data::check_against_model(&test, cfg.model.in_channels, cfg.model.num_classes)?;
     if cfg.compare.eval_limit > 0 {
         test = test.limit(cfg.compare.eval_limit);

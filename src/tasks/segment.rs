@@ -15,9 +15,8 @@
 use super::classify::{epoch_seed, learning_rate, log_weight_histograms, say};
 use super::harness::TaskHarness;
 use super::seg_metrics::{seg_loss, ConfusionMatrix};
-use crate::checkpoint::{
-    self, load_strict, save_varstore, write_json_atomic, write_tensors_atomic,
-};
+use crate::checkpoint::{self, load_strict, save_varstore};
+use crate::checkpoint_set::CheckpointSet;
 use crate::config::{
     AnalogConfig, CompareConfig, Config, DataConfig, DeviceChoice, FinetuneConfig, QuantConfig,
     Task, TrainConfig, TrainNoiseConfig,
@@ -25,7 +24,7 @@ use crate::config::{
 use crate::data::scenes::{generate, SceneConfig, SceneSet};
 use crate::data::voc_seg::{colorize, IGNORE_INDEX};
 use crate::data::{self, Dataset};
-use crate::error::{invalid, GqcimError, Result};
+use crate::error::{invalid, Result};
 use crate::nets::deeplab::build_deeplab;
 use crate::nets::Network;
 use crate::run::{device_info, git_commit, setup_device, RunDir, RunPlace};
@@ -410,6 +409,8 @@ impl SegmentData {
         let train = data::load_split(&fm, true)?;
         let test = data::load_split(&fm, false)?;
         let d = &cfg.data;
+        crate::data::scenes::check_items(&train.images, &d.scenes, "training")?;
+        crate::data::scenes::check_items(&test.images, &d.scenes, "test")?;
         Ok(Self::from_items(
             train,
             &test,
@@ -481,31 +482,36 @@ pub fn predict(net: &Network, x: &Tensor) -> Tensor {
 
 /// Scores a network on the test scenes in batches (eval mode, no grad); the confusion
 /// matrix accumulates on the device, metrics are read once at the end.
-pub fn evaluate(net: &Network, data: &SegmentData, batch_size: i64) -> SegEval {
+pub fn evaluate(net: &Network, data: &SegmentData, batch_size: i64) -> Result<SegEval> {
     let start = Instant::now();
     let split = &data.test;
     let n = split.len();
+    if n == 0 {
+        return Err(invalid("data.scenes.test_scenes", "the test set has no scenes"));
+    }
     let device = split.images.device();
     let mut cm: Option<ConfusionMatrix> = None;
-    tch::no_grad(|| {
+    tch::no_grad(|| -> Result<()> {
         let mut i = 0;
         while i < n {
             let b = batch_size.min(n - i);
             let (x, y) = split.batch(i, b);
             let logits = net.forward_t(&x, false);
+            super::classify::check_finite_output(&logits, net, i)?;
             let cm = cm.get_or_insert_with(|| ConfusionMatrix::new(logits.size()[1], device));
             cm.update(&logits.argmax(1, false), &y, IGNORE_INDEX);
             i += b;
         }
-    });
+        Ok(())
+    })?;
     let cm = cm.unwrap_or_else(|| ConfusionMatrix::new(CLASS_NAMES.len() as i64, device));
-    SegEval {
+    Ok(SegEval {
         miou: cm.miou(),
         pixel_acc: cm.pixel_accuracy(),
         per_class: cm.per_class_iou(),
         images: n,
         seconds: start.elapsed().as_secs_f64(),
-    }
+    })
 }
 
 /// Builds the configured DeepLab (initialisation from `cfg.seed`).
@@ -588,21 +594,6 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
-struct CheckpointPaths {
-    model: PathBuf,
-    optim: PathBuf,
-    meta: PathBuf,
-}
-
-fn checkpoint_paths(run: &Path) -> CheckpointPaths {
-    let dir = run.join("checkpoints");
-    CheckpointPaths {
-        model: dir.join("last.safetensors"),
-        optim: dir.join("last.optim.safetensors"),
-        meta: dir.join("last.json"),
-    }
-}
-
 fn eval_json(res: &SegEval) -> Value {
     json!({"test_miou": res.miou, "test_pixel_accuracy": res.pixel_acc,
            "test_images": res.images, "per_class_iou": res.per_class_json()})
@@ -630,7 +621,7 @@ pub fn train(
     let t = &cfg.train;
     let mut opt = Sgd::new(params, t.momentum, t.nesterov, t.weight_decay);
     let mut run = create_run_dir(cfg, "train", config_path, run_dir)?;
-    let ck = checkpoint_paths(&run.path);
+    let ck = CheckpointSet::in_run(&run.path);
     let config_hash = checkpoint::sha256_str(&cfg.to_yaml());
     let eval_bs = cfg.eval.batch_size;
 
@@ -638,30 +629,13 @@ pub fn train(
     let mut history: Vec<Value> = Vec::new();
     let mut initial: Option<SegEval> = None;
     if resume {
-        if !ck.meta.is_file() {
-            return Err(GqcimError::Checkpoint {
-                path: ck.meta.clone(),
-                msg: "--resume given but the run folder has no checkpoint".into(),
-            });
-        }
-        let meta: Value =
-            serde_json::from_str(&std::fs::read_to_string(&ck.meta)?).map_err(|e| {
-                GqcimError::Checkpoint {
-                    path: ck.meta.clone(),
-                    msg: format!("not valid JSON: {e}"),
-                }
-            })?;
-        if meta["config_sha256"].as_str() != Some(config_hash.as_str()) {
-            log::warn!("resuming with a config that differs from the checkpoint's");
-        }
-        load_strict(&mut net.vs, &ck.model)?;
-        opt.load_state(&checkpoint::read_tensors(&ck.optim)?);
-        start_epoch = meta["epoch"].as_u64().unwrap_or(0) as usize;
-        history = meta["history"].as_array().cloned().unwrap_or_default();
+        let r = ck.resume(&mut net.vs, &mut opt, &config_hash)?;
+        start_epoch = r.epoch;
+        history = r.history;
         log::info!("resumed {} at epoch {start_epoch}", run.path.display());
     } else {
         // The untrained network's score: the floor that training must clear.
-        let res = evaluate(&net, &data, eval_bs);
+        let res = evaluate(&net, &data, eval_bs)?;
         log_eval(&mut run.tb, &res, 0);
         initial = Some(res);
     }
@@ -745,7 +719,7 @@ pub fn train(
         train_seconds += secs;
         train_images += batches.len() as i64 * bs;
         let train_loss = loss_acc.double_value(&[]) / nb;
-        let test = evaluate(&net, &data, eval_bs);
+        let test = evaluate(&net, &data, eval_bs)?;
         let e = epoch + 1;
         let lr_now =
             learning_rate(t.lr, (e * steps_per_epoch).saturating_sub(1), warmup_steps, total_steps);
@@ -757,18 +731,17 @@ pub fn train(
             log_weight_histograms(&mut run, &net, e);
         }
         log_samples(&mut run.tb, &net, &data, cfg.eval.sample_images, "test", e);
-        run.tb.flush();
+        run.tb.flush()?;
         history.push(json!({"epoch": e, "train_loss": train_loss, "test_miou": test.miou,
             "test_pixel_accuracy": test.pixel_acc, "seconds": secs,
             "seconds_per_step": secs / nb}));
-        // Optimizer state first, model next, the sidecar that names the epoch last.
-        write_tensors_atomic(&opt.state(), &ck.optim)?;
-        save_varstore(&net.vs, &ck.model)?;
-        write_json_atomic(
-            &ck.meta,
-            &json!({"epoch": e, "config_sha256": config_hash, "seed": cfg.seed, "arch": net.arch,
-                    "metrics": {"test_miou": test.miou, "test_pixel_accuracy": test.pixel_acc,
-                                "train_loss": train_loss}, "history": history}),
+        ck.save(
+            &net.vs,
+            &opt,
+            e,
+            json!({"config_sha256": config_hash, "seed": cfg.seed, "arch": net.arch,
+                   "metrics": {"test_miou": test.miou, "test_pixel_accuracy": test.pixel_acc,
+                               "train_loss": train_loss}, "history": history}),
         )?;
         say(
             &epochs_bar,
@@ -787,7 +760,7 @@ pub fn train(
     epochs_bar.finish_and_clear();
     let test = match last_test {
         Some(t) => t,
-        None => evaluate(&net, &data, eval_bs),
+        None => evaluate(&net, &data, eval_bs)?,
     };
     let final_model = run.path.join("model.safetensors");
     save_varstore(&net.vs, &final_model)?;
@@ -813,7 +786,7 @@ pub fn train(
         "train_images_per_second": if train_seconds > 0.0 { train_images as f64 / train_seconds } else { 0.0 },
     });
     run.write_results(&results)?;
-    run.tb.flush();
+    run.tb.flush()?;
     println!(
         "test mIoU: {:.2}%, pixel accuracy {:.2}% ({} scenes); run folder {}",
         100.0 * test.miou,
@@ -835,11 +808,11 @@ pub fn eval(
     let data = SegmentData::load(cfg, device)?;
     let net = load_network(cfg, checkpoint_path, device)?;
     let mut run = create_run_dir(cfg, "eval", config_path, run_dir)?;
-    let res = evaluate(&net, &data, cfg.eval.batch_size);
+    let res = evaluate(&net, &data, cfg.eval.batch_size)?;
     log_eval(&mut run.tb, &res, 0);
     log_weight_histograms(&mut run, &net, 0);
     log_samples(&mut run.tb, &net, &data, cfg.eval.sample_images, "test", 0);
-    run.tb.flush();
+    run.tb.flush()?;
     let results = json!({
         "command": "segment-eval",
         "task": "segment",
@@ -910,8 +883,8 @@ impl TaskHarness for SegmentHarness {
         seg_loss(&net.forward_t(&x, true), &y, IGNORE_INDEX)
     }
 
-    fn evaluate(&self, net: &Network) -> f64 {
-        evaluate(net, &self.data, self.cfg.eval.batch_size).miou
+    fn evaluate(&self, net: &Network) -> Result<f64> {
+        Ok(evaluate(net, &self.data, self.cfg.eval.batch_size)?.miou)
     }
 
     fn eval_len(&self) -> i64 {
