@@ -769,9 +769,10 @@ impl Config {
         if q.sign_split {
             let mut methods = self.compare.methods.clone();
             methods.push(q.method);
-            if let Some(m) = methods.iter().find(|m| {
-                !matches!(m, QuantMethod::Gq | QuantMethod::GqExact | QuantMethod::Fp32)
-            }) {
+            if let Some(m) = methods
+                .iter()
+                .find(|m| !matches!(m, QuantMethod::Gq | QuantMethod::GqExact | QuantMethod::Fp32))
+            {
                 return Err(invalid(
                     "quant.sign_split",
                     format!("applies to gq and gq-exact only, not {}", m.name()),

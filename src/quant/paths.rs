@@ -283,11 +283,8 @@ impl RefitSchedule {
     pub fn for_finetune(q: &QuantConfig, total: usize) -> Result<RefitSchedule, String> {
         let stop_at = ((1.0 - q.refit_stop_fraction) * total as f64).floor() as usize;
         if q.refit_every == 0 {
-            let every = if q.refits == 0 {
-                usize::MAX
-            } else {
-                stop_at.div_ceil(q.refits + 1).max(1)
-            };
+            let every =
+                if q.refits == 0 { usize::MAX } else { stop_at.div_ceil(q.refits + 1).max(1) };
             return Ok(RefitSchedule { every, stop_at });
         }
         let s = RefitSchedule { every: q.refit_every, stop_at };

@@ -8,8 +8,8 @@ use crate::data::{self, Dataset, Normalizer};
 use crate::error::Result;
 use crate::nets::layers::BN_MOMENTUM;
 use crate::nets::{build_classifier, Network};
-use crate::quant::paths::RefitSchedule;
 use crate::quant::deploy::{apply_quantization, fold_batchnorm, quant_report, QuantDeployment};
+use crate::quant::paths::RefitSchedule;
 use crate::run::{device_info, git_commit, setup_device, RunDir};
 use crate::sgd::Sgd;
 use serde_json::{json, Value};
@@ -248,8 +248,7 @@ pub fn quantize_command(
     let device = setup_device(cfg)?;
     // Post-training runs re-estimate BatchNorm on training images unless BN is folded.
     let recal = !finetune && cfg.quant.bn_recalibrate_images > 0 && !cfg.quant.fold_bn;
-    let train_ds =
-        if finetune || recal { Some(data::load_split(&cfg.data, true)?) } else { None };
+    let train_ds = if finetune || recal { Some(data::load_split(&cfg.data, true)?) } else { None };
     let test_ds = data::load_split(&cfg.data, false)?;
     data::check_against_model(&test_ds, cfg.model.in_channels, cfg.model.num_classes)?;
     let test_ds = test_ds.to_device(device);
