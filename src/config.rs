@@ -665,9 +665,48 @@ fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: T) 
 }
 
 impl Config {
+    /// gq-noise (also as gq-learn's start) models one window per row of quanta, per layer or
+    /// per output channel: the crossbar must map the same (`analog.per_column_scale`).
+    fn check_noise_window(&self, methods: &[QuantMethod]) -> Result<()> {
+        let q = &self.quant;
+        let noise_fit = methods.iter().any(|m| {
+            *m == QuantMethod::GqNoise
+                || (*m == QuantMethod::GqLearn && q.learn_init == QuantMethod::GqNoise)
+        });
+        if noise_fit && q.per_channel != self.analog.per_column_scale {
+            return Err(invalid(
+                "quant.per_channel",
+                format!(
+                    "gq-noise fits one window per {} but analog.per_column_scale = {} maps {}; \
+                     set both to the same value",
+                    if q.per_channel { "output channel" } else { "layer" },
+                    self.analog.per_column_scale,
+                    if self.analog.per_column_scale { "one per column" } else { "one per layer" }
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `quant.sign_split` pins gq's and gq-exact's N = 2 threshold; other methods have none.
+    fn check_sign_split(&self, methods: &[QuantMethod]) -> Result<()> {
+        let ok = |m: &&QuantMethod| {
+            matches!(m, QuantMethod::Gq | QuantMethod::GqExact | QuantMethod::Fp32)
+        };
+        match methods.iter().find(|m| !ok(m)) {
+            Some(m) if self.quant.sign_split => Err(invalid(
+                "quant.sign_split",
+                format!("applies to gq and gq-exact only, not {}", m.name()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks what only the comparison grid needs.
     pub fn validate_compare(&self) -> Result<()> {
         let c = &self.compare;
+        self.check_noise_window(&c.methods)?;
+        self.check_sign_split(&c.methods)?;
         if c.modes.contains(&TuneMode::QatNoise) && self.train_noise.is_off() {
             return Err(invalid(
                 "train_noise",
@@ -748,37 +787,8 @@ impl Config {
                 format!("gq-learn starts from gq or gq-noise, got {}", q.learn_init.name()),
             ));
         }
-        let noise_fit = q.method == QuantMethod::GqNoise
-            || self.compare.methods.contains(&QuantMethod::GqNoise)
-            || q.learn_init == QuantMethod::GqNoise
-                && (q.method == QuantMethod::GqLearn
-                    || self.compare.methods.contains(&QuantMethod::GqLearn));
-        if noise_fit && q.per_channel != self.analog.per_column_scale {
-            // gq-noise models the window of each row of quanta: per layer or per column.
-            return Err(invalid(
-                "quant.per_channel",
-                format!(
-                    "gq-noise fits one window per {} but analog.per_column_scale = {} maps {}; \
-                     set both to the same value",
-                    if q.per_channel { "output channel" } else { "layer" },
-                    self.analog.per_column_scale,
-                    if self.analog.per_column_scale { "one per column" } else { "one per layer" }
-                ),
-            ));
-        }
-        if q.sign_split {
-            let mut methods = self.compare.methods.clone();
-            methods.push(q.method);
-            if let Some(m) = methods
-                .iter()
-                .find(|m| !matches!(m, QuantMethod::Gq | QuantMethod::GqExact | QuantMethod::Fp32))
-            {
-                return Err(invalid(
-                    "quant.sign_split",
-                    format!("applies to gq and gq-exact only, not {}", m.name()),
-                ));
-            }
-        }
+        self.check_noise_window(&[q.method])?;
+        self.check_sign_split(&[q.method])?;
         let f = &self.finetune;
         if !(f.epochs > 0.0 && f.epochs <= 10_000.0) {
             return Err(invalid(

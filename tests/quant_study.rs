@@ -180,7 +180,10 @@ fn gq_is_at_the_exact_optimum_on_random_and_trained_layers() {
     let sw = SortedWeights::from_tensor(&w).unwrap();
     let opt = exact_kmeans_1d_full(&sw, 16).unwrap().distortion;
     let binned = gqcim::quant::exact_kmeans_1d_binned(&sw, 16, 4096).unwrap().distortion;
-    println!("layer3.0.conv2 N=16: binned DP {:.3e} relative above the optimum", binned / opt - 1.0);
+    println!(
+        "layer3.0.conv2 N=16: binned DP {:.3e} relative above the optimum",
+        binned / opt - 1.0
+    );
 }
 
 #[test]
