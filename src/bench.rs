@@ -11,6 +11,7 @@ use crate::config::{
 use crate::error::{invalid, Result};
 use crate::nets::{build_classifier, Network};
 use crate::quant::deploy::{apply_quantization, make_path, QuantDeployment};
+use crate::quant::paths::RefitSchedule;
 use crate::sgd::Sgd;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -313,6 +314,10 @@ pub fn bench_command(o: &BenchOptions) -> Result<Value> {
                 ..Default::default()
             };
             for l in qnet.layers.layers() {
+                if q.keep_fp32.contains(&l.spec.name) {
+                    l.set_path(Box::new(crate::nets::layers::Identity));
+                    continue;
+                }
                 let inner =
                     tch::no_grad(|| make_path(&l.spec, &q, &AnalogConfig::default(), &d.clock))?;
                 l.set_path(Box::new(NoisyTrainPath {
@@ -327,6 +332,10 @@ pub fn bench_command(o: &BenchOptions) -> Result<Value> {
         } else {
             dep
         };
+        // Refit every k steps for as long as the bench runs (no fine-tuning loop sets one).
+        if let Ok(mut c) = dep.clock.lock() {
+            c.schedule = Some(RefitSchedule { every: k.min(window), stop_at: usize::MAX });
+        }
         let t = median(time_it(dev, 0, qreps, train_steps(&qnet, window, batch, dev)));
         let refit = dep.clock.lock().map(|c| c.total.as_secs_f64()).unwrap_or(0.0) / qreps as f64;
         let step = t / window as f64;

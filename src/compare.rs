@@ -7,13 +7,13 @@ use crate::analog::path::{AnalogPath, NoisyTrainPath};
 use crate::checkpoint::write_text_atomic;
 use crate::config::{Config, ProgrammingNoise, QuantMethod, TuneMode};
 use crate::error::Result;
-use crate::quant::deploy::{apply_quantization, make_path, QuantDeployment};
+use crate::quant::deploy::{apply_quantization, check_layer_names, make_path, QuantDeployment};
 use crate::report::{line_chart, markdown_table, Series};
 use crate::run::{git_commit, setup_device, RunDir};
 use crate::sweep::plan::expand_units;
 use crate::sweep::{merge_run, read_cell, write_cell, CellFile, Plan, Unit};
 use crate::tasks::harness::TaskHarness;
-use crate::tasks::quantize::{finetune_loop, FinetuneStats};
+use crate::tasks::quantize::{finetune_loop, recalibrate_bn, FinetuneStats};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -37,10 +37,18 @@ pub struct Cell {
     pub same_as: Option<String>,
 }
 
-/// Wraps every quantizing path with training-time device noise.
-fn add_train_noise(net: &crate::nets::Network, cfg: &Config) -> Result<QuantDeployment> {
-    let dep = QuantDeployment::default();
+/// Wraps every quantizing path with training-time device noise; layers in `quant.keep_fp32`
+/// stay digital fp32 (no quantizer, no noise), as in the other modes.
+pub fn add_train_noise(net: &crate::nets::Network, cfg: &Config) -> Result<QuantDeployment> {
+    check_layer_names(net, "quant.keep_fp32", &cfg.quant.keep_fp32)?;
+    let mut dep = QuantDeployment::default();
     for l in net.layers.layers() {
+        if cfg.quant.keep_fp32.contains(&l.spec.name) {
+            l.set_path(Box::new(crate::nets::layers::Identity));
+            dep.kept_fp32.push(l.spec.name.clone());
+            continue;
+        }
+        dep.quantized.push(l.spec.name.clone());
         let inner = tch::no_grad(|| make_path(&l.spec, &cfg.quant, &cfg.analog, &dep.clock))?;
         l.set_path(Box::new(NoisyTrainPath {
             inner,
@@ -240,6 +248,10 @@ fn prepare_network(
         TuneMode::QatNoise => add_train_noise(&net, c)?,
         _ => apply_quantization(&net, &c.quant, &c.analog)?,
     };
+    // Post-training cells re-estimate BatchNorm for the quantized weights (not when folded).
+    if u.mode == TuneMode::Ptq && c.quant.bn_recalibrate_images > 0 && !c.quant.fold_bn {
+        recalibrate_bn(&net, task, c.quant.bn_recalibrate_images, c.finetune.batch_size, u.seed)?;
+    }
     let mut ft = None;
     if u.mode != TuneMode::Ptq {
         let loss_tag = format!("finetune/{}-{}/N{}/loss", u.method.name(), u.mode.name(), u.levels);

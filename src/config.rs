@@ -247,6 +247,10 @@ pub enum QuantMethod {
     /// Variation-aware generalized quantization: quanta and window minimising the expected
     /// error under the `analog` device model (programming noise, stuck-at faults, clipping).
     GqNoise,
+    /// Learned quanta: the N levels of each layer (or output channel) are trainable
+    /// parameters fine-tuned with the network (LQ-Nets spirit, Zhang et al. ECCV 2018),
+    /// started from `quant.learn_init`.
+    GqLearn,
 }
 
 impl QuantMethod {
@@ -259,6 +263,7 @@ impl QuantMethod {
             QuantMethod::UniformMse => "uniform-mse",
             QuantMethod::Lsq => "lsq",
             QuantMethod::GqNoise => "gq-noise",
+            QuantMethod::GqLearn => "gq-learn",
         }
     }
 }
@@ -279,11 +284,32 @@ pub struct QuantConfig {
     /// `max_iter` iterations.
     pub max_iter: usize,
     pub tol: f64,
-    /// Histogram bins of the `gq-exact` dynamic programme.
+    /// Histogram bins of the `gq-exact` dynamic programme (layers above its full-resolution
+    /// limit only).
     pub exact_bins: usize,
-    /// During fine-tuning, refit the quanta of `gq`, `gq-exact` and the uniform methods
-    /// every K optimizer steps (1 = every step).
+    /// During fine-tuning, refit the quanta of `gq`, `gq-exact`, `gq-noise` and the uniform
+    /// methods every K optimizer steps (1 = every step); 0 = `refits` refits spread evenly
+    /// over the fine-tuning steps before `refit_stop_fraction`. A K that never triggers within
+    /// the fine-tuning length is an error. Refits are warm-started and never raise a layer's
+    /// error against its pre-refit quanta.
     pub refit_every: usize,
+    /// With `refit_every: 0`: how many refits per fine-tuning run.
+    pub refits: usize,
+    /// No refit in the last fraction of the fine-tuning steps (the network needs steps after
+    /// a refit to adapt to the moved quanta).
+    pub refit_stop_fraction: f64,
+    /// gq / gq-exact at N = 2: sign-preserving quanta, threshold pinned at zero, levels the
+    /// means of the weights <= 0 and > 0 (other level counts are fitted as usual).
+    pub sign_split: bool,
+    /// Post-training rows: re-estimate the BatchNorm running statistics on this many training
+    /// images (cumulative average, train-mode forward without gradients) after quantizing;
+    /// 0 = keep the fp32 network's statistics. Not applied when `fold_bn` is set.
+    pub bn_recalibrate_images: usize,
+    /// `gq-learn`: the method its levels start from (`gq` or `gq-noise`).
+    pub learn_init: QuantMethod,
+    /// `gq-learn`: learning rate of the levels relative to `finetune.lr` (a level's gradient
+    /// is the sum over every weight assigned to it, thousands of terms).
+    pub learn_lr_scale: f64,
     /// With `gq`, also solve `gq-exact` per layer and report the gap to the optimum.
     pub report_exact_gap: bool,
 }
@@ -299,7 +325,13 @@ impl Default for QuantConfig {
             max_iter: 100,
             tol: 1e-6,
             exact_bins: 4096,
-            refit_every: 100,
+            refit_every: 0,
+            refits: 4,
+            refit_stop_fraction: 0.2,
+            sign_split: false,
+            bn_recalibrate_images: 512,
+            learn_init: QuantMethod::Gq,
+            learn_lr_scale: 0.01,
             report_exact_gap: true,
         }
     }
@@ -633,9 +665,48 @@ fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: T) 
 }
 
 impl Config {
+    /// gq-noise (also as gq-learn's start) models one window per row of quanta, per layer or
+    /// per output channel: the crossbar must map the same (`analog.per_column_scale`).
+    fn check_noise_window(&self, methods: &[QuantMethod]) -> Result<()> {
+        let q = &self.quant;
+        let noise_fit = methods.iter().any(|m| {
+            *m == QuantMethod::GqNoise
+                || (*m == QuantMethod::GqLearn && q.learn_init == QuantMethod::GqNoise)
+        });
+        if noise_fit && q.per_channel != self.analog.per_column_scale {
+            return Err(invalid(
+                "quant.per_channel",
+                format!(
+                    "gq-noise fits one window per {} but analog.per_column_scale = {} maps {}; \
+                     set both to the same value",
+                    if q.per_channel { "output channel" } else { "layer" },
+                    self.analog.per_column_scale,
+                    if self.analog.per_column_scale { "one per column" } else { "one per layer" }
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `quant.sign_split` pins gq's and gq-exact's N = 2 threshold; other methods have none.
+    fn check_sign_split(&self, methods: &[QuantMethod]) -> Result<()> {
+        let ok = |m: &&QuantMethod| {
+            matches!(m, QuantMethod::Gq | QuantMethod::GqExact | QuantMethod::Fp32)
+        };
+        match methods.iter().find(|m| !ok(m)) {
+            Some(m) if self.quant.sign_split => Err(invalid(
+                "quant.sign_split",
+                format!("applies to gq and gq-exact only, not {}", m.name()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks what only the comparison grid needs.
     pub fn validate_compare(&self) -> Result<()> {
         let c = &self.compare;
+        self.check_noise_window(&c.methods)?;
+        self.check_sign_split(&c.methods)?;
         if c.modes.contains(&TuneMode::QatNoise) && self.train_noise.is_off() {
             return Err(invalid(
                 "train_noise",
@@ -713,7 +784,19 @@ impl Config {
         in_range("quant.max_iter", q.max_iter, 1, 100_000)?;
         in_range("quant.tol", q.tol, 0.0, 1.0)?;
         in_range("quant.exact_bins", q.exact_bins, 16, 1 << 20)?;
-        in_range("quant.refit_every", q.refit_every, 1, 1 << 30)?;
+        in_range("quant.refit_every", q.refit_every, 0, 1 << 30)?;
+        in_range("quant.refits", q.refits, 0, 1 << 20)?;
+        in_range("quant.refit_stop_fraction", q.refit_stop_fraction, 0.0, 1.0)?;
+        in_range("quant.bn_recalibrate_images", q.bn_recalibrate_images, 0, 1 << 24)?;
+        in_range("quant.learn_lr_scale", q.learn_lr_scale, 0.0, 1000.0)?;
+        if !matches!(q.learn_init, QuantMethod::Gq | QuantMethod::GqNoise) {
+            return Err(invalid(
+                "quant.learn_init",
+                format!("gq-learn starts from gq or gq-noise, got {}", q.learn_init.name()),
+            ));
+        }
+        self.check_noise_window(&[q.method])?;
+        self.check_sign_split(&[q.method])?;
         let f = &self.finetune;
         if !(f.epochs > 0.0 && f.epochs <= 10_000.0) {
             return Err(invalid(

@@ -321,7 +321,8 @@ fn gaps_and_empty_cells_are_reseeded() {
     assert_eq!(r.levels[7], 100.0, "the outliers form their own cell");
     check(&exact_kmeans_1d(&w, 8, 4096).unwrap(), "exact");
     // Two bins hold fewer atoms than levels: the DP gives 2 cells, re-seeding makes the other 6.
-    check(&exact_kmeans_1d(&w, 8, 2).unwrap(), "exact, 2 bins");
+    let sw = gqcim::quant::SortedWeights::from_tensor(&w).unwrap();
+    check(&gqcim::quant::exact_kmeans_1d_binned(&sw, 8, 2).unwrap(), "exact, 2 bins");
     // Start with levels in the empty gap: only one cell below 1 and one at 100 are occupied,
     // so six cells are empty after the first assignment and must be re-seeded.
     let init = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0];

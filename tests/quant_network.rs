@@ -74,7 +74,7 @@ fn straight_through_gradient_equals_upstream_gradient() {
     let layer = net.layers.get("layer2.1.conv1").unwrap();
     let q = QuantConfig { method: QuantMethod::Gq, levels: 4, ..Default::default() };
     let s = FitSettings::from_config(&q, &Default::default());
-    let mut path = LevelPath::new(&layer.spec, s, 100, Default::default()).unwrap();
+    let mut path = LevelPath::new(&layer.spec, s, Default::default()).unwrap();
     let w = &layer.spec.weight;
     w.shallow_clone().zero_grad();
     let q = path.weight(&layer.spec, true);

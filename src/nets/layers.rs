@@ -290,6 +290,10 @@ pub struct BatchNorm2d {
     eps: f64,
 }
 
+/// The running-statistics momentum of every BatchNorm2d (PyTorch's default); BatchNorm
+/// re-estimation after quantization recovers batch statistics from it.
+pub const BN_MOMENTUM: f64 = 0.1;
+
 pub fn batch_norm2d(p: nn::Path, c: i64) -> BatchNorm2d {
     let tracked = Tensor::zeros([], (Kind::Int64, p.device()));
     BatchNorm2d {
@@ -298,7 +302,7 @@ pub fn batch_norm2d(p: nn::Path, c: i64) -> BatchNorm2d {
         running_mean: p.zeros_no_train("running_mean", &[c]),
         running_var: p.ones_no_train("running_var", &[c]),
         num_batches_tracked: p.add("num_batches_tracked", tracked, false),
-        momentum: 0.1,
+        momentum: BN_MOMENTUM,
         eps: 1e-5,
     }
 }

@@ -62,9 +62,13 @@ pub fn make_path(
             }
             Box::new(LsqPath::new(layer, q.levels))
         }
+        QuantMethod::GqLearn => {
+            let mut s = FitSettings::from_config(q, a);
+            s.method = q.learn_init;
+            Box::new(super::learn::LearnedLevelPath::new(layer, &s).map_err(lerr)?)
+        }
         _ => Box::new(
-            LevelPath::new(layer, FitSettings::from_config(q, a), q.refit_every, clock.clone())
-                .map_err(lerr)?,
+            LevelPath::new(layer, FitSettings::from_config(q, a), clock.clone()).map_err(lerr)?,
         ),
     })
 }

@@ -1,10 +1,13 @@
 //! Weight quantizers: generalized (Lloyd-Max) quantization and uniform / LSQ baselines.
 pub mod exact;
+pub mod learn;
 pub mod levels;
 pub mod lloyd;
 pub mod uniform;
 
-pub use exact::{exact_kmeans_1d, exact_kmeans_1d_sorted};
+pub use exact::{
+    exact_kmeans_1d, exact_kmeans_1d_binned, exact_kmeans_1d_full, exact_kmeans_1d_sorted,
+};
 pub use levels::{
     quantize_to_levels, sqnr_db, squared_error, thresholds, SortedWeights, MAX_LEVELS,
 };

@@ -3,11 +3,13 @@
 use super::classify::{epoch_seed, evaluate, learning_rate, train_batch, EvalResult};
 use super::harness::TaskHarness;
 use crate::checkpoint::{self, load_strict, save_varstore};
-use crate::config::Config;
+use crate::config::{Config, QuantMethod};
 use crate::data::{self, Dataset, Normalizer};
 use crate::error::Result;
+use crate::nets::layers::BN_MOMENTUM;
 use crate::nets::{build_classifier, Network};
 use crate::quant::deploy::{apply_quantization, fold_batchnorm, quant_report, QuantDeployment};
+use crate::quant::paths::RefitSchedule;
 use crate::run::{device_info, git_commit, setup_device, RunDir};
 use crate::sgd::Sgd;
 use serde_json::{json, Value};
@@ -21,7 +23,13 @@ pub struct FinetuneStats {
     pub steps: usize,
     pub seconds: f64,
     pub refit_seconds: f64,
+    /// Layer refits run (a refit step counts once per refitting layer).
     pub refits: usize,
+    /// The schedule: refit every `refit_every` steps before step `refit_stop_at` (no refit
+    /// steps when the method does not refit).
+    pub refit_every: usize,
+    pub refit_stop_at: usize,
+    pub refit_steps: usize,
     /// Share of the step time spent refitting quanta.
     #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
     pub refit_share: f64,
@@ -47,9 +55,15 @@ pub fn finetune_loop(
         .map(|(n, t)| (n, t, 1.0))
         .collect();
     params.sort_by(|a, b| a.0.cmp(&b.0));
+    // Path parameters: LSQ steps at `lsq_lr_scale`, gq-learn levels at `learn_lr_scale`.
+    let path_scale = if cfg.quant.method == QuantMethod::GqLearn {
+        cfg.quant.learn_lr_scale
+    } else {
+        f.lsq_lr_scale
+    };
     for l in net.layers.layers() {
         for (i, t) in l.trainable().into_iter().enumerate() {
-            params.push((format!("{}.path{i}", l.spec.name), t, f.lsq_lr_scale));
+            params.push((format!("{}.path{i}", l.spec.name), t, path_scale));
         }
     }
     let mut opt = Sgd::with_groups(params, f.momentum, f.nesterov, f.weight_decay);
@@ -58,9 +72,30 @@ pub fn finetune_loop(
     let bs = f.batch_size.min(n_train);
     let steps_per_epoch = (n_train / bs).max(1) as usize;
     let total = ((f.epochs * steps_per_epoch as f64).round() as usize).max(1);
+    let refitting = matches!(
+        cfg.quant.method,
+        QuantMethod::Gq
+            | QuantMethod::GqExact
+            | QuantMethod::GqNoise
+            | QuantMethod::UniformMinmax
+            | QuantMethod::UniformMse
+    );
+    let schedule = if refitting {
+        RefitSchedule::for_finetune(&cfg.quant, total)
+            .map_err(|e| crate::error::invalid("quant.refit_every", e))?
+    } else {
+        RefitSchedule { every: usize::MAX, stop_at: 0 }
+    };
     let start = Instant::now();
     net.layers.set_training(true);
-    let clock0 = dep.clock.lock().map(|c| (c.total, c.refits)).unwrap_or_default();
+    let clock0 = dep
+        .clock
+        .lock()
+        .map(|mut c| {
+            c.schedule = Some(schedule);
+            (c.total, c.refits)
+        })
+        .unwrap_or_default();
     let (mut step, mut epoch, mut last_loss) = (0usize, 0usize, f64::NAN);
     while step < total {
         tch::manual_seed(epoch_seed(cfg.seed ^ 0xF17E, epoch));
@@ -80,6 +115,9 @@ pub fn finetune_loop(
         last_loss = loss_acc.double_value(&[]) / n.max(1) as f64;
         if !last_loss.is_finite() {
             net.layers.set_training(false);
+            if let Ok(mut c) = dep.clock.lock() {
+                c.schedule = None;
+            }
             return Err(crate::error::invalid(
                 "finetune",
                 format!(
@@ -92,6 +130,9 @@ pub fn finetune_loop(
         on_epoch(epoch, last_loss);
     }
     net.layers.set_training(false);
+    if let Ok(mut c) = dep.clock.lock() {
+        c.schedule = None;
+    }
     if device.is_cuda() {
         tch::Cuda::synchronize(0);
     }
@@ -106,9 +147,70 @@ pub fn finetune_loop(
         seconds,
         refit_seconds: total_refit,
         refits,
+        refit_every: schedule.every.min(total),
+        refit_stop_at: schedule.stop_at,
+        refit_steps: schedule.count(),
         refit_share: total_refit / seconds.max(1e-9),
         final_train_loss: last_loss,
     })
+}
+
+/// Re-estimates every BatchNorm's running statistics of a (quantized) network on about `images`
+/// training samples: train-mode forward passes without gradients, the statistics of the batches
+/// averaged with equal weight (PyTorch's `momentum=None`, a cumulative average), replacing the
+/// fp32 network's statistics, which no longer match the quantized weights' activations.
+/// Batches are drawn with `seed`; quantizer paths do not refit outside a fine-tuning schedule.
+/// Returns the number of samples used.
+pub fn recalibrate_bn(
+    net: &Network,
+    task: &dyn TaskHarness,
+    images: usize,
+    batch_size: i64,
+    seed: u64,
+) -> Result<usize> {
+    let vars = net.vs.variables();
+    let mut stats: Vec<(Tensor, Tensor)> = vars
+        .iter()
+        .filter_map(|(k, m)| {
+            let prefix = k.strip_suffix(".running_mean")?;
+            Some((m.shallow_clone(), vars.get(&format!("{prefix}.running_var"))?.shallow_clone()))
+        })
+        .collect();
+    let n_train = task.train_len();
+    if stats.is_empty() || images == 0 || n_train == 0 {
+        return Ok(0);
+    }
+    let bs = batch_size.min(images as i64).min(n_train).max(1);
+    let count = (images as i64 + bs - 1) / bs;
+    let count = count.min((n_train / bs).max(1)) as usize;
+    let device = net.vs.device();
+    tch::manual_seed(epoch_seed(seed ^ 0xB7CA, 0));
+    let batches = data::epoch_batches(n_train, bs, device);
+    let mut sums: Vec<(Tensor, Tensor)> =
+        stats.iter().map(|(m, v)| (m.zeros_like(), v.zeros_like())).collect();
+    net.layers.set_training(true);
+    for idx in batches.iter().take(count) {
+        tch::no_grad(|| {
+            // From zero running statistics, one update leaves momentum x the batch's statistic.
+            for (m, v) in stats.iter_mut() {
+                let _ = m.zero_();
+                let _ = v.zero_();
+            }
+            let _ = task.batch_loss(net, idx);
+            for ((m, v), (sm, sv)) in stats.iter().zip(sums.iter_mut()) {
+                *sm += m / BN_MOMENTUM;
+                *sv += v / BN_MOMENTUM;
+            }
+        });
+    }
+    net.layers.set_training(false);
+    tch::no_grad(|| {
+        for ((m, v), (sm, sv)) in stats.iter_mut().zip(&sums) {
+            m.copy_(&(sm / count as f64));
+            v.copy_(&(sv / count as f64));
+        }
+    });
+    Ok(count * bs as usize)
 }
 
 /// Loads a checkpoint into a freshly built classifier.
@@ -144,7 +246,9 @@ pub fn quantize_command(
 ) -> Result<Value> {
     let wall = Instant::now();
     let device = setup_device(cfg)?;
-    let train_ds = if finetune { Some(data::load_split(&cfg.data, true)?) } else { None };
+    // Post-training runs re-estimate BatchNorm on training images unless BN is folded.
+    let recal = !finetune && cfg.quant.bn_recalibrate_images > 0 && !cfg.quant.fold_bn;
+    let train_ds = if finetune || recal { Some(data::load_split(&cfg.data, true)?) } else { None };
     let test_ds = data::load_split(&cfg.data, false)?;
     if let Some(train) = &train_ds {
         data::check_same_image_size(train, &test_ds, &cfg.data.root)?;
@@ -165,6 +269,22 @@ pub fn quantize_command(
     }
     let folded = if cfg.quant.fold_bn { fold_batchnorm(&net)? } else { Vec::new() };
     let dep = apply_quantization(&net, &cfg.quant, &cfg.analog)?;
+    let task = train_ds.map(|train_ds| ClassifyHarness {
+        cfg: cfg.clone(),
+        train: train_ds.to_device(device),
+        test: test_ds.shallow_clone(),
+        norm: Normalizer::new(&cfg.data, device),
+    });
+    let bn_images = match (&task, recal) {
+        (Some(t), true) => recalibrate_bn(
+            &net,
+            t,
+            cfg.quant.bn_recalibrate_images,
+            cfg.finetune.batch_size,
+            cfg.seed,
+        )?,
+        _ => 0,
+    };
     let ptq = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size)?;
     let ptq_report = quant_report(&net, &cfg.quant, cfg.quant.report_exact_gap);
     log_quant_tb(&mut run, &net, &ptq_report, 0);
@@ -190,6 +310,7 @@ pub fn quantize_command(
         "per_channel": cfg.quant.per_channel,
         "bn": if folded.is_empty() { "digital (kept as BatchNorm layers)" } else { "folded into the preceding convs" },
         "bn_folded_convs": folded,
+        "bn_recalibration_images": bn_images,
         "kept_fp32": dep.kept_fp32,
         "quantized_layers": dep.quantized.len(),
         "fit_seconds": dep.fit_seconds,
@@ -198,14 +319,7 @@ pub fn quantize_command(
         "layers_post_training": ptq_report,
     });
     let mut final_res = ptq;
-    if let Some(train_ds) = train_ds {
-        let train_ds = train_ds.to_device(device);
-        let task = ClassifyHarness {
-            cfg: cfg.clone(),
-            train: train_ds,
-            test: test_ds.shallow_clone(),
-            norm: Normalizer::new(&cfg.data, device),
-        };
+    if let Some(task) = task.filter(|_| finetune) {
         let stats = finetune_loop(&net, &task, cfg, &dep, |e, loss| {
             run.tb.scalar("finetune/loss", loss, e);
         })?;
