@@ -130,8 +130,11 @@ pub fn config(data: &[u8]) -> Vec<Outcome> {
     ]
 }
 
+/// One fuzz entry point.
+pub type Entry = fn(&[u8]) -> Vec<Outcome>;
+
 /// The targets by name, as `make fuzz`, the fuzz crate and the corpus test list them.
-pub const TARGETS: [(&str, fn(&[u8]) -> Vec<Outcome>); 6] = [
+pub const TARGETS: [(&str, Entry); 6] = [
     ("idx", idx),
     ("cifar", cifar),
     ("voc_xml", voc_xml),

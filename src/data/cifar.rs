@@ -23,7 +23,7 @@ pub fn parse_cifar_bytes(
     classes: u8,
 ) -> Result<(Vec<u8>, Vec<u8>)> {
     let record = label_bytes + CIFAR_PIXELS;
-    if raw.is_empty() || raw.len() % record != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(record) {
         return Err(data_err(
             path,
             format!(
