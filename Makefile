@@ -15,7 +15,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export GQCIM_PYTHON := $(PY)
 export GQCIM_FMNIST_DIR := $(FMNIST_DIR)
 
-.PHONY: all build test slurm-deps slurm-up slurm-down classify-slurm detect-slurm segment-slurm bench detect detect-full train-detect segment segment-full train-segment classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
+.PHONY: all build test fuzz slurm-deps slurm-up slurm-down classify-slurm detect-slurm segment-slurm bench detect detect-full train-detect segment segment-full train-segment classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
 
 all: build
 
@@ -180,6 +180,23 @@ slurm-deps:
 
 test: venv data slurm-deps
 	OMP_NUM_THREADS=1 cargo test --release -- --test-threads=2
+
+# Fuzz each parser (IDX, CIFAR, VOC XML, YOLO txt, COCO JSON, YAML config + --set) for
+# FUZZ_SECONDS, one after the other, one libFuzzer process at a time (nightly + cargo-fuzz:
+# `cargo install cargo-fuzz`). New corpus entries go to fuzz/corpus-run/, findings to
+# fuzz/artifacts/, logs to fuzz/logs/. See fuzz/README.md.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= idx cifar voc_xml yolo_txt coco_json config
+FUZZ_SANITIZER ?= address
+fuzz: venv
+	cd fuzz && mkdir -p logs && for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus-run/$$t; \
+		nice -n 10 cargo +nightly fuzz run --sanitizer $(FUZZ_SANITIZER) -O --debug-assertions $$t \
+			corpus-run/$$t seeds/$$t $$(test -d regressions/$$t && echo regressions/$$t) -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+			2>&1 | tee logs/$$t.log; \
+		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
 
 tensorboard: venv
 	$(VENV)/bin/tensorboard --logdir runs --bind_all

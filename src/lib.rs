@@ -8,6 +8,7 @@ pub mod compare;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod fuzzing;
 pub mod nets;
 pub mod quant;
 pub mod report;

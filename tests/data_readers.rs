@@ -42,8 +42,14 @@ fn truncated_idx_names_file_and_sizes() {
 fn truncated_gzip_stream_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("cut.gz");
+    // An IDX file whose data does not compress, so half the gzip file is half the data.
+    let dims = [100, 10, 10];
+    let data: Vec<u8> =
+        (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let idx = dir.path().join("idx");
+    write_idx(&idx, &dims, &data).unwrap();
     let mut enc = GzEncoder::new(Vec::new(), Compression::default());
-    enc.write_all(&vec![7u8; 10_000]).unwrap();
+    enc.write_all(&std::fs::read(&idx).unwrap()).unwrap();
     let bytes = enc.finish().unwrap();
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
     let msg = read_idx(&p, 3).unwrap_err().to_string();

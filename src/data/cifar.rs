@@ -12,8 +12,18 @@ pub fn read_cifar_file(path: &Path, label_bytes: usize, classes: u8) -> Result<(
     let raw = std::fs::read(path).map_err(|e| {
         data_err(path, format!("cannot read: {e} (expected the CIFAR binary version files)"))
     })?;
+    parse_cifar_bytes(&raw, path, label_bytes, classes)
+}
+
+/// [`read_cifar_file`] on the file's bytes; `path` only names the source in errors.
+pub fn parse_cifar_bytes(
+    raw: &[u8],
+    path: &Path,
+    label_bytes: usize,
+    classes: u8,
+) -> Result<(Vec<u8>, Vec<u8>)> {
     let record = label_bytes + CIFAR_PIXELS;
-    if raw.is_empty() || raw.len() % record != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(record) {
         return Err(data_err(
             path,
             format!(

@@ -113,17 +113,31 @@ fn place_box(
     Some(BoxAnn { class, x1, y1, x2, y2, difficult })
 }
 
-/// Reads an image's size from its header only (no pixel decoding).
-fn header_size(image: &Path) -> Result<(u32, u32)> {
-    image::image_dimensions(image)
-        .map_err(|e| data_err(image, format!("cannot read the image header: {e}")))
+/// How the annotation parsers learn about the image a file names: it must exist, and its
+/// size is read when the annotation does not give one. [`DiskImages`] asks the file system;
+/// the byte-level parsers take any probe, so fuzzers and tests need no image files.
+pub trait ImageProbe {
+    /// Errors, naming `referrer`, when `image` does not exist.
+    fn require(&self, image: &Path, referrer: &str) -> Result<()>;
+    /// The image's (width, height).
+    fn size(&self, image: &Path) -> Result<(u32, u32)>;
 }
 
-fn require_image(image: &Path, referrer: &str) -> Result<()> {
-    if image.is_file() {
-        Ok(())
-    } else {
-        Err(data_err(image, format!("image file does not exist (named by {referrer})")))
+/// The file system: existence by `is_file`, size from the image header only (no decoding).
+pub struct DiskImages;
+
+impl ImageProbe for DiskImages {
+    fn require(&self, image: &Path, referrer: &str) -> Result<()> {
+        if image.is_file() {
+            Ok(())
+        } else {
+            Err(data_err(image, format!("image file does not exist (named by {referrer})")))
+        }
+    }
+
+    fn size(&self, image: &Path) -> Result<(u32, u32)> {
+        image::image_dimensions(image)
+            .map_err(|e| data_err(image, format!("cannot read the image header: {e}")))
     }
 }
 
@@ -191,8 +205,20 @@ pub fn read_voc_xml(
 ) -> Result<(ImageAnn, SkipCounts)> {
     let text =
         std::fs::read_to_string(xml).map_err(|e| data_err(xml, format!("cannot read: {e}")))?;
+    parse_voc_xml(&text, xml, images_dir, classes, &DiskImages)
+}
+
+/// [`read_voc_xml`] on the file's text; `xml` only names the source in errors and `probe`
+/// answers for the image.
+pub fn parse_voc_xml(
+    text: &str,
+    xml: &Path,
+    images_dir: &Path,
+    classes: &[&str],
+    probe: &dyn ImageProbe,
+) -> Result<(ImageAnn, SkipCounts)> {
     // roxmltree's error text carries the line:column of the fault.
-    let doc = roxmltree::Document::parse(&text)
+    let doc = roxmltree::Document::parse(text)
         .map_err(|e| data_err(xml, format!("malformed XML: {e}")))?;
     let x = Xml { path: xml, doc: &doc };
     let root = doc.root_element();
@@ -208,7 +234,7 @@ pub fn read_voc_xml(
         return Err(x.err(filename_node, "<filename> is empty"));
     }
     let image = images_dir.join(filename);
-    require_image(&image, &format!("{} line {}", xml.display(), x.line(filename_node)))?;
+    probe.require(&image, &format!("{} line {}", xml.display(), x.line(filename_node)))?;
 
     let mut size = (0u32, 0u32);
     if let Some(s) = x.child(root, "size") {
@@ -219,7 +245,7 @@ pub fn read_voc_xml(
         size = (dim("width")?, dim("height")?);
     }
     if size.0 == 0 || size.1 == 0 {
-        size = header_size(&image)?;
+        size = probe.size(&image)?;
     }
 
     let mut counts = SkipCounts::default();
@@ -293,8 +319,20 @@ pub fn read_yolo_txt(
 ) -> Result<(ImageAnn, SkipCounts)> {
     let text =
         std::fs::read_to_string(txt).map_err(|e| data_err(txt, format!("cannot read: {e}")))?;
-    require_image(image, &txt.display().to_string())?;
-    let size = header_size(image)?;
+    parse_yolo_txt(&text, txt, image, num_classes, &DiskImages)
+}
+
+/// [`read_yolo_txt`] on the file's text; `txt` only names the source in errors and `probe`
+/// answers for the image.
+pub fn parse_yolo_txt(
+    text: &str,
+    txt: &Path,
+    image: &Path,
+    num_classes: usize,
+    probe: &dyn ImageProbe,
+) -> Result<(ImageAnn, SkipCounts)> {
+    probe.require(image, &txt.display().to_string())?;
+    let size = probe.size(image)?;
     let (w, h) = (f64::from(size.0), f64::from(size.1));
     let mut counts = SkipCounts::default();
     let mut boxes = Vec::new();

@@ -515,10 +515,12 @@ impl<'a> Entry<'a> {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| data_err(path, format!("cannot read: {e}")))?;
-    serde_json::from_str(&text).map_err(|e| data_err(path, format!("invalid JSON: {e}")))
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| data_err(path, format!("cannot read: {e}")))
+}
+
+fn parse_json(text: &str, path: &Path) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| data_err(path, format!("invalid JSON: {e}")))
 }
 
 fn array<'a>(path: &Path, v: &'a Value, key: &str) -> Result<&'a Vec<Value>> {
@@ -531,7 +533,12 @@ fn array<'a>(path: &Path, v: &'a Value, key: &str) -> Result<&'a Vec<Value>> {
 /// `image_id` (listed in `images`), `category_id` (listed in `categories`) and `bbox`;
 /// `iscrowd` (0/1 or bool) and `area` are optional (default: not crowd, box area).
 pub fn read_coco_gt(path: &Path) -> Result<(Vec<GroundTruth>, CocoMapping)> {
-    let root = read_json(path)?;
+    parse_coco_gt(&read_text(path)?, path)
+}
+
+/// [`read_coco_gt`] on the file's text; `path` only names the source in errors.
+pub fn parse_coco_gt(text: &str, path: &Path) -> Result<(Vec<GroundTruth>, CocoMapping)> {
+    let root = parse_json(text, path)?;
     let mut cats: Vec<(i64, String)> = Vec::new();
     for (i, c) in array(path, &root, "categories")?.iter().enumerate() {
         let e = Entry { path, what: format!("categories[{i}]"), v: c };
@@ -601,7 +608,12 @@ pub fn read_coco_gt(path: &Path) -> Result<(Vec<GroundTruth>, CocoMapping)> {
 /// score}`. Unknown images or categories are errors (pycocotools asserts on the former
 /// and silently drops the latter, which hides id-offset bugs).
 pub fn read_coco_dets(path: &Path, mapping: &CocoMapping) -> Result<Vec<Detection>> {
-    let root = read_json(path)?;
+    parse_coco_dets(&read_text(path)?, path, mapping)
+}
+
+/// [`read_coco_dets`] on the file's text; `path` only names the source in errors.
+pub fn parse_coco_dets(text: &str, path: &Path, mapping: &CocoMapping) -> Result<Vec<Detection>> {
+    let root = parse_json(text, path)?;
     let list =
         root.as_array().ok_or_else(|| data_err(path, "expected a JSON array of detections"))?;
     let mut dets = Vec::with_capacity(list.len());
@@ -626,8 +638,13 @@ pub fn read_coco_dets(path: &Path, mapping: &CocoMapping) -> Result<Vec<Detectio
 /// (pycocotools semantics) and VOC all-point mAP@0.5 (crowd GTs as difficult), with per
 /// class values (`null` where the class has no positive GT).
 pub fn score_coco_files(gt: &Path, pred: &Path) -> Result<Value> {
-    let (gts, mapping) = read_coco_gt(gt)?;
-    let dets = read_coco_dets(pred, &mapping)?;
+    score_coco_json(&read_text(gt)?, gt, &read_text(pred)?, pred)
+}
+
+/// [`score_coco_files`] on the two files' texts; the paths only name them in errors.
+pub fn score_coco_json(gt_text: &str, gt: &Path, pred_text: &str, pred: &Path) -> Result<Value> {
+    let (gts, mapping) = parse_coco_gt(gt_text, gt)?;
+    let dets = parse_coco_dets(pred_text, pred, &mapping)?;
     let k = mapping.num_classes();
     let coco = coco_map(&dets, &gts, k);
     let voc = voc_map(&dets, &gts, k, 0.5);
