@@ -5,6 +5,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;
+pub mod costreport;
 pub mod data;
 pub mod error;
 pub mod nets;
