@@ -15,7 +15,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export GQCIM_PYTHON := $(PY)
 export GQCIM_FMNIST_DIR := $(FMNIST_DIR)
 
-.PHONY: all build test fuzz slurm-deps slurm-up slurm-down classify-slurm detect-slurm segment-slurm bench detect detect-full train-detect segment segment-full train-segment classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
+.PHONY: all build test cost fuzz slurm-deps slurm-up slurm-down classify-slurm detect-slurm segment-slurm bench detect detect-full train-detect segment segment-full train-segment classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
 
 all: build
 
@@ -105,6 +105,16 @@ classify-full: build data
 classify-quant: build data
 	$(BIN) compare --config configs/classify_fmnist_quant.yaml --checkpoint $(REF_CKPT) \
 		--set data.root=$(FMNIST_DIR) --run-dir runs/classify/quant-$(RUN_TS)
+
+# What the analog weights cost: gq / gq-noise / uniform-mse / lsq x N = 2, 3, 4, 8, 16, each
+# programmed single-shot and by write-verify at three tolerances; results.csv gains pulse,
+# programming time/energy and inference energy columns; Pareto plots of accuracy against
+# pulses and against energy per image (first order, docs/cost.md). About 20-30 min, 2 cores.
+COST_THREADS ?= 2
+cost: build data
+	nice -n 10 $(BIN) compare --config configs/cost_fmnist.yaml --checkpoint $(REF_CKPT) \
+		--set data.root=$(FMNIST_DIR) --set threads=$(COST_THREADS) \
+		--run-dir runs/classify/cost-$(RUN_TS)
 
 # Train the reference ResNet-20 from scratch (GPU if libtorch sees one).
 train-classify: build data

@@ -2,10 +2,13 @@
 //! against each quantizer at each level count, post-training or after straight-through
 //! fine-tuning with or without device noise, each evaluated on the crossbar under a sweep of
 //! programming noise with Monte-Carlo trials.
+use crate::analog::cost::network_program_stats;
 use crate::analog::montecarlo::{monte_carlo, McStats};
 use crate::analog::path::{AnalogPath, NoisyTrainPath};
+use crate::analog::writeverify::{fisher_scores, top_fraction_masks};
 use crate::checkpoint::write_text_atomic;
 use crate::config::{Config, ProgrammingNoise, QuantMethod, TuneMode};
+use crate::costreport::{cell_cost, programming_variants, CellCost};
 use crate::error::Result;
 use crate::quant::deploy::{apply_quantization, check_layer_names, make_path, QuantDeployment};
 use crate::report::{line_chart, markdown_table, Series};
@@ -35,6 +38,9 @@ pub struct Cell {
     /// Set when the cell is another method's cell computed once (gq-noise at σ = 0 is gq:
     /// the same fit, the same refits, the same seeds).
     pub same_as: Option<String>,
+    /// Programming and first-order inference cost (src/analog/cost.rs).
+    #[serde(default)]
+    pub cost: CellCost,
 }
 
 /// Wraps every quantizing path with training-time device noise; layers in `quant.keep_fp32`
@@ -106,7 +112,7 @@ pub fn run_grid_steps(
     task: &dyn TaskHarness,
     checkpoint: &Path,
     device: tch::Device,
-    run: RunDir,
+    mut run: RunDir,
     wall: Instant,
     plan_only: bool,
 ) -> Result<Value> {
@@ -154,7 +160,7 @@ pub fn run_grid_steps(
             println!("    {line}");
         }
     }
-    let results = merge_run(&run, json!({ "wall_seconds": wall.elapsed().as_secs_f64() }))?;
+    let results = merge_run(&mut run, json!({ "wall_seconds": wall.elapsed().as_secs_f64() }))?;
     let table = std::fs::read_to_string(run.path.join("table.md")).unwrap_or_default();
     println!(
         "\n{table}\nwall time {:.0} s; run folder {}",
@@ -281,6 +287,9 @@ pub fn run_cell(
     }
     let started = Instant::now();
     let c = unit_config(cfg, u);
+    let variants = programming_variants(cfg);
+    let any_wv = variants.iter().any(|v| v.programming.is_write_verify());
+    let preset = cfg.cost.load_preset()?;
     let mut tb = crate::tb::Tb::new(&crate::sweep::cell::unit_dir(run, u));
     let (net, ft, cached) = prepare_network(&c, task, plan, u, device, &mut tb)?;
     let tag = format!("{}-{}", u.method.name(), u.mode.name());
@@ -288,7 +297,7 @@ pub fn run_cell(
     // On an ideal crossbar (no non-ideality besides the swept programming noise) the
     // sigma = 0 cell is the digital network within 1e-5 (tests/analog.rs): its one trial
     // gives the digital metric, so the network is not evaluated twice.
-    let ideal_at_zero = u.sigmas.contains(&0.0) && {
+    let ideal_at_zero = !any_wv && u.sigmas.contains(&0.0) && {
         let mut a = c.analog.clone();
         a.programming_noise = ProgrammingNoise::None;
         a.is_ideal()
@@ -296,35 +305,63 @@ pub fn run_cell(
     let mut digital = if ideal_at_zero { f64::NAN } else { task.evaluate(&net)? };
     let targets: Vec<(Tensor, String)> =
         net.layers.layers().iter().map(|l| (l.effective_weight(), l.describe())).collect();
+    // Selective write-verify ranks the weights once per network (quantizing paths on).
+    let scores = if variants
+        .iter()
+        .any(|v| v.programming.is_write_verify() && v.programming.verify_fraction < 1.0)
+    {
+        let p = &c.analog.programming;
+        Some(fisher_scores(&net, task, p.sensitivity_batches, c.finetune.batch_size, c.seed)?)
+    } else {
+        None
+    };
     let mut cells = Vec::new();
     for &sigma in &u.sigmas {
         let si = plan.compare.sigmas.iter().position(|s| *s == sigma).unwrap_or(0);
-        let mut a = c.analog.clone();
-        a.programming_noise = noise_at(sigma);
-        for (l, (t, src)) in net.layers.layers().iter().zip(&targets) {
-            l.set_path(Box::new(AnalogPath::new(t.shallow_clone(), src.clone(), &a)));
+        for v in &variants {
+            let mut a = c.analog.clone();
+            a.programming_noise = noise_at(sigma);
+            a.programming = v.programming.clone();
+            let masks = match (&scores, a.programming.is_write_verify()) {
+                (Some(s), true) if a.programming.verify_fraction < 1.0 => {
+                    Some(top_fraction_masks(s, a.programming.verify_fraction)?)
+                }
+                _ => None,
+            };
+            for (i, (l, (t, src))) in net.layers.layers().iter().zip(&targets).enumerate() {
+                let mut path = AnalogPath::new(t.shallow_clone(), src.clone(), &a);
+                path.verify_mask = masks.as_ref().map(|m| m[i].shallow_clone());
+                l.set_path(Box::new(path));
+            }
+            // The same trial seeds for every network of a fine-tuning seed at a given sigma.
+            let seed = u.seed.wrapping_add(1000 * si as u64);
+            let mut prog_stats = Vec::new();
+            let stats = monte_carlo(&net, &a, seed, |n| {
+                prog_stats.push(network_program_stats(n));
+                task.evaluate(n)
+            })?;
+            if sigma == 0.0 && ideal_at_zero {
+                digital = stats.mean;
+            }
+            let vtag = if variants.len() > 1 { format!("/{}", v.label) } else { String::new() };
+            tb.scalar(
+                &format!("compare/{tag}/N{}{vtag}", u.levels),
+                stats.mean,
+                (sigma * 1000.0).round() as usize,
+            );
+            let cost = cell_cost(&net, &a, cfg, &preset, v, &prog_stats)?;
+            cells.push(Cell {
+                method: u.method.name().into(),
+                levels: u.levels,
+                mode: u.mode.name().into(),
+                sigma,
+                stats,
+                digital_accuracy: f64::NAN,
+                finetune: ft.clone(),
+                same_as: None,
+                cost,
+            });
         }
-        // The same trial seeds for every network of a fine-tuning seed at a given sigma.
-        let seed = u.seed.wrapping_add(1000 * si as u64);
-        let stats = monte_carlo(&net, &a, seed, |n| task.evaluate(n))?;
-        if sigma == 0.0 && ideal_at_zero {
-            digital = stats.mean;
-        }
-        tb.scalar(
-            &format!("compare/{tag}/N{}", u.levels),
-            stats.mean,
-            (sigma * 1000.0).round() as usize,
-        );
-        cells.push(Cell {
-            method: u.method.name().into(),
-            levels: u.levels,
-            mode: u.mode.name().into(),
-            sigma,
-            stats,
-            digital_accuracy: f64::NAN,
-            finetune: ft.clone(),
-            same_as: None,
-        });
     }
     for cell in &mut cells {
         cell.digital_accuracy = digital;
@@ -332,7 +369,11 @@ pub fn run_cell(
     tb.flush()?;
     let summary = cells
         .iter()
-        .map(|c| format!("σ={}: {}", c.sigma, mean_std(&c.stats)))
+        .map(|c| {
+            let v =
+                if variants.len() > 1 { format!(" {}", c.cost.programming) } else { String::new() };
+            format!("σ={}{v}: {} ({:.3e} pulses)", c.sigma, mean_std(&c.stats), c.cost.pulses)
+        })
         .collect::<Vec<_>>()
         .join("  ");
     let line = format!(
@@ -355,6 +396,26 @@ pub fn run_cell(
     Ok(Some(line))
 }
 
+/// The cost columns of results.csv (see the header in `write_outputs`).
+fn cost_columns(k: &CellCost) -> String {
+    format!(
+        "{},{},{},{},{},{},{:e},{:e},{:.6},{},{:e},{:e},{:.6}",
+        k.programming,
+        k.tolerance,
+        k.verify_fraction,
+        k.pulses,
+        k.verify_reads,
+        k.unconverged,
+        k.program_time_s,
+        k.program_energy_j,
+        k.program_sim_s,
+        k.adc_bits,
+        k.inference_energy_j,
+        k.inference_latency_s,
+        k.area_m2 * 1e6
+    )
+}
+
 /// `mAP@0.5 (%)` -> `mAP@0.5`, for plot titles.
 fn short_metric(metric: &str) -> &str {
     metric.split(" (").next().unwrap_or(metric)
@@ -362,11 +423,23 @@ fn short_metric(metric: &str) -> &str {
 
 pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Result<()> {
     let cc = &cfg.compare;
-    let mut csv = String::from("method,levels,mode,sigma,trials,mean,std,ci95,min,max,digital\n");
+    // Programming variants (single-shot, write-verify tolerances), in the cells' order.
+    let mut variants: Vec<String> = Vec::new();
+    for c in cells {
+        if !variants.contains(&c.cost.programming) {
+            variants.push(c.cost.programming.clone());
+        }
+    }
+    let first_variant = variants.first().cloned().unwrap_or_default();
+    let mut csv = String::from(
+        "method,levels,mode,sigma,trials,mean,std,ci95,min,max,digital,programming,tolerance,\
+         verify_fraction,pulses,verify_reads,unconverged,program_time_s,program_energy_j,\
+         program_sim_s,adc_bits,inference_energy_j,inference_latency_s,area_mm2\n",
+    );
     for c in cells {
         let s = &c.stats;
         csv.push_str(&format!(
-            "{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}\n",
+            "{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{}\n",
             c.method,
             c.levels,
             c.mode,
@@ -377,15 +450,21 @@ pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -
             s.ci95,
             s.min,
             s.max,
-            c.digital_accuracy
+            c.digital_accuracy,
+            cost_columns(&c.cost)
         ));
     }
     write_text_atomic(&run.path.join("results.csv"), &csv)?;
     // Markdown: one row per (method, N, mode), one column per sigma.
     let mut header = vec!["method".to_string(), "N".into(), "fine-tuning".into()];
-    header.extend(cc.sigmas.iter().map(|s| format!("σ = {}%", 100.0 * s)));
+    for s in &cc.sigmas {
+        for v in &variants {
+            let v = if variants.len() > 1 { format!(", {v}") } else { String::new() };
+            header.push(format!("σ = {}%{v}", 100.0 * s));
+        }
+    }
     let mut rows = Vec::new();
-    for chunk in cells.chunks(cc.sigmas.len()) {
+    for chunk in cells.chunks(cc.sigmas.len() * variants.len().max(1)) {
         let f = &chunk[0];
         let n = if f.method == "fp32" { "32-bit".to_string() } else { f.levels.to_string() };
         let mut r =
@@ -407,7 +486,10 @@ pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -
             let pts: Vec<(f64, f64, f64)> = cells
                 .iter()
                 .filter(|c| {
-                    c.method == m.name() && c.mode == mode.name() && c.sigma == cc.sigmas[0]
+                    c.method == m.name()
+                        && c.mode == mode.name()
+                        && c.sigma == cc.sigmas[0]
+                        && c.cost.programming == first_variant
                 })
                 .map(|c| (c.levels as f64, 100.0 * c.stats.mean, 100.0 * c.stats.std))
                 .collect();
@@ -436,7 +518,12 @@ pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -
             for mode in &cc.modes {
                 let pts: Vec<(f64, f64, f64)> = cells
                     .iter()
-                    .filter(|c| c.method == m.name() && c.mode == mode.name() && c.levels == n)
+                    .filter(|c| {
+                        c.method == m.name()
+                            && c.mode == mode.name()
+                            && c.levels == n
+                            && c.cost.programming == first_variant
+                    })
                     .map(|c| (100.0 * c.sigma, 100.0 * c.stats.mean, 100.0 * c.stats.std))
                     .collect();
                 series.push(Series { label: format!("{} {}", m.name(), mode.name()), points: pts });
@@ -446,6 +533,7 @@ pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -
             label: "fp32".into(),
             points: fp32
                 .iter()
+                .filter(|c| c.cost.programming == first_variant)
                 .map(|c| (100.0 * c.sigma, 100.0 * c.stats.mean, 100.0 * c.stats.std))
                 .collect(),
         });

@@ -65,6 +65,8 @@ pub struct Config {
     pub train_noise: TrainNoiseConfig,
     /// The method comparison grid of `gqcim compare` (`make classify`).
     pub compare: CompareConfig,
+    /// Constants of the first-order energy/latency/area model (src/analog/cost.rs).
+    pub cost: crate::analog::cost::CostSection,
 }
 
 impl Default for Config {
@@ -85,6 +87,7 @@ impl Default for Config {
             analog: AnalogConfig::default(),
             train_noise: TrainNoiseConfig::default(),
             compare: CompareConfig::default(),
+            cost: Default::default(),
         }
     }
 }
@@ -454,6 +457,8 @@ pub struct AnalogConfig {
     pub trials: usize,
     /// Calibration inputs per layer for global drift compensation.
     pub calibration_samples: i64,
+    /// Single-shot (with `programming_noise`) or write-verify programming.
+    pub programming: crate::analog::writeverify::ProgrammingConfig,
 }
 
 impl Default for AnalogConfig {
@@ -474,6 +479,7 @@ impl Default for AnalogConfig {
             output_noise: 0.0,
             trials: 3,
             calibration_samples: 256,
+            programming: Default::default(),
         }
     }
 }
@@ -487,12 +493,16 @@ impl AnalogConfig {
             || self.read_noise != ReadNoise::None
             || matches!(self.drift, Drift::PowerLaw { nu_std, .. } if nu_std > 0.0)
             || self.output_noise > 0.0
+            || self.programming.is_stochastic()
     }
 
     /// True when the crossbar is exact apart from quantization (no noise, faults, drift or
     /// converters): the analog network then equals the digital one within 1e-5 (tested).
     pub fn is_ideal(&self) -> bool {
-        !self.is_stochastic() && self.drift == Drift::None && !self.needs_per_forward_work()
+        !self.is_stochastic()
+            && self.drift == Drift::None
+            && !self.needs_per_forward_work()
+            && !self.programming.is_write_verify()
     }
 
     /// True when the forward pass cannot use one cached weight per trial.
@@ -542,6 +552,7 @@ impl AnalogConfig {
         in_range(&f("tile_cols"), self.tile_cols, 1, 1 << 20)?;
         in_range(&f("trials"), self.trials, 1, 100_000)?;
         in_range(&f("calibration_samples"), self.calibration_samples, 1, 1 << 20)?;
+        self.programming.validate(&f("programming"))?;
         Ok(())
     }
 }
@@ -639,6 +650,13 @@ pub struct CompareConfig {
     /// Store each fine-tuned network under `<out_dir>/cache/<task>/` and reuse it when a grid
     /// is re-run with more sigmas or trials (keyed by everything that determines it).
     pub cache: bool,
+    /// Write-verify tolerances to sweep (values of `analog.programming.tolerance`, of its
+    /// type); empty = program as `analog.programming` says.
+    pub tolerances: Vec<f64>,
+    /// Selective write-verify fractions to sweep; empty = `analog.programming.verify_fraction`.
+    pub verify_fractions: Vec<f64>,
+    /// With `tolerances`, also evaluate single-shot programming as a baseline.
+    pub single_shot_baseline: bool,
 }
 
 impl Default for CompareConfig {
@@ -652,6 +670,9 @@ impl Default for CompareConfig {
             eval_limit: 0,
             seeds: Vec::new(),
             cache: true,
+            tolerances: Vec::new(),
+            verify_fractions: Vec::new(),
+            single_shot_baseline: false,
         }
     }
 }
@@ -827,6 +848,15 @@ impl Config {
         for s in &c.sigmas {
             in_range("compare.sigmas", *s, 0.0, 10.0)?;
         }
+        for (i, t) in c.tolerances.iter().enumerate() {
+            let mut p = self.analog.programming.clone();
+            p.tolerance = p.tolerance.with_value(*t);
+            p.validate(&format!("compare.tolerances[{i}]"))?;
+        }
+        for f in &c.verify_fractions {
+            in_range("compare.verify_fractions", *f, 0.0, 1.0)?;
+        }
+        self.cost.validate("cost")?;
         if c.methods.is_empty() || c.levels.is_empty() || c.modes.is_empty() || c.sigmas.is_empty()
         {
             return Err(invalid("compare", "methods, levels, modes and sigmas must be non-empty"));

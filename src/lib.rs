@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod checkpoint_set;
 pub mod compare;
 pub mod config;
+pub mod costreport;
 pub mod data;
 pub mod error;
 pub mod fuzzing;

@@ -405,8 +405,8 @@ fn run(cli: Cli) -> Result<()> {
                 let missing = gqcim::sweep::missing_units(&run_dir, &plan)?;
                 println!("{}", gqcim::sweep::array_spec(&missing));
             } else {
-                let run = gqcim::run::RunDir::open(&run_dir)?;
-                gqcim::sweep::merge_run(&run, serde_json::json!({}))?;
+                let mut run = gqcim::run::RunDir::open(&run_dir)?;
+                gqcim::sweep::merge_run(&mut run, serde_json::json!({}))?;
                 let table = std::fs::read_to_string(run_dir.join("table.md")).unwrap_or_default();
                 println!("{table}\nmerged into {}", run_dir.display());
             }

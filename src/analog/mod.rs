@@ -7,8 +7,10 @@
 //! and the PCM drift / global drift compensation of Joshi et al., Nat. Commun. 11, 2473
 //! (2020); the mapping w = alpha·(G+ − G−) with zero at (g_min, g_min) is the usual
 //! differential-pair scheme.
+pub mod cost;
 pub mod device;
 pub mod export;
 pub mod montecarlo;
 pub mod path;
 pub mod periphery;
+pub mod writeverify;

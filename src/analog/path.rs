@@ -6,6 +6,7 @@ use super::device::{
     PairMap,
 };
 use super::periphery::forward_with_periphery;
+use super::writeverify::{program_pairs, single_shot_pulses, ProgramStats};
 use crate::config::{AnalogConfig, Drift, ReadNoise, TrainNoiseConfig};
 use crate::nets::layers::{LayerSpec, WeightPath};
 use serde_json::{json, Value};
@@ -28,6 +29,12 @@ pub struct AnalogPath {
     effective: Tensor,
     /// The window's full scale in weight units (per layer or per column).
     w_max: Tensor,
+    /// Selective write-verify: the weights to verify (None = all of them).
+    pub verify_mask: Option<Tensor>,
+    /// Pulses, reads and simulator time of the last programming.
+    pub program_stats: ProgramStats,
+    /// Output positions per sample of the last forward pass (for the cost model).
+    pub positions: i64,
 }
 
 impl AnalogPath {
@@ -38,7 +45,24 @@ impl AnalogPath {
         let effective = ideal.weight();
         let w_max = weight_bound(&target, cfg.per_column_scale);
         let gdc = Tensor::ones([], (Kind::Float, target.device()));
-        AnalogPath { target, source, cfg: cfg.clone(), programmed: ideal, gdc, effective, w_max }
+        AnalogPath {
+            target,
+            source,
+            cfg: cfg.clone(),
+            programmed: ideal,
+            gdc,
+            effective,
+            w_max,
+            verify_mask: None,
+            program_stats: ProgramStats::default(),
+            positions: 0,
+        }
+    }
+
+    /// Σ (G+ + G−) of the programmed devices, µS.
+    pub fn conductance_sum(&self) -> f64 {
+        let p = &self.programmed;
+        (p.g_pos.sum(Kind::Double) + p.g_neg.sum(Kind::Double)).double_value(&[])
     }
 
     /// Programs the devices for one trial (draws from the global generator, which the
@@ -48,15 +72,32 @@ impl AnalogPath {
         tch::no_grad(|| {
             let c = &self.cfg;
             let ideal = map_to_pairs(&self.target, c.g_min, c.g_max, c.per_column_scale);
-            let perturb = |g: &Tensor| {
-                let noisy = program_noise(g, &c.programming_noise, c.g_min, c.g_max);
-                stuck_at(&noisy, &c.stuck_at, c.g_min, c.g_max)
+            let start = std::time::Instant::now();
+            let (prog, mut stats) = if c.programming.is_write_verify() {
+                // Write-verify replaces the assumed programming noise; faults come after.
+                let (wv, stats) = program_pairs(&ideal, c, self.verify_mask.as_ref());
+                let fault = |g: &Tensor| stuck_at(g, &c.stuck_at, c.g_min, c.g_max);
+                (
+                    PairMap { g_pos: fault(&wv.g_pos), g_neg: fault(&wv.g_neg), alpha: wv.alpha },
+                    stats,
+                )
+            } else {
+                let perturb = |g: &Tensor| {
+                    let noisy = program_noise(g, &c.programming_noise, c.g_min, c.g_max);
+                    stuck_at(&noisy, &c.stuck_at, c.g_min, c.g_max)
+                };
+                let prog = PairMap {
+                    g_pos: perturb(&ideal.g_pos),
+                    g_neg: perturb(&ideal.g_neg),
+                    alpha: ideal.alpha.shallow_clone(),
+                };
+                let pulses = single_shot_pulses(&ideal.g_pos, c.g_min)
+                    + single_shot_pulses(&ideal.g_neg, c.g_min);
+                let devices = 2 * ideal.g_pos.numel() as i64;
+                (prog, ProgramStats { devices, pulses, ..Default::default() })
             };
-            let prog = PairMap {
-                g_pos: perturb(&ideal.g_pos),
-                g_neg: perturb(&ideal.g_neg),
-                alpha: ideal.alpha.shallow_clone(),
-            };
+            stats.sim_seconds = start.elapsed().as_secs_f64();
+            self.program_stats = stats;
             let w_t0 = prog.weight();
             let drifted = PairMap {
                 g_pos: drift(&prog.g_pos, &c.drift, c.g_min, c.g_max),
@@ -95,14 +136,16 @@ impl WeightPath for AnalogPath {
     }
 
     fn forward(&mut self, layer: &LayerSpec, xs: &Tensor, _train: bool) -> Tensor {
-        tch::no_grad(|| {
+        let y = tch::no_grad(|| {
             let w = self.read();
             if !self.cfg.dac.is_ideal() || !self.cfg.adc.is_ideal() || self.cfg.output_noise > 0.0 {
                 forward_with_periphery(layer, xs, &w, &self.w_max, &self.cfg)
             } else {
                 layer.apply(xs, &w)
             }
-        })
+        });
+        self.positions = y.size().iter().skip(2).product::<i64>().max(1);
+        y
     }
 
     fn describe(&self) -> String {

@@ -100,7 +100,9 @@ pub fn read_cell(run: &Path, plan: &Plan, unit: &Unit) -> Result<Option<CellFile
             ),
         });
     }
-    if cell.index != unit.index || cell.key != unit.key || cell.cells.len() != unit.sigmas.len() {
+    // One cell per σ and programming variant.
+    let whole = !cell.cells.is_empty() && cell.cells.len() % unit.sigmas.len().max(1) == 0;
+    if cell.index != unit.index || cell.key != unit.key || !whole {
         return Err(GqcimError::Config {
             path: path.display().to_string(),
             msg: format!(

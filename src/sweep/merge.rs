@@ -6,6 +6,7 @@ use super::plan::Plan;
 use super::stats::{against_best_uniform, aggregate, spread, PairedDifference, SeedSpread};
 use crate::checkpoint::write_text_atomic;
 use crate::compare::{write_outputs, Cell};
+use crate::costreport::{write_cost_outputs, CostPoint};
 use crate::error::{GqcimError, Result};
 use crate::report::markdown_table;
 use serde_json::{json, Value};
@@ -95,6 +96,7 @@ fn rows(files: &[(usize, CellFile)]) -> Vec<Vec<Cell>> {
                     && h.levels == c.levels
                     && h.mode == c.mode
                     && h.sigma.to_bits() == c.sigma.to_bits()
+                    && h.cost.programming == c.cost.programming
             };
             match rows.iter_mut().find(|r| same(r)) {
                 Some(r) => r.push(c.clone()),
@@ -148,8 +150,9 @@ fn differences_md(diffs: &[PairedDifference], seeds: usize) -> String {
 
 /// Merges the run folder's cells into results.csv, results.json, table.md and plots;
 /// `extra` is added to results.json (the in-process command's wall time, say).
-pub fn merge_run(run_dir: &crate::run::RunDir, extra: Value) -> Result<Value> {
-    let run = run_dir.path.as_path();
+pub fn merge_run(run_dir: &mut crate::run::RunDir, extra: Value) -> Result<Value> {
+    let run_path = run_dir.path.clone();
+    let run = run_path.as_path();
     let plan = Plan::read(run)?;
     let files = collect(run, &plan)?;
     let rows = rows(&files);
@@ -161,6 +164,21 @@ pub fn merge_run(run_dir: &crate::run::RunDir, extra: Value) -> Result<Value> {
     // The tables need only the compare section (levels, modes, sigmas to lay out).
     let cfg = crate::config::Config { compare: plan.compare.clone(), ..Default::default() };
     write_outputs(run_dir, &cfg, &cells, &plan.metric)?;
+    // Programming effort and inference energy against accuracy (issue "What the analog
+    // weights cost"): Pareto fronts per method over N and tolerance.
+    let fp32_pct = cells.iter().find(|c| c.method == "fp32").map(|c| 100.0 * c.digital_accuracy);
+    let points: Vec<CostPoint> = cells
+        .iter()
+        .filter(|c| c.method != "fp32")
+        .map(|c| CostPoint {
+            method: &c.method,
+            levels: c.levels,
+            mode: &c.mode,
+            accuracy: 100.0 * c.stats.mean,
+            cost: &c.cost,
+        })
+        .collect();
+    write_cost_outputs(&run_dir.path, &mut run_dir.tb, &points, fp32_pct, &plan.metric)?;
     let seeds = plan.compare.seeds.len().max(1);
     let table_path = run.join("table.md");
     let mut table = std::fs::read_to_string(&table_path).unwrap_or_default();
@@ -249,6 +267,7 @@ mod tests {
             digital_accuracy: 0.9,
             finetune: None,
             same_as: None,
+            cost: Default::default(),
         };
         let cf = super::CellFile {
             plan_hash: String::new(),

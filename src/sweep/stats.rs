@@ -230,6 +230,7 @@ mod tests {
             digital_accuracy: 0.9,
             finetune: None,
             same_as: None,
+            cost: Default::default(),
         }
     }
 
