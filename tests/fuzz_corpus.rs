@@ -114,7 +114,8 @@ const EXPECTED: &[(&str, &str, usize, &str)] = &[
     ("voc_xml", "bad-nan-coord.xml", 0, "<xmin> is not finite"),
     ("voc_xml", "bad-malformed.xml", 0, "malformed XML"),
     ("voc_xml", "bad-root.xml", 0, "root element is <voc>, expected <annotation>"),
-    ("yolo_txt", "ok-three.txt", 0, "ok: 64x48, 3 boxes, 0 skipped"),
+    // The third box (centre x = 1.2) lies wholly outside the image: dropped and counted.
+    ("yolo_txt", "ok-three.txt", 0, "ok: 64x48, 2 boxes, 1 skipped"),
     ("yolo_txt", "ok-three.txt", 1, "ok: 0x0, 0 boxes, 3 skipped"),
     ("yolo_txt", "ok-empty.txt", 0, "ok: 64x48, 0 boxes, 0 skipped"),
     ("yolo_txt", "bad-class.txt", 0, "line 1: class id 3 out of range (num_classes = 3)"),
