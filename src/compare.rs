@@ -2,7 +2,7 @@
 //! against each quantizer at each level count, post-training or after straight-through
 //! fine-tuning with or without device noise, each evaluated on the crossbar under a sweep of
 //! programming noise with Monte-Carlo trials.
-use crate::analog::montecarlo::{monte_carlo, McStats};
+use crate::analog::montecarlo::{monte_carlo_times, time_label, McStats};
 use crate::analog::path::{AnalogPath, NoisyTrainPath};
 use crate::checkpoint::write_text_atomic;
 use crate::config::{Config, ProgrammingNoise, QuantMethod, TuneMode};
@@ -26,6 +26,8 @@ pub struct Cell {
     pub levels: usize,
     pub mode: String,
     pub sigma: f64,
+    /// Seconds after programming (the time axis, `analog.t_inference`); None without.
+    pub t_inference: Option<f64>,
     pub stats: McStats,
     pub digital_accuracy: f64,
     pub finetune: Option<FinetuneStats>,
@@ -155,7 +157,10 @@ pub fn run_grid(
         cfg.analog.trials
     );
     let noise_at = |sigma: f64| {
-        if sigma > 0.0 {
+        if cc.device_noise {
+            // The device's own programming noise (a preset's sigma(g)); sigmas is [0].
+            cfg.analog.programming_noise.clone()
+        } else if sigma > 0.0 {
             ProgrammingNoise::Gaussian { sigma }
         } else {
             ProgrammingNoise::None
@@ -165,6 +170,7 @@ pub fn run_grid(
         let row_start = Instant::now();
         if u.method == QuantMethod::GqNoise
             && u.fit_sigma == Some(0.0)
+            && !cc.device_noise
             && cc.methods.contains(&QuantMethod::Gq)
         {
             // An ideal device makes gq-noise's fit and refits exactly gq's: reuse that cell.
@@ -212,7 +218,7 @@ pub fn run_grid(
         // gives the digital metric, so the network is not evaluated twice.
         let ideal_at_zero = u.sigmas.contains(&0.0) && {
             let mut a = c.analog.clone();
-            a.programming_noise = ProgrammingNoise::None;
+            a.programming_noise = noise_at(0.0);
             a.is_ideal()
         };
         let mut digital = if ideal_at_zero { f64::NAN } else { task.evaluate(&net) };
@@ -228,25 +234,30 @@ pub fn run_grid(
             }
             // The same trial seeds for every network at a given sigma.
             let seed = cfg.seed.wrapping_add(1000 * si as u64);
-            let stats = monte_carlo(&net, &a, seed, |n| task.evaluate(n))?;
-            if sigma == 0.0 && ideal_at_zero {
-                digital = stats.mean;
+            let by_time = monte_carlo_times(&net, &a, seed, true, |n| task.evaluate(n))?;
+            for (k, ts) in by_time.into_iter().enumerate() {
+                let stats = ts.stats;
+                if sigma == 0.0 && ideal_at_zero && k == 0 {
+                    digital = stats.mean;
+                }
+                let time_tag = ts.t_inference.map(|t| format!("/t{t}s")).unwrap_or_default();
+                run.tb.scalar(
+                    &format!("compare/{tag}/N{}{time_tag}", u.levels),
+                    stats.mean,
+                    (sigma * 1000.0).round() as usize,
+                );
+                cells.push(Cell {
+                    method: u.method.name().into(),
+                    levels: u.levels,
+                    mode: u.mode.name().into(),
+                    sigma,
+                    t_inference: ts.t_inference,
+                    stats,
+                    digital_accuracy: f64::NAN,
+                    finetune: ft.clone(),
+                    same_as: None,
+                });
             }
-            run.tb.scalar(
-                &format!("compare/{tag}/N{}", u.levels),
-                stats.mean,
-                (sigma * 1000.0).round() as usize,
-            );
-            cells.push(Cell {
-                method: u.method.name().into(),
-                levels: u.levels,
-                mode: u.mode.name().into(),
-                sigma,
-                stats,
-                digital_accuracy: f64::NAN,
-                finetune: ft.clone(),
-                same_as: None,
-            });
         }
         for cell in &mut cells[first..] {
             cell.digital_accuracy = digital;
@@ -254,7 +265,12 @@ pub fn run_grid(
         run.tb.flush();
         let mine: Vec<String> = cells[first..]
             .iter()
-            .map(|c| format!("σ={}: {}", c.sigma, mean_std(&c.stats)))
+            .map(|c| match c.t_inference {
+                Some(t) => {
+                    format!("σ={} t={}: {}", c.sigma, time_label(Some(t)), mean_std(&c.stats))
+                }
+                None => format!("σ={}: {}", c.sigma, mean_std(&c.stats)),
+            })
             .collect();
         println!(
             "[{}/{}] {:<15} N={:<3} {:<9} digital {:.2}%  {}  ({:.0} s)",
@@ -296,11 +312,12 @@ fn short_metric(metric: &str) -> &str {
 
 fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Result<()> {
     let cc = &cfg.compare;
-    let mut csv = String::from("method,levels,mode,sigma,trials,mean,std,ci95,min,max,digital\n");
+    let mut csv =
+        String::from("method,levels,mode,sigma,trials,mean,std,ci95,min,max,digital,t_inference\n");
     for c in cells {
         let s = &c.stats;
         csv.push_str(&format!(
-            "{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}\n",
+            "{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{}\n",
             c.method,
             c.levels,
             c.mode,
@@ -311,15 +328,31 @@ fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Re
             s.ci95,
             s.min,
             s.max,
-            c.digital_accuracy
+            c.digital_accuracy,
+            c.t_inference.map(|t| t.to_string()).unwrap_or_default()
         ));
     }
     write_text_atomic(&run.path.join("results.csv"), &csv)?;
     // Markdown: one row per (method, N, mode), one column per sigma.
     let mut header = vec!["method".to_string(), "N".into(), "fine-tuning".into()];
-    header.extend(cc.sigmas.iter().map(|s| format!("σ = {}%", 100.0 * s)));
+    // The time axis: one column per (sigma, time).
+    let times: Vec<Option<f64>> = if cfg.analog.t_inference.is_empty() {
+        vec![None]
+    } else {
+        cfg.analog.t_inference.iter().map(|t| Some(*t)).collect()
+    };
+    for s in &cc.sigmas {
+        for t in &times {
+            let sig =
+                if cc.device_noise { "device".to_string() } else { format!("σ = {}%", 100.0 * s) };
+            header.push(match t {
+                Some(_) => format!("{sig}, t = {}", time_label(*t)),
+                None => sig,
+            });
+        }
+    }
     let mut rows = Vec::new();
-    for chunk in cells.chunks(cc.sigmas.len()) {
+    for chunk in cells.chunks(cc.sigmas.len() * times.len()) {
         let f = &chunk[0];
         let n = if f.method == "fp32" { "32-bit".to_string() } else { f.levels.to_string() };
         let mut r =
@@ -341,7 +374,10 @@ fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Re
             let pts: Vec<(f64, f64, f64)> = cells
                 .iter()
                 .filter(|c| {
-                    c.method == m.name() && c.mode == mode.name() && c.sigma == cc.sigmas[0]
+                    c.method == m.name()
+                        && c.mode == mode.name()
+                        && c.sigma == cc.sigmas[0]
+                        && c.t_inference == times[0]
                 })
                 .map(|c| (c.levels as f64, 100.0 * c.stats.mean, 100.0 * c.stats.std))
                 .collect();
@@ -370,7 +406,12 @@ fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Re
             for mode in &cc.modes {
                 let pts: Vec<(f64, f64, f64)> = cells
                     .iter()
-                    .filter(|c| c.method == m.name() && c.mode == mode.name() && c.levels == n)
+                    .filter(|c| {
+                        c.method == m.name()
+                            && c.mode == mode.name()
+                            && c.levels == n
+                            && c.t_inference == times[0]
+                    })
                     .map(|c| (100.0 * c.sigma, 100.0 * c.stats.mean, 100.0 * c.stats.std))
                     .collect();
                 series.push(Series { label: format!("{} {}", m.name(), mode.name()), points: pts });
@@ -380,6 +421,7 @@ fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Re
             label: "fp32".into(),
             points: fp32
                 .iter()
+                .filter(|c| c.t_inference == times[0])
                 .map(|c| (100.0 * c.sigma, 100.0 * c.stats.mean, 100.0 * c.stats.std))
                 .collect(),
         });

@@ -41,12 +41,7 @@ impl FitSettings {
             per_channel: q.per_channel,
             lloyd: LloydOptions { max_iter: q.max_iter, tol: q.tol },
             exact_bins: q.exact_bins,
-            device: DeviceModel {
-                g_min: a.g_min,
-                g_max: a.g_max,
-                noise: a.programming_noise.clone(),
-                stuck: a.stuck_at.clone(),
-            },
+            device: DeviceModel::from_analog(a),
         }
     }
 }
