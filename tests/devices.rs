@@ -14,6 +14,8 @@ use tch::{Device, Kind, Tensor};
 
 const N: i64 = 200_000;
 
+type Formula<'a> = &'a dyn Fn(f64) -> f64;
+
 fn analog_of(preset: &str) -> AnalogConfig {
     Config::from_yaml_str(&format!("analog: {{preset: {preset}}}\n"), "t.yaml", &[]).unwrap().analog
 }
@@ -43,7 +45,7 @@ fn programming_noise_matches_each_presets_formula() {
     // aihwkit reram.py ReRamCMONoiseModel, 2% acceptance range: 0.0112185391 + 0.01129027418·g.
     let reram = |g: f64| 0.0112185391 + 0.01129027418 * g;
     let gauss = |_g: f64| 0.02 * 24.0;
-    let cases: [(&str, &dyn Fn(f64) -> f64, [f64; 3]); 3] = [
+    let cases: [(&str, Formula, [f64; 3]); 3] = [
         ("pcm", &pcm, [5.0, 12.5, 20.0]),
         ("reram", &reram, [20.0, 50.0, 80.0]),
         ("gaussian", &gauss, [5.0, 13.0, 20.0]),
@@ -225,11 +227,11 @@ fn synthetic_pcm(per_level: i64) -> Vec<Measurement> {
                 .unwrap()
             })
             .collect();
-        for d in 0..per_level as usize {
-            for (ti, t) in times.iter().enumerate() {
+        for (t, r) in times.iter().zip(&reads) {
+            for (d, g_read) in r.iter().enumerate() {
                 out.push(Measurement {
                     g_target: g,
-                    g: reads[ti][d],
+                    g: *g_read,
                     t: *t,
                     device: Some(format!("d{}", id + d)),
                 });

@@ -101,7 +101,7 @@ pub fn compensation_scale(
             let num = y0.abs().sum_dim_intlist(0, false, Kind::Float);
             let den = yt.abs().sum_dim_intlist(0, false, Kind::Float).clamp_min(1e-30);
             let mut shape = vec![c];
-            shape.extend(std::iter::repeat(1).take(w0.dim() - 1));
+            shape.extend(std::iter::repeat_n(1, w0.dim() - 1));
             (num / den).reshape(shape.as_slice())
         }
     }
