@@ -8,8 +8,9 @@ use crate::checkpoint::write_text_atomic;
 use crate::config::{Config, ProgrammingNoise, QuantMethod, TuneMode};
 use crate::data::{self, Normalizer};
 use crate::error::Result;
+use crate::glance::grid::{net_label, points, GridView};
+use crate::glance::points::sigma_pct;
 use crate::quant::deploy::{apply_quantization, make_path, QuantDeployment};
-use crate::report::{line_chart, markdown_table, Series};
 use crate::run::{device_info, git_commit, setup_device, RunDir};
 use crate::tasks::harness::TaskHarness;
 use crate::tasks::quantize::{finetune_loop, ClassifyHarness, FinetuneStats};
@@ -48,10 +49,6 @@ fn add_train_noise(net: &crate::nets::Network, cfg: &Config) -> Result<QuantDepl
         }));
     }
     Ok(dep)
-}
-
-fn mean_std(s: &McStats) -> String {
-    format!("{:.2} ± {:.2}", 100.0 * s.mean, 100.0 * s.std)
 }
 
 /// The classification harness of a config (test set cut to `compare.eval_limit`).
@@ -154,6 +151,15 @@ pub fn run_grid(
         task.eval_len(),
         cfg.analog.trials
     );
+    let mut view = GridView::new(&run, task, &cc.levels, &cc.sigmas);
+    // What is left after unit i, for the ETA: (cells, fine-tuned networks).
+    let left_after = |i: usize| {
+        let rest = &units[i + 1..];
+        let cells = rest.iter().map(|u| u.sigmas.len()).sum::<usize>();
+        let tuned =
+            rest.iter().filter(|u| u.method != QuantMethod::Fp32 && u.mode != TuneMode::Ptq);
+        (cells, tuned.count())
+    };
     let noise_at = |sigma: f64| {
         if sigma > 0.0 {
             ProgrammingNoise::Gaussian { sigma }
@@ -178,8 +184,16 @@ pub fn run_grid(
                 })
                 .cloned()
             {
-                println!("[{}/{}] gq-noise        N={:<3} {:<9} σ=0: identical to gq by construction (cell reused)", ui + 1, units.len(), u.levels, u.mode.name());
+                println!(
+                    "[{}/{}] gq-noise {} N={}, σ = 0%: gq's cell (identical by construction)",
+                    ui + 1,
+                    units.len(),
+                    u.mode.name(),
+                    u.levels
+                );
                 cells.push(Cell { method: "gq-noise".into(), same_as: Some("gq".into()), ..gq });
+                let all = points(&cells);
+                view.tb.log_network(&all[all.len() - 1..], &all);
                 continue;
             }
         }
@@ -197,16 +211,25 @@ pub fn run_grid(
                 _ => apply_quantization(&net, &c.quant, &c.analog)?,
             };
             if u.mode != TuneMode::Ptq {
-                let loss_tag =
-                    format!("finetune/{}-{}/N{}/loss", u.method.name(), u.mode.name(), u.levels);
-                let tb = &mut run.tb;
-                ft = Some(finetune_loop(&net, task, &c, &dep, |epoch, loss| {
-                    tb.scalar(&loss_tag, loss, epoch)
+                let label = net_label(u.method.name(), u.mode.name(), u.levels);
+                // gq-noise fits one network per σ: one loss curve each.
+                let tag = match u.fit_sigma {
+                    Some(s) => format!("finetune/loss_fit_sigma_{}pct", sigma_pct(s)),
+                    None => "finetune/loss".to_string(),
+                };
+                let mut first_step = 0;
+                ft = Some(finetune_loop(&net, task, &c, &dep, |_, _, losses| {
+                    view.log_losses(&label, &tag, first_step, losses);
+                    first_step += losses.len();
                 })?);
             }
         }
-        let tag = format!("{}-{}", u.method.name(), u.mode.name());
-        task.log_samples(&net, &mut run.tb, &format!("samples/{tag}-N{}", u.levels), 0);
+        let tune_s = ft.as_ref().map(|f| f.seconds);
+        let eval_start = Instant::now();
+        let label = net_label(u.method.name(), u.mode.name(), u.levels);
+        let levels = (u.method != QuantMethod::Fp32).then_some(u.levels);
+        let step = u.fit_sigma.map(|s| view.tb.step(s)).unwrap_or(0);
+        view.network_ready(&net, task, &label, levels, step);
         // On an ideal crossbar (no non-ideality besides the swept programming noise) the
         // sigma = 0 cell is the digital network within 1e-5 (tests/analog.rs): its one trial
         // gives the digital metric, so the network is not evaluated twice.
@@ -232,11 +255,6 @@ pub fn run_grid(
             if sigma == 0.0 && ideal_at_zero {
                 digital = stats.mean;
             }
-            run.tb.scalar(
-                &format!("compare/{tag}/N{}", u.levels),
-                stats.mean,
-                (sigma * 1000.0).round() as usize,
-            );
             cells.push(Cell {
                 method: u.method.name().into(),
                 levels: u.levels,
@@ -251,25 +269,20 @@ pub fn run_grid(
         for cell in &mut cells[first..] {
             cell.digital_accuracy = digital;
         }
-        run.tb.flush();
-        let mine: Vec<String> = cells[first..]
-            .iter()
-            .map(|c| format!("σ={}: {}", c.sigma, mean_std(&c.stats)))
-            .collect();
-        println!(
-            "[{}/{}] {:<15} N={:<3} {:<9} digital {:.2}%  {}  ({:.0} s)",
+        let all = points(&cells);
+        view.network_done(
             ui + 1,
             units.len(),
-            u.method.name(),
-            u.levels,
-            u.mode.name(),
-            100.0 * digital,
-            mine.join("  "),
-            row_start.elapsed().as_secs_f64()
+            &all[first..],
+            &all,
+            digital,
+            (row_start.elapsed().as_secs_f64(), eval_start.elapsed().as_secs_f64(), tune_s),
+            left_after(ui),
         );
     }
     let wall_s = wall.elapsed().as_secs_f64();
     write_outputs(&run, cfg, &cells, task.metric_name())?;
+    let table = view.finish(&mut run, &points(&cells), task)?;
     let results = json!({
         "command": "compare",
         "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
@@ -284,18 +297,11 @@ pub fn run_grid(
         "wall_seconds": wall_s,
     });
     run.write_results(&results)?;
-    let table = std::fs::read_to_string(run.path.join("table.md")).unwrap_or_default();
     println!("\n{table}\nwall time {wall_s:.0} s; run folder {}", run.path.display());
     Ok(results)
 }
 
-/// `mAP@0.5 (%)` -> `mAP@0.5`, for plot titles.
-fn short_metric(metric: &str) -> &str {
-    metric.split(" (").next().unwrap_or(metric)
-}
-
-fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Result<()> {
-    let cc = &cfg.compare;
+fn write_outputs(run: &RunDir, _cfg: &Config, cells: &[Cell], _metric: &str) -> Result<()> {
     let mut csv = String::from("method,levels,mode,sigma,trials,mean,std,ci95,min,max,digital\n");
     for c in cells {
         let s = &c.stats;
@@ -315,83 +321,6 @@ fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Re
         ));
     }
     write_text_atomic(&run.path.join("results.csv"), &csv)?;
-    // Markdown: one row per (method, N, mode), one column per sigma.
-    let mut header = vec!["method".to_string(), "N".into(), "fine-tuning".into()];
-    header.extend(cc.sigmas.iter().map(|s| format!("σ = {}%", 100.0 * s)));
-    let mut rows = Vec::new();
-    for chunk in cells.chunks(cc.sigmas.len()) {
-        let f = &chunk[0];
-        let n = if f.method == "fp32" { "32-bit".to_string() } else { f.levels.to_string() };
-        let mut r =
-            vec![f.method.clone(), n, if f.method == "fp32" { "-".into() } else { f.mode.clone() }];
-        r.extend(chunk.iter().map(|c| mean_std(&c.stats)));
-        rows.push(r);
-    }
-    let md = format!(
-        "Test {metric} on the crossbar, mean ± std over Monte-Carlo trials; σ = \
-         programming noise relative to the conductance window.\n\n{}",
-        markdown_table(&header, &rows)
-    );
-    write_text_atomic(&run.path.join("table.md"), &md)?;
-    // Plots: accuracy against N at σ = 0, per method and mode; accuracy against σ per N.
-    let fp32: Vec<&Cell> = cells.iter().filter(|c| c.method == "fp32").collect();
-    let mut by_levels = Vec::new();
-    for m in &cc.methods {
-        for mode in &cc.modes {
-            let pts: Vec<(f64, f64, f64)> = cells
-                .iter()
-                .filter(|c| {
-                    c.method == m.name() && c.mode == mode.name() && c.sigma == cc.sigmas[0]
-                })
-                .map(|c| (c.levels as f64, 100.0 * c.stats.mean, 100.0 * c.stats.std))
-                .collect();
-            by_levels.push(Series { label: format!("{} {}", m.name(), mode.name()), points: pts });
-        }
-    }
-    if let Some(f) = fp32.first() {
-        let xs: Vec<usize> = cc.levels.clone();
-        by_levels.push(Series {
-            label: "fp32".into(),
-            points: xs.iter().map(|n| (*n as f64, 100.0 * f.stats.mean, 0.0)).collect(),
-        });
-    }
-    let _ = line_chart(
-        &run.path.join("accuracy_vs_levels.png"),
-        &format!("{} vs analog levels (σ = {}%)", short_metric(metric), 100.0 * cc.sigmas[0]),
-        "levels N",
-        metric,
-        &by_levels,
-        true,
-    )
-    .map_err(|e| log::warn!("plot accuracy_vs_levels: {e}"));
-    for &n in &cc.levels {
-        let mut series = Vec::new();
-        for m in &cc.methods {
-            for mode in &cc.modes {
-                let pts: Vec<(f64, f64, f64)> = cells
-                    .iter()
-                    .filter(|c| c.method == m.name() && c.mode == mode.name() && c.levels == n)
-                    .map(|c| (100.0 * c.sigma, 100.0 * c.stats.mean, 100.0 * c.stats.std))
-                    .collect();
-                series.push(Series { label: format!("{} {}", m.name(), mode.name()), points: pts });
-            }
-        }
-        series.push(Series {
-            label: "fp32".into(),
-            points: fp32
-                .iter()
-                .map(|c| (100.0 * c.sigma, 100.0 * c.stats.mean, 100.0 * c.stats.std))
-                .collect(),
-        });
-        let _ = line_chart(
-            &run.path.join(format!("accuracy_vs_sigma_N{n}.png")),
-            &format!("{} vs programming noise, N = {n}", short_metric(metric)),
-            "σ (% of conductance window)",
-            metric,
-            &series,
-            false,
-        )
-        .map_err(|e| log::warn!("plot accuracy_vs_sigma_N{n}: {e}"));
-    }
+    // table.md, the terminal table and the charts: crate::glance (GridView::finish).
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod compare;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod glance;
 pub mod nets;
 pub mod quant;
 pub mod report;

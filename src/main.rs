@@ -87,6 +87,21 @@ enum Command {
         #[arg(long)]
         checkpoint: PathBuf,
     },
+    /// Redraw a finished grid's charts from its results.csv and print its table.
+    Plot {
+        /// results.csv of a comparison run.
+        #[arg(long)]
+        results: PathBuf,
+        /// The grid's task (its metric): classify, detect or segment.
+        #[arg(long)]
+        task: String,
+        /// Folder for the PNGs (default: the CSV's folder).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// File name prefix, e.g. `detect_`.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
     /// Train the YOLO-style detector on Fashion-MNIST scenes.
     DetectTrain {
         #[command(flatten)]
@@ -331,6 +346,14 @@ fn run(cli: Cli) -> Result<()> {
                 args.run_dir.as_deref(),
             )
             .context("segmentation comparison failed")?;
+        }
+        Command::Plot { results, task, out_dir, prefix } => {
+            let dir = out_dir.unwrap_or_else(|| {
+                results.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| ".".into())
+            });
+            for p in gqcim::glance::grid::replot(&results, &task, &dir, &prefix)? {
+                println!("wrote {}", p.display());
+            }
         }
         Command::Metrics { kind, gt, pred } => {
             if kind != "detection" {

@@ -1,20 +1,35 @@
-//! TensorBoard event files (tensorboard-rs), with per-layer weight histograms computed on
-//! the tensor side (one `histc` per layer, one copy of 64 bucket counts to the host).
+//! TensorBoard event files (tensorboard-rs's record writer and summaries), with per-layer
+//! weight histograms computed on the tensor side (one `histc` per layer, one copy of 64
+//! bucket counts to the host), images of any aspect ratio and text summaries.
+//!
+//! tensorboard-rs 0.5 has no text summaries and lays out images as (width = h, height = w),
+//! so both are built here from tensorboard-proto's `Summary` message (TensorBoard's
+//! `tensorboard/compat/proto/summary.proto`): a text summary is a `Summary.Value` whose
+//! `metadata.plugin_data.plugin_name` is `"text"` and whose `tensor` is a `DT_STRING` scalar
+//! (what `tensorboard.plugins.text.summary` writes; its plugin renders the string as Markdown).
+use protobuf::RepeatedField;
 use std::path::Path;
 use tch::{Kind, Tensor};
-use tensorboard_rs::summary_writer::SummaryWriter;
+use tensorboard_proto::summary::{
+    Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Image, Summary_Value,
+};
+use tensorboard_proto::tensor::TensorProto;
+use tensorboard_proto::tensor_shape::TensorShapeProto;
+use tensorboard_proto::types::DataType;
+use tensorboard_rs::summary::{histogram_raw, scalar};
+use tensorboard_rs::summary_writer::FileWriter;
 
 pub struct Tb {
-    writer: SummaryWriter,
+    writer: FileWriter,
 }
 
 impl Tb {
     pub fn new(dir: &Path) -> Tb {
-        Tb { writer: SummaryWriter::new(dir) }
+        Tb { writer: FileWriter::new(dir) }
     }
 
     pub fn scalar(&mut self, tag: &str, value: f64, step: usize) {
-        self.writer.add_scalar(tag, value as f32, step);
+        self.writer.add_summary(scalar(tag, value as f32), step);
     }
 
     /// A histogram of a tensor's values with `bins` equal-width buckets.
@@ -35,32 +50,69 @@ impl Tb {
         } else {
             (vec![n as f64], vec![max])
         };
-        self.writer.add_histogram_raw(tag, min, max, n as f64, sum, sum_sq, &limits, &counts, step);
+        if counts.len() != limits.len() {
+            return;
+        }
+        let s = histogram_raw(tag, min, max, n as f64, sum, sum_sq, &limits, &counts);
+        self.writer.add_summary(s, step);
     }
 
-    /// An RGB image, data in CHW order (3 x h x w bytes).
+    /// An RGB image, data in CHW order (3 x h x w bytes), stored as a PNG of h rows and w
+    /// columns (any aspect ratio). Data of the wrong length is not logged.
     pub fn image(&mut self, tag: &str, chw: &[u8], h: usize, w: usize, step: usize) {
-        // tensorboard-rs builds RgbImage::new(dim[1], dim[2]) i.e. (width = h, height = w),
-        // so only square images are laid out correctly; callers pad to square.
-        let side = h.max(w);
-        if h == w {
-            self.writer.add_image(tag, &hwc(chw, h, w), &[3, h, w], step);
-        } else {
-            let mut sq = vec![0u8; 3 * side * side];
-            for c in 0..3 {
-                for y in 0..h {
-                    let src = &chw[c * h * w + y * w..c * h * w + (y + 1) * w];
-                    sq[c * side * side + y * side..c * side * side + y * side + w]
-                        .copy_from_slice(src);
-                }
-            }
-            self.writer.add_image(tag, &hwc(&sq, side, side), &[3, side, side], step);
-        }
+        let Some(png) = png_bytes(chw, h, w) else {
+            log::warn!("TensorBoard image {tag}: {} bytes do not make 3 x {h} x {w}", chw.len());
+            return;
+        };
+        let mut img = Summary_Image::new();
+        img.set_height(h as i32);
+        img.set_width(w as i32);
+        img.set_colorspace(3);
+        img.set_encoded_image_string(png);
+        let mut value = Summary_Value::new();
+        value.set_tag(tag.to_string());
+        value.set_image(img);
+        self.add(value, step);
+    }
+
+    /// A text summary (rendered as Markdown by TensorBoard's text plugin).
+    pub fn text(&mut self, tag: &str, markdown: &str, step: usize) {
+        let mut plugin = SummaryMetadata_PluginData::new();
+        plugin.set_plugin_name("text".to_string());
+        let mut meta = SummaryMetadata::new();
+        meta.set_plugin_data(plugin);
+        let mut tensor = TensorProto::new();
+        tensor.set_dtype(DataType::DT_STRING);
+        // A scalar: a shape with no dimensions.
+        tensor.set_tensor_shape(TensorShapeProto::new());
+        tensor.set_string_val(RepeatedField::from(vec![markdown.as_bytes().to_vec()]));
+        let mut value = Summary_Value::new();
+        value.set_tag(tag.to_string());
+        value.set_metadata(meta);
+        value.set_tensor(tensor);
+        self.add(value, step);
+    }
+
+    fn add(&mut self, value: Summary_Value, step: usize) {
+        let mut summary = Summary::new();
+        summary.set_value(RepeatedField::from(vec![value]));
+        self.writer.add_summary(summary, step);
     }
 
     pub fn flush(&mut self) {
         self.writer.flush();
     }
+}
+
+/// CHW bytes -> PNG file bytes (None when the length is not 3 * h * w or encoding fails).
+pub fn png_bytes(chw: &[u8], h: usize, w: usize) -> Option<Vec<u8>> {
+    if chw.len() != 3 * h * w || h == 0 || w == 0 {
+        return None;
+    }
+    let img = image::RgbImage::from_raw(w as u32, h as u32, hwc(chw, h, w))?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).ok()?;
+    Some(out.into_inner())
 }
 
 /// CHW -> HWC interleaved bytes (what the image crate expects).

@@ -377,9 +377,12 @@ fn train_writes_run_folder_and_resumes() {
     assert!((last - miou).abs() < 1e-6, "TensorBoard {last} vs results.json {miou}");
     for tag in ["test/sample_0", "test/sample_1"] {
         assert_eq!(steps("images", tag), vec![1, 2]);
-        // Input, ground truth and prediction side by side (3 x 32 + 2 gaps), padded square.
+        // Input, ground truth and prediction side by side (3 x 96 px + 2 gaps of 6), with
+        // captions and a legend below, not padded to a square.
         let e = &tb["images"][tag][0];
-        assert_eq!((e[1].as_i64(), e[2].as_i64()), (Some(100), Some(100)), "{e}");
+        let (w, h) = (e[1].as_i64().unwrap(), e[2].as_i64().unwrap());
+        assert_eq!(w, 3 * 96 + 2 * 6, "{e}");
+        assert!(h > 96 && h < w, "{e}");
     }
 }
 
@@ -488,16 +491,21 @@ fn comparison_grid_runs_on_the_segmenter() {
     assert!(table.contains("mIoU (%)") && table.contains("| gq | 2 | qat |"), "{table}");
     let csv = std::fs::read_to_string(run_path.join("results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
-    assert!(run_path.join("accuracy_vs_levels.png").exists());
-    assert!(run_path.join("accuracy_vs_sigma_N2.png").exists());
-    let events: Vec<u8> = std::fs::read_dir(&run_path)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("events.out.tfevents"))
-        .flat_map(|e| std::fs::read(e.path()).unwrap())
-        .collect();
-    let has = |tag: &str| events.windows(tag.len()).any(|w| w == tag.as_bytes());
-    assert!(has("samples/gq-qat-N2/sample_1"), "no sample masks for the gq network");
-    assert!(has("samples/fp32-ptq-N32/sample_0"), "no sample masks for fp32");
-    assert!(has("finetune/gq-qat/N2/loss"), "no fine-tuning loss");
+    assert!(run_path.join("miou_vs_levels.png").exists());
+    assert!(run_path.join("miou_vs_sigma_N2.png").exists());
+    let events = |dir: &std::path::Path| -> Vec<u8> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("events.out.tfevents"))
+            .flat_map(|e| std::fs::read(e.path()).unwrap())
+            .collect()
+    };
+    let has = |dir: &std::path::Path, tag: &str| {
+        events(dir).windows(tag.len()).any(|w| w == tag.as_bytes())
+    };
+    // Both sample scenes show fp32 and gq side by side; the loss is in gq's sub-run.
+    assert!(has(&run_path, "samples/segment/sample_1/N2"), "no side-by-side sample masks");
+    assert!(has(&run_path.join("tb/gq-qat-N2"), "finetune/loss"), "no fine-tuning loss");
+    assert!(has(&run_path.join("tb/fp32"), "segment/miou_vs_sigma/N2"), "no fp32 curve");
 }

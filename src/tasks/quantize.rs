@@ -29,12 +29,14 @@ pub struct FinetuneStats {
 
 /// Straight-through fine-tuning with whatever weight paths the network carries: master
 /// weights (and LSQ steps) learn, the forward pass sees quantized (or noisy) weights.
+/// `on_epoch(epoch, mean loss, per-step losses)` runs after every epoch (the step losses are
+/// read from the device once per epoch).
 pub fn finetune_loop(
     net: &Network,
     task: &dyn TaskHarness,
     cfg: &Config,
     dep: &QuantDeployment,
-    mut on_epoch: impl FnMut(usize, f64),
+    mut on_epoch: impl FnMut(usize, f64, &[f64]),
 ) -> Result<FinetuneStats> {
     let f = &cfg.finetune;
     let mut params: Vec<(String, Tensor, f64)> = net
@@ -63,19 +65,23 @@ pub fn finetune_loop(
     while step < total {
         tch::manual_seed(epoch_seed(cfg.seed ^ 0xF17E, epoch));
         let batches = data::epoch_batches(n_train, bs, device);
-        let mut loss_acc = Tensor::zeros([], (tch::Kind::Float, device));
-        let mut n = 0;
+        let mut losses: Vec<Tensor> = Vec::new();
         for idx in batches.iter().take(total - step) {
             let lr = learning_rate(f.lr, step, 0, total);
             let loss = task.batch_loss(net, idx);
             opt.zero_grad();
             loss.backward();
             opt.step(lr);
-            tch::no_grad(|| loss_acc += loss.detach());
+            losses.push(loss.detach().to_kind(tch::Kind::Double));
             step += 1;
-            n += 1;
         }
-        last_loss = loss_acc.double_value(&[]) / n.max(1) as f64;
+        let step_losses: Vec<f64> = if losses.is_empty() {
+            Vec::new()
+        } else {
+            Vec::<f64>::try_from(Tensor::stack(&losses, 0).to_device(tch::Device::Cpu))
+                .unwrap_or_default()
+        };
+        last_loss = step_losses.iter().sum::<f64>() / step_losses.len().max(1) as f64;
         if !last_loss.is_finite() {
             net.layers.set_training(false);
             return Err(crate::error::invalid(
@@ -87,7 +93,7 @@ pub fn finetune_loop(
             ));
         }
         epoch += 1;
-        on_epoch(epoch, last_loss);
+        on_epoch(epoch, last_loss, &step_losses);
     }
     net.layers.set_training(false);
     if device.is_cuda() {
@@ -121,6 +127,10 @@ fn log_quant_tb(run: &mut RunDir, net: &Network, report: &Value, step: usize) {
     for l in net.layers.layers() {
         if let Some(mse) = report[&l.spec.name]["mse"].as_f64() {
             run.tb.scalar(&format!("quant/mse/{}", l.spec.name), mse, step);
+        }
+        let q = l.effective_weight();
+        if let Some(e) = crate::glance::grid::relative_error_pct(&l.spec.weight, &q) {
+            run.tb.scalar(&format!("quant/error_pct/{}", l.spec.name), e, step);
         }
         run.tb.histogram(&format!("quantized/{}", l.spec.name), &l.effective_weight(), step, 64);
         run.tb.histogram(&format!("weights/{}", l.spec.name), &l.spec.weight, step, 64);
@@ -201,7 +211,7 @@ pub fn quantize_command(
             test: test_ds.shallow_clone(),
             norm: Normalizer::new(&cfg.data, device),
         };
-        let stats = finetune_loop(&net, &task, cfg, &dep, |e, loss| {
+        let stats = finetune_loop(&net, &task, cfg, &dep, |e, loss, _| {
             run.tb.scalar("finetune/loss", loss, e);
         })?;
         let ft = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size);
