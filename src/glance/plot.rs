@@ -152,6 +152,7 @@ fn draw(path: &Path, chart: &Chart) -> Result<ChartLayout, String> {
         .disable_x_mesh()
         .x_labels(0)
         .y_labels(8)
+        .y_max_light_lines(1)
         .x_desc(chart.x_label.as_str())
         .y_desc(chart.y_label.as_str())
         .axis_desc_style(("sans-serif", 17))
