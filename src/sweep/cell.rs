@@ -101,7 +101,7 @@ pub fn read_cell(run: &Path, plan: &Plan, unit: &Unit) -> Result<Option<CellFile
         });
     }
     // One cell per σ and programming variant.
-    let whole = !cell.cells.is_empty() && cell.cells.len() % unit.sigmas.len().max(1) == 0;
+    let whole = !cell.cells.is_empty() && cell.cells.len().is_multiple_of(unit.sigmas.len().max(1));
     if cell.index != unit.index || cell.key != unit.key || !whole {
         return Err(GqcimError::Config {
             path: path.display().to_string(),
