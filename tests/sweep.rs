@@ -12,15 +12,6 @@ fn gqcim(args: &[String]) -> std::process::Output {
     Command::new(bin()).args(args).env("RUST_LOG", "warn").output().expect("cannot start gqcim")
 }
 
-fn ok(o: &std::process::Output) {
-    assert!(
-        o.status.success(),
-        "gqcim failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        stderr(o)
-    );
-}
-
 fn with(mut a: Vec<String>, more: &[&str]) -> Vec<String> {
     a.extend(more.iter().map(|s| s.to_string()));
     a

@@ -50,15 +50,6 @@ impl Drop for Cluster {
     }
 }
 
-fn ok(o: &std::process::Output) {
-    assert!(
-        o.status.success(),
-        "command failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        stderr(o)
-    );
-}
-
 #[test]
 fn slurm_array_gives_the_in_process_results_csv() {
     let d = tempfile::tempdir().unwrap();

@@ -125,3 +125,13 @@ pub fn grid_args(out: &Path, sigmas: &str) -> Vec<String> {
     }
     v
 }
+
+/// Asserts that a command succeeded, showing its output when it did not.
+pub fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(o)
+    );
+}
