@@ -45,7 +45,12 @@ data:
 		exit 1; \
 	fi
 
-# The main job: evaluate the committed reference checkpoint on the Fashion-MNIST test set.
+# The grid's units run in GRID_WORKERS processes of GRID_THREADS libtorch threads each: two
+# 1-thread processes keep both cores of a laptop busy, where one 2-thread process spends
+# much of its time in small convolutions that do not split across threads. The results
+# depend on GRID_THREADS (recorded in the plan), not on GRID_WORKERS.
+GRID_WORKERS ?= 2
+GRID_THREADS ?= 1
 RUN_TS := $(shell date -u +%Y%m%d-%H%M%S)
 # The main job: check the committed reference checkpoint against its manifest, then run the
 # comparison grid (fp32 vs gq, gq-noise, uniform-mse, lsq at N = 2, 3, 4, 8, fine-tuned with
@@ -58,7 +63,7 @@ classify: build data
 		r=json.load(open('runs/classify/reference-eval-$(RUN_TS)/results.json'))['metrics']['test_accuracy']; \
 		print('manifest test accuracy: %.2f%%, measured now: %.2f%%' % (100*m, 100*r)); sys.exit(abs(m-r) > 1e-9)"
 	$(BIN) compare --config $(CONFIG) --checkpoint $(REF_CKPT) --set data.root=$(FMNIST_DIR) \
-		--run-dir runs/classify/compare-$(RUN_TS)
+		--set threads=$(GRID_THREADS) --workers $(GRID_WORKERS) --run-dir runs/classify/compare-$(RUN_TS)
 
 # The same grid as a Slurm job array: plan, submit only the units without a result (one
 # array task each, SLURM_THREADS threads per task) plus a merge job, wait, print the table.
@@ -141,7 +146,8 @@ detect: build data
 		r=json.load(open('runs/detect/reference-eval-$(RUN_TS)/results.json'))['metrics']['map50']; \
 		print('manifest mAP@0.5: %.2f%%, measured now: %.2f%%' % (100*m, 100*r)); sys.exit(abs(m-r) > 1e-6)"
 	$(BIN) detect-compare --config $(DET_CONFIG) --checkpoint $(DET_CKPT) \
-		--set data.fmnist_root=$(FMNIST_DIR) --run-dir runs/detect/compare-$(RUN_TS)
+		--set data.fmnist_root=$(FMNIST_DIR) --set threads=$(GRID_THREADS) --workers $(GRID_WORKERS) \
+		--run-dir runs/detect/compare-$(RUN_TS)
 
 # The GPU-sized detection grid: all 2000 test scenes, 10 trials, 2 fine-tuning epochs, N = 16 too.
 FULL_GRID := --set compare.eval_limit=0 --set analog.trials=10 --set finetune.epochs=2 \
@@ -173,7 +179,8 @@ segment: build data
 		r=json.load(open('runs/segment/reference-eval-$(RUN_TS)/results.json'))['metrics']['test_miou']; \
 		print('manifest mIoU: %.2f%%, measured now: %.2f%%' % (100*m, 100*r)); sys.exit(abs(m-r) > 1e-6)"; fi
 	$(BIN) segment-compare --config $(SEG_CONFIG) --checkpoint $(SEG_CKPT) \
-		--set data.fmnist_root=$(FMNIST_DIR) --run-dir runs/segment/compare-$(RUN_TS)
+		--set data.fmnist_root=$(FMNIST_DIR) --set threads=$(GRID_THREADS) --workers $(GRID_WORKERS) \
+		--run-dir runs/segment/compare-$(RUN_TS)
 
 # The GPU-sized segmentation grid: all 1000 test scenes, 10 trials, 2 fine-tuning epochs, N = 16.
 segment-full: build data
@@ -199,6 +206,7 @@ FUZZ_SECONDS ?= 600
 FUZZ_TARGETS ?= idx cifar voc_xml yolo_txt coco_json config
 FUZZ_SANITIZER ?= address
 fuzz: venv
+	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 	cd fuzz && mkdir -p logs && for t in $(FUZZ_TARGETS); do \
 		mkdir -p corpus-run/$$t; \
 		nice -n 10 cargo +nightly fuzz run --sanitizer $(FUZZ_SANITIZER) -O --debug-assertions $$t \

@@ -80,14 +80,29 @@ pub fn compare_command(
     config_path: &Path,
     checkpoint: &Path,
     run_dir: Option<&Path>,
-    plan_only: bool,
+    how: GridRun,
 ) -> Result<Value> {
     let wall = Instant::now();
     cfg.validate_compare()?;
     let device = setup_device(cfg)?;
     let task = classify_harness(cfg, device)?;
     let run = RunDir::create(cfg, "compare", config_path, run_dir)?;
-    run_grid_steps(cfg, task.as_ref(), checkpoint, device, run, wall, plan_only)
+    run_grid_steps(cfg, task.as_ref(), checkpoint, device, run, wall, how)
+}
+
+/// How `compare` runs its grid.
+#[derive(Debug, Clone, Copy)]
+pub struct GridRun {
+    /// Only write plan.json (`compare --plan`); the units then run as `compare-cell`.
+    pub plan_only: bool,
+    /// Processes that run units at once: this one plus `workers - 1` `compare-cell`
+    /// children, each with the plan's thread count, claiming units by a lock per unit. The
+    /// results do not depend on it (each unit's seed and thread count are in the plan).
+    pub workers: usize,
+}
+
+impl GridRun {
+    pub const IN_PROCESS: GridRun = GridRun { plan_only: false, workers: 1 };
 }
 
 /// Runs the grid of `cfg.compare` on any task in this process: plan, every unit, merge.
@@ -102,7 +117,7 @@ pub fn run_grid(
     run: RunDir,
     wall: Instant,
 ) -> Result<Value> {
-    run_grid_steps(cfg, task, checkpoint, device, run, wall, false)
+    run_grid_steps(cfg, task, checkpoint, device, run, wall, GridRun::IN_PROCESS)
 }
 
 /// `run_grid`, or with `plan_only` just the plan (`gqcim compare --plan`): the units then run
@@ -114,9 +129,15 @@ pub fn run_grid_steps(
     device: tch::Device,
     mut run: RunDir,
     wall: Instant,
-    plan_only: bool,
+    how: GridRun,
 ) -> Result<Value> {
     cfg.validate_compare()?;
+    if how.workers == 0 || how.workers > 256 {
+        return Err(crate::error::invalid(
+            "--workers",
+            format!("expected 1..=256 processes, got {}", how.workers),
+        ));
+    }
     let plan = plan_grid(cfg, task, checkpoint, &run.path)?;
     let runnable: Vec<usize> = plan.runnable().map(|u| u.index).collect();
     println!(
@@ -130,7 +151,7 @@ pub fn run_grid_steps(
         plan.threads,
         run.path.join(crate::sweep::plan::PLAN_FILE).display()
     );
-    if plan_only {
+    if how.plan_only {
         println!(
             "planned {} units; run them with `gqcim compare-cell --run-dir {} --index I` \
              (I in {}) and merge with `gqcim merge --run-dir {}`",
@@ -142,6 +163,7 @@ pub fn run_grid_steps(
         return serde_json::to_value(&plan)
             .map_err(|e| crate::error::invalid("plan", e.to_string()));
     }
+    let workers = spawn_workers(&run.path, how.workers - 1, plan.units.len())?;
     for (k, &i) in runnable.iter().enumerate() {
         let started = Instant::now();
         let ran = run_cell(cfg, task, &plan, &run.path, i, device)?;
@@ -153,14 +175,18 @@ pub fn run_grid_steps(
             if ran.is_some() {
                 format!(" ({:.0} s)", started.elapsed().as_secs_f64())
             } else {
-                " (result present, skipped)".into()
+                " (result present, or run by another worker)".into()
             }
         );
         if let Some(line) = ran {
             println!("    {line}");
         }
     }
-    let results = merge_run(&mut run, json!({ "wall_seconds": wall.elapsed().as_secs_f64() }))?;
+    wait_workers(workers)?;
+    let results = merge_run(
+        &mut run,
+        json!({ "wall_seconds": wall.elapsed().as_secs_f64(), "workers": how.workers }),
+    )?;
     let table = std::fs::read_to_string(run.path.join("table.md")).unwrap_or_default();
     println!(
         "\n{table}\nwall time {:.0} s; run folder {}",
@@ -168,6 +194,53 @@ pub fn run_grid_steps(
         run.path.display()
     );
     Ok(results)
+}
+
+/// Starts `n` `gqcim compare-cell` processes over every unit of the plan in `run`; each
+/// skips units that are done or claimed, so together with this process they share the grid.
+fn spawn_workers(run: &Path, n: usize, units: usize) -> Result<Vec<std::process::Child>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| crate::error::invalid("--workers", format!("cannot find this binary: {e}")))?;
+    (0..n)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .arg("compare-cell")
+                .arg("--run-dir")
+                .arg(run)
+                .args(["--index", "0", "--count", &units.to_string()])
+                .spawn()
+                .map_err(|e| crate::error::GqcimError::File {
+                    path: exe.clone(),
+                    msg: format!("cannot start a grid worker: {e}"),
+                })
+        })
+        .collect()
+}
+
+/// Waits for the worker processes; one that failed is an error (its message went to stderr).
+fn wait_workers(workers: Vec<std::process::Child>) -> Result<()> {
+    let mut failed = Vec::new();
+    for (k, mut w) in workers.into_iter().enumerate() {
+        match w.wait() {
+            Ok(s) if s.success() => {}
+            Ok(s) => failed.push(format!("worker {} ({s})", k + 1)),
+            Err(e) => failed.push(format!("worker {} ({e})", k + 1)),
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::error::invalid(
+            "--workers",
+            format!(
+                "{} failed (messages above); the units they left re-run with the same command",
+                failed.join(", ")
+            ),
+        ))
+    }
 }
 
 /// The plan of `cfg.compare` for this task, written into the run folder (or checked against
@@ -283,6 +356,13 @@ pub fn run_cell(
 ) -> Result<Option<String>> {
     let u = plan.unit(run, index)?;
     if u.alias_of.is_some() || read_cell(run, plan, u)?.is_some() {
+        return Ok(None);
+    }
+    // Another worker may hold the unit, or have finished it between the check and the claim.
+    let Some(_claim) = crate::sweep::cell::try_claim_unit(run, u)? else {
+        return Ok(None);
+    };
+    if read_cell(run, plan, u)?.is_some() {
         return Ok(None);
     }
     let started = Instant::now();

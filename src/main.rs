@@ -51,6 +51,24 @@ impl QuantArgs {
     }
 }
 
+/// How a comparison grid runs (`compare`, `detect-compare`, `segment-compare`).
+#[derive(clap::Args)]
+struct GridArgs {
+    /// Only write the grid's plan.json (units for `compare-cell`, then `merge`).
+    #[arg(long)]
+    plan: bool,
+    /// Processes that run units at once on this machine (set `threads` so that workers x
+    /// threads fits the cores); results do not depend on it.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+}
+
+impl From<GridArgs> for gqcim::compare::GridRun {
+    fn from(g: GridArgs) -> Self {
+        gqcim::compare::GridRun { plan_only: g.plan, workers: g.workers }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train a network from scratch (or --resume a run folder).
@@ -86,9 +104,8 @@ enum Command {
         args: ConfigArgs,
         #[arg(long)]
         checkpoint: PathBuf,
-        /// Only write the grid's plan.json (units for `compare-cell`, then `merge`).
-        #[arg(long)]
-        plan: bool,
+        #[command(flatten)]
+        grid: GridArgs,
     },
     /// Run units of a planned grid (`compare --plan`): index I, or I..I+count; a unit whose
     /// result exists returns at once. One Slurm array task per unit.
@@ -129,9 +146,8 @@ enum Command {
         args: ConfigArgs,
         #[arg(long)]
         checkpoint: PathBuf,
-        /// Only write the grid's plan.json (units for `compare-cell`, then `merge`).
-        #[arg(long)]
-        plan: bool,
+        #[command(flatten)]
+        grid: GridArgs,
     },
     /// Score predictions against ground truth given in COCO JSON.
     Metrics {
@@ -162,9 +178,8 @@ enum Command {
         args: ConfigArgs,
         #[arg(long)]
         checkpoint: PathBuf,
-        /// Only write the grid's plan.json (units for `compare-cell`, then `merge`).
-        #[arg(long)]
-        plan: bool,
+        #[command(flatten)]
+        grid: GridArgs,
     },
     /// Per-layer sensitivity to programming noise: one layer at a time on the crossbar.
     Sensitivity {
@@ -345,25 +360,25 @@ fn run(cli: Cli) -> Result<()> {
             gqcim::tasks::detect::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
                 .context("detection evaluation failed")?;
         }
-        Command::DetectCompare { args, checkpoint, plan } => {
+        Command::DetectCompare { args, checkpoint, grid } => {
             let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
             gqcim::tasks::detect::compare(
                 &cfg,
                 &args.config,
                 &checkpoint,
                 args.run_dir.as_deref(),
-                plan,
+                grid.into(),
             )
             .context("detection comparison failed")?;
         }
-        Command::SegmentCompare { args, checkpoint, plan } => {
+        Command::SegmentCompare { args, checkpoint, grid } => {
             let cfg = gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)?;
             gqcim::tasks::segment::compare(
                 &cfg,
                 &args.config,
                 &checkpoint,
                 args.run_dir.as_deref(),
-                plan,
+                grid.into(),
             )
             .context("segmentation comparison failed")?;
         }
@@ -385,14 +400,14 @@ fn run(cli: Cli) -> Result<()> {
             gqcim::tasks::segment::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
                 .context("segmentation evaluation failed")?;
         }
-        Command::Compare { args, checkpoint, plan } => {
+        Command::Compare { args, checkpoint, grid } => {
             let cfg = load_config(&args)?;
             gqcim::compare::compare_command(
                 &cfg,
                 &args.config,
                 &checkpoint,
                 args.run_dir.as_deref(),
-                plan,
+                grid.into(),
             )
             .context("comparison failed")?;
         }

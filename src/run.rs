@@ -33,7 +33,8 @@ fn lock_run_folder(path: &Path) -> Result<std::fs::File> {
         Err(std::fs::TryLockError::WouldBlock) => Err(GqcimError::File {
             path: path.to_path_buf(),
             msg: format!(
-                "run folder is in use by another gqcim process (it holds {}); wait for it to                  finish or choose another --run-dir / run_name",
+                "run folder is in use by another gqcim process (it holds {}); wait for it to \
+                 finish or choose another --run-dir / run_name",
                 lock_path.display()
             ),
         }),

@@ -82,6 +82,24 @@ fn plan_cells_merge_kill_and_cache_all_give_one_results_csv() {
     ok(&merge(&b));
     assert_eq!(read(b.join("results.csv")), csv_a, "cell-by-cell differs from one process");
 
+    // Two worker processes on this machine (a fresh cache): each unit runs once, in either.
+    let w = d.path().join("w");
+    let mut wargs = vec!["compare".to_string(), "--workers".into(), "2".into()];
+    wargs.extend(grid_args(&d.path().join("out-w"), sig));
+    let wo = gqcim(&with(wargs, &["--run-dir", w.to_str().unwrap()]));
+    ok(&wo);
+    assert_eq!(read(w.join("results.csv")), csv_a, "two workers differ from one process");
+    let res_w: serde_json::Value = serde_json::from_str(&read(w.join("results.json"))).unwrap();
+    assert_eq!(res_w["workers"], 2);
+    // Every unit ran exactly once: the parent prints `[k/n] key (t s)` for its own units,
+    // the child `unit i key: ... (t s)`; skipped ones say so instead of a time.
+    let out = String::from_utf8_lossy(&wo.stdout).to_string();
+    let ran = out
+        .lines()
+        .filter(|l| (l.starts_with('[') || l.starts_with("unit ")) && l.trim_end().ends_with(" s)"))
+        .count();
+    assert_eq!(ran, 4, "each of the 4 units once across both workers:\n{out}");
+
     // Killed at a random moment, then the same command again.
     let c = d.path().join("c");
     let cargs = with(

@@ -119,6 +119,26 @@ pub fn read_cell(run: &Path, plan: &Plan, unit: &Unit) -> Result<Option<CellFile
     Ok(Some(cell))
 }
 
+/// Claims a unit for this process: an exclusive flock on `cells/<key>/.running.lock`, or
+/// `None` when another process (a local worker, a Slurm task) holds it. The kernel drops
+/// the lock however the holder ends, so a killed worker never leaves a unit claimed.
+pub fn try_claim_unit(run: &Path, unit: &Unit) -> Result<Option<std::fs::File>> {
+    let dir = unit_dir(run, unit);
+    std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, "create the cell folder", e))?;
+    let path = dir.join(".running.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_err(&path, "open the unit's lock file", e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path, "lock", e)),
+    }
+}
+
 /// Reads a number that JSON wrote as `null` because it was NaN (serde_json writes non-finite
 /// floats as null) back as NaN.
 pub fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
@@ -163,7 +183,10 @@ pub fn cell_command(run: &Path, index: usize, count: usize) -> Result<()> {
                 started.elapsed().as_secs_f64()
             ),
             None => {
-                println!("unit {i} {}: result present (or alias), nothing to do", plan.units[i].key)
+                println!(
+                    "unit {i} {}: result present, alias, or running in another process",
+                    plan.units[i].key
+                )
             }
         }
     }

@@ -987,7 +987,7 @@ pub fn compare(
     config_path: &Path,
     checkpoint: &Path,
     run_dir: Option<&Path>,
-    plan_only: bool,
+    how: crate::compare::GridRun,
 ) -> Result<Value> {
     let wall = Instant::now();
     let base = cfg.base_config();
@@ -998,7 +998,7 @@ pub fn compare(
         harness.limit_test(cfg.compare.eval_limit);
     }
     let run = create_run_dir(cfg, "compare", config_path, run_dir)?;
-    crate::compare::run_grid_steps(&base, &harness, checkpoint, device, run, wall, plan_only)
+    crate::compare::run_grid_steps(&base, &harness, checkpoint, device, run, wall, how)
 }
 
 // ---------------------------------------------------------------------------------------

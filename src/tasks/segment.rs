@@ -903,7 +903,7 @@ pub fn compare(
     config_path: &Path,
     checkpoint: &Path,
     run_dir: Option<&Path>,
-    plan_only: bool,
+    how: crate::compare::GridRun,
 ) -> Result<Value> {
     let wall = Instant::now();
     let base = cfg.base_config();
@@ -915,5 +915,5 @@ pub fn compare(
     }
     let harness = SegmentHarness::from_data(cfg, data);
     let run = create_run_dir(cfg, "compare", config_path, run_dir)?;
-    crate::compare::run_grid_steps(&base, &harness, checkpoint, device, run, wall, plan_only)
+    crate::compare::run_grid_steps(&base, &harness, checkpoint, device, run, wall, how)
 }
