@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::quant::deploy::{apply_quantization, check_layer_names, make_path, QuantDeployment};
 use crate::report::{line_chart, markdown_table, Series};
 use crate::run::{git_commit, setup_device, RunDir};
-use crate::sweep::plan::expand_units;
+use crate::sweep::plan::{expand_units, layers_label};
 use crate::sweep::{merge_run, read_cell, write_cell, CellFile, Plan, Unit};
 use crate::tasks::harness::TaskHarness;
 use crate::tasks::quantize::{finetune_loop, recalibrate_bn, FinetuneStats};
@@ -41,6 +41,10 @@ pub struct Cell {
     /// Programming and first-order inference cost (src/analog/cost.rs).
     #[serde(default)]
     pub cost: CellCost,
+    /// Layers kept digital fp32, `+`-joined (empty: every conv/linear layer quantized). A
+    /// policy of `compare.keep_fp32_sets` forms its own rows.
+    #[serde(default)]
+    pub fp32_layers: String,
 }
 
 /// Wraps every quantizing path with training-time device noise; layers in `quant.keep_fp32`
@@ -296,6 +300,9 @@ fn unit_config(cfg: &Config, u: &Unit) -> Config {
     c.quant.method = u.method;
     c.quant.levels = u.levels;
     c.seed = u.seed;
+    if let Some(layers) = &u.keep_fp32 {
+        c.quant.keep_fp32 = layers.clone();
+    }
     if let Some(s) = u.fit_sigma {
         c.analog.programming_noise = noise_at(s);
     }
@@ -372,7 +379,12 @@ pub fn run_cell(
     let preset = cfg.cost.load_preset()?;
     let mut tb = crate::tb::Tb::new(&crate::sweep::cell::unit_dir(run, u));
     let (net, ft, cached) = prepare_network(&c, task, plan, u, device, &mut tb)?;
-    let tag = format!("{}-{}", u.method.name(), u.mode.name());
+    let tag = match &u.keep_fp32 {
+        Some(l) if !l.is_empty() => {
+            format!("{}-{}-fp32-{}", u.method.name(), u.mode.name(), layers_label(l))
+        }
+        _ => format!("{}-{}", u.method.name(), u.mode.name()),
+    };
     task.log_samples(&net, &mut tb, &format!("samples/{tag}-N{}", u.levels), 0);
     // On an ideal crossbar (no non-ideality besides the swept programming noise) the
     // sigma = 0 cell is the digital network within 1e-5 (tests/analog.rs): its one trial
@@ -440,6 +452,11 @@ pub fn run_cell(
                 finetune: ft.clone(),
                 same_as: None,
                 cost,
+                fp32_layers: if u.method == QuantMethod::Fp32 {
+                    String::new()
+                } else {
+                    layers_label(&c.quant.keep_fp32)
+                },
             });
         }
     }
@@ -511,15 +528,21 @@ pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -
         }
     }
     let first_variant = variants.first().cloned().unwrap_or_default();
+    // The plots show the first layer policy; every policy has its own rows in the tables.
+    let first_policy = cells
+        .iter()
+        .find(|c| c.method != "fp32")
+        .map(|c| c.fp32_layers.clone())
+        .unwrap_or_default();
     let mut csv = String::from(
         "method,levels,mode,sigma,trials,mean,std,ci95,min,max,digital,programming,tolerance,\
          verify_fraction,pulses,verify_reads,unconverged,program_time_s,program_energy_j,\
-         adc_bits,inference_energy_j,inference_latency_s,area_mm2\n",
+         adc_bits,inference_energy_j,inference_latency_s,area_mm2,fp32_layers\n",
     );
     for c in cells {
         let s = &c.stats;
         csv.push_str(&format!(
-            "{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{}\n",
+            "{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{}\n",
             c.method,
             c.levels,
             c.mode,
@@ -531,7 +554,8 @@ pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -
             s.min,
             s.max,
             c.digital_accuracy,
-            cost_columns(&c.cost)
+            cost_columns(&c.cost),
+            c.fp32_layers
         ));
     }
     write_text_atomic(&run.path.join("results.csv"), &csv)?;
@@ -547,8 +571,12 @@ pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -
     for chunk in cells.chunks(cc.sigmas.len() * variants.len().max(1)) {
         let f = &chunk[0];
         let n = if f.method == "fp32" { "32-bit".to_string() } else { f.levels.to_string() };
-        let mut r =
-            vec![f.method.clone(), n, if f.method == "fp32" { "-".into() } else { f.mode.clone() }];
+        let method = if f.fp32_layers.is_empty() {
+            f.method.clone()
+        } else {
+            format!("{} (fp32: {})", f.method, f.fp32_layers.replace('+', ", "))
+        };
+        let mut r = vec![method, n, if f.method == "fp32" { "-".into() } else { f.mode.clone() }];
         r.extend(chunk.iter().map(|c| mean_std(&c.stats)));
         rows.push(r);
     }
@@ -570,6 +598,7 @@ pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -
                         && c.mode == mode.name()
                         && c.sigma == cc.sigmas[0]
                         && c.cost.programming == first_variant
+                        && c.fp32_layers == first_policy
                 })
                 .map(|c| (c.levels as f64, 100.0 * c.stats.mean, 100.0 * c.stats.std))
                 .collect();
@@ -603,6 +632,7 @@ pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -
                             && c.mode == mode.name()
                             && c.levels == n
                             && c.cost.programming == first_variant
+                            && c.fp32_layers == first_policy
                     })
                     .map(|c| (100.0 * c.sigma, 100.0 * c.stats.mean, 100.0 * c.stats.std))
                     .collect();

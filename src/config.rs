@@ -657,6 +657,11 @@ pub struct CompareConfig {
     pub verify_fractions: Vec<f64>,
     /// With `tolerances`, also evaluate single-shot programming as a baseline.
     pub single_shot_baseline: bool,
+    /// Layer policies, each reported as its own rows (never mixed into another policy's
+    /// ranking): every entry is a `quant.keep_fp32` list that replaces the config's for its
+    /// units, e.g. `[[], [conv1, fc]]` = all layers quantized vs first and last kept fp32.
+    /// Empty: one policy, `quant.keep_fp32` as configured.
+    pub keep_fp32_sets: Vec<Vec<String>>,
 }
 
 impl Default for CompareConfig {
@@ -673,8 +678,14 @@ impl Default for CompareConfig {
             tolerances: Vec::new(),
             verify_fractions: Vec::new(),
             single_shot_baseline: false,
+            keep_fp32_sets: Vec::new(),
         }
     }
+}
+
+/// Two layer lists name the same layers (order and repeats do not matter).
+fn same_layers(a: &[String], b: &[String]) -> bool {
+    a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
 }
 
 /// Checks `lo <= v <= hi` and names the field when it is not.
@@ -744,6 +755,20 @@ impl Config {
         }
         if c.sigmas.is_empty() {
             return Err(invalid("compare.sigmas", "expected at least one sigma"));
+        }
+        for (i, set) in c.keep_fp32_sets.iter().enumerate() {
+            if c.keep_fp32_sets[..i].iter().any(|o| same_layers(o, set)) {
+                return Err(invalid(
+                    "compare.keep_fp32_sets",
+                    format!("the layer set {set:?} is listed twice"),
+                ));
+            }
+            if set.iter().any(|n| n.is_empty() || n.contains(['+', ',', '/'])) {
+                return Err(invalid(
+                    "compare.keep_fp32_sets",
+                    format!("{set:?}: expected layer names such as conv1 or fc"),
+                ));
+            }
         }
         Ok(())
     }

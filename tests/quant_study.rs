@@ -417,3 +417,71 @@ fn sign_split_pins_the_threshold_at_zero() {
         }
     }
 }
+
+/// A first/last-layer policy forms its own rows (`compare.keep_fp32_sets`): its units keep
+/// those layers fp32, its rows carry the policy in results.csv and table.md, and its paired
+/// differences compare only within the policy.
+#[test]
+fn layer_policies_give_their_own_rows() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    let mut args = vec!["compare".to_string()];
+    args.extend(grid_args(&d.path().join("out"), "[0.0]"));
+    for s in [
+        "compare.methods=[gq, uniform-mse]",
+        "compare.seeds=[1]",
+        "compare.include_fp32=false",
+        "compare.keep_fp32_sets=[[], [conv1, fc]]",
+    ] {
+        args.push("--set".into());
+        args.push(s.into());
+    }
+    args.extend(["--run-dir".to_string(), run.display().to_string()]);
+    let o = std::process::Command::new(bin())
+        .args(&args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("cannot start gqcim");
+    ok(&o);
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("plan.json")).unwrap()).unwrap();
+    let keys: Vec<&str> =
+        plan["units"].as_array().unwrap().iter().map(|u| u["key"].as_str().unwrap()).collect();
+    assert_eq!(
+        keys,
+        [
+            "gq-qat-N2-s1",
+            "uniform-mse-qat-N2-s1",
+            "gq-qat-N2-fp32-conv1+fc-s1",
+            "uniform-mse-qat-N2-fp32-conv1+fc-s1"
+        ]
+    );
+    let csv = std::fs::read_to_string(run.join("results.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<String>> =
+        csv.lines().skip(1).map(|l| l.split(',').map(String::from).collect()).collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    let policies: Vec<&str> = rows.iter().map(|r| r[col("fp32_layers")].as_str()).collect();
+    assert_eq!(policies, ["", "", "conv1+fc", "conv1+fc"]);
+    let cell: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("cells/gq-qat-N2-fp32-conv1+fc-s1/cell.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cell["cells"][0]["fp32_layers"], "conv1+fc");
+    let table = std::fs::read_to_string(run.join("table.md")).unwrap();
+    assert!(table.contains("gq (fp32: conv1, fc)"), "{table}");
+    let diffs = std::fs::read_to_string(run.join("differences.csv")).unwrap();
+    let dl: Vec<&str> = diffs.lines().skip(1).collect();
+    assert_eq!(dl.len(), 2, "one gq-vs-uniform difference per policy: {diffs}");
+    assert!(dl[0].ends_with(','), "all-layers row first: {diffs}");
+    assert!(dl[1].ends_with(",conv1+fc"), "{diffs}");
+    // A duplicated policy is a named error.
+    let mut bad = vec!["compare".to_string()];
+    bad.extend(grid_args(&d.path().join("out"), "[0.0]"));
+    bad.extend(["--set".into(), "compare.keep_fp32_sets=[[fc, conv1], [conv1, fc]]".into()]);
+    bad.extend(["--run-dir".to_string(), d.path().join("bad").display().to_string()]);
+    let o = std::process::Command::new(bin()).args(&bad).output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("compare.keep_fp32_sets"), "{}", stderr(&o));
+}

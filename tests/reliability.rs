@@ -405,6 +405,33 @@ fn oversized_and_endless_configs_are_refused_before_reading() {
 }
 
 #[test]
+fn endless_and_oversized_data_files_are_refused_before_reading() {
+    let start = std::time::Instant::now();
+    let d = tempfile::tempdir().unwrap();
+    let pred = d.path().join("pred.json");
+    std::fs::write(&pred, "[]").unwrap();
+    // A 2 GiB + 1 byte ground truth (sparse): refused from its size, before reading.
+    let big = d.path().join("gt.json");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len((2 << 30) + 1).unwrap(); // sparse
+    let o = run_gqcim(&[
+        "metrics",
+        "detection",
+        "--gt",
+        big.to_str().unwrap(),
+        "--pred",
+        pred.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["gt.json", "larger than 2048 MiB"]);
+    // An annotation file above 16 MiB is named, not read.
+    let xml = d.path().join("huge.xml");
+    std::fs::File::create(&xml).unwrap().set_len(17 << 20).unwrap();
+    let e = gqcim::data::voc::read_voc_xml(&xml, d.path(), &["tree"]).unwrap_err().to_string();
+    assert!(e.contains("huge.xml") && e.contains("larger than 16 MiB"), "{e}");
+    assert!(start.elapsed().as_secs() < 30, "took {:?}", start.elapsed());
+}
+
+#[test]
 fn run_name_cannot_escape_out_dir_and_empty_set_is_refused() {
     for name in ["../../escaped", "/tmp/abs", "a/../../b", ""] {
         let e = cfg_err(&format!("run_name: '{name}'\n"), &[]);

@@ -9,9 +9,7 @@ pub const CIFAR_PIXELS: usize = 3 * 32 * 32;
 
 /// Reads one CIFAR binary file into (pixels [n*3072], labels [n]).
 pub fn read_cifar_file(path: &Path, label_bytes: usize, classes: u8) -> Result<(Vec<u8>, Vec<u8>)> {
-    let raw = std::fs::read(path).map_err(|e| {
-        data_err(path, format!("cannot read: {e} (expected the CIFAR binary version files)"))
-    })?;
+    let raw = super::read_bounded(path, super::MAX_CIFAR_FILE_BYTES, "CIFAR binary file")?;
     parse_cifar_bytes(&raw, path, label_bytes, classes)
 }
 

@@ -269,3 +269,37 @@ pub fn epoch_batches(n: i64, batch_size: i64, device: Device) -> Vec<Tensor> {
     let count = n / bs;
     (0..count).map(|i| perm.narrow(0, i * bs, bs)).collect()
 }
+
+/// Reads a user-supplied data file of at most `max_bytes` into memory: the size is checked
+/// before reading and the read stops one byte past the limit, because devices and pipes
+/// (`/dev/zero`) report a size of 0 and never end. Errors name the file.
+pub fn read_bounded(path: &Path, max_bytes: u64, what: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let too_big = || data_err(path, format!("larger than {} MiB; not a {what}?", max_bytes >> 20));
+    let file =
+        std::fs::File::open(path).map_err(|e| data_err(path, format!("cannot read: {e}")))?;
+    if file.metadata().map(|m| m.len()).unwrap_or(0) > max_bytes {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| data_err(path, format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
+/// [`read_bounded`] for text files (UTF-8).
+pub fn read_text_bounded(path: &Path, max_bytes: u64, what: &str) -> Result<String> {
+    String::from_utf8(read_bounded(path, max_bytes, what)?)
+        .map_err(|e| data_err(path, format!("not UTF-8 text ({e}); not a {what}?")))
+}
+
+/// One annotation file (VOC XML, YOLO txt): real ones are a few KiB.
+pub const MAX_ANNOTATION_BYTES: u64 = 16 << 20;
+/// A COCO-style JSON (ground truth or detections): COCO's own train2017 instances are 450 MB.
+pub const MAX_COCO_JSON_BYTES: u64 = 2 << 30;
+/// A CIFAR binary file: the largest is CIFAR-100's train.bin, 50,000 records of 3,074 bytes.
+pub const MAX_CIFAR_FILE_BYTES: u64 = 50_000 * 3_074;

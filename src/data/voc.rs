@@ -203,8 +203,7 @@ pub fn read_voc_xml(
     images_dir: &Path,
     classes: &[&str],
 ) -> Result<(ImageAnn, SkipCounts)> {
-    let text =
-        std::fs::read_to_string(xml).map_err(|e| data_err(xml, format!("cannot read: {e}")))?;
+    let text = super::read_text_bounded(xml, super::MAX_ANNOTATION_BYTES, "VOC XML annotation")?;
     parse_voc_xml(&text, xml, images_dir, classes, &DiskImages)
 }
 
@@ -317,8 +316,7 @@ pub fn read_yolo_txt(
     image: &Path,
     num_classes: usize,
 ) -> Result<(ImageAnn, SkipCounts)> {
-    let text =
-        std::fs::read_to_string(txt).map_err(|e| data_err(txt, format!("cannot read: {e}")))?;
+    let text = super::read_text_bounded(txt, super::MAX_ANNOTATION_BYTES, "YOLO label file")?;
     parse_yolo_txt(&text, txt, image, num_classes, &DiskImages)
 }
 

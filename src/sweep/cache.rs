@@ -40,6 +40,7 @@ pub fn key(plan: &Plan, unit: &Unit) -> String {
         "levels": unit.levels,
         "mode": unit.mode,
         "fit_sigma": unit.fit_sigma,
+        "keep_fp32": unit.keep_fp32,
         "seed": unit.seed,
         "threads": plan.threads,
     });

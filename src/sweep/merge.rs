@@ -97,6 +97,7 @@ fn rows(files: &[(usize, CellFile)]) -> Vec<Vec<Cell>> {
                     && h.mode == c.mode
                     && h.sigma.to_bits() == c.sigma.to_bits()
                     && h.cost.programming == c.cost.programming
+                    && h.fp32_layers == c.fp32_layers
             };
             match rows.iter_mut().find(|r| same(r)) {
                 Some(r) => r.push(c.clone()),
@@ -115,6 +116,18 @@ fn pct(x: f64) -> String {
     }
 }
 
+/// The programming variant and layer policy of a paired difference, when not the default.
+fn variant_label(d: &PairedDifference) -> String {
+    let mut out = String::new();
+    if !d.programming.is_empty() && d.programming != "single-shot" {
+        out.push_str(&format!(", {}", d.programming));
+    }
+    if !d.fp32_layers.is_empty() {
+        out.push_str(&format!(" (fp32: {})", d.fp32_layers.replace('+', ", ")));
+    }
+    out
+}
+
 fn differences_md(diffs: &[PairedDifference], seeds: usize) -> String {
     let header: Vec<String> =
         ["N", "σ", "method", "vs best uniform", "Δ (points)", "95% CI", "CI over", "verdict"]
@@ -127,7 +140,7 @@ fn differences_md(diffs: &[PairedDifference], seeds: usize) -> String {
             vec![
                 d.levels.to_string(),
                 format!("{}%", 100.0 * d.sigma),
-                format!("{} {}", d.method, d.mode),
+                format!("{} {}{}", d.method, d.mode, variant_label(d)),
                 format!("{} {}", d.baseline_method, d.baseline_mode),
                 pct(d.mean),
                 if d.ci95.is_finite() { format!("±{:.2}", 100.0 * d.ci95) } else { "n/a".into() },
@@ -184,10 +197,12 @@ pub fn merge_run(run_dir: &mut crate::run::RunDir, extra: Value) -> Result<Value
     let mut table = std::fs::read_to_string(&table_path).unwrap_or_default();
     table.push_str(&differences_md(&diffs, seeds));
     write_text_atomic(&table_path, &table)?;
-    let mut csv = String::from("method,mode,levels,sigma,baseline,delta,ci95,basis,verdict\n");
+    let mut csv = String::from(
+        "method,mode,levels,sigma,baseline,delta,ci95,basis,verdict,programming,fp32_layers\n",
+    );
     for d in &diffs {
         csv.push_str(&format!(
-            "{},{},{},{},{} {},{:.6},{:.6},{},{}\n",
+            "{},{},{},{},{} {},{:.6},{:.6},{},{},{},{}\n",
             d.method,
             d.mode,
             d.levels,
@@ -200,7 +215,9 @@ pub fn merge_run(run_dir: &mut crate::run::RunDir, extra: Value) -> Result<Value
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default(),
-            d.verdict
+            d.verdict,
+            d.programming,
+            d.fp32_layers
         ));
     }
     write_text_atomic(&run.join("differences.csv"), &csv)?;
@@ -268,6 +285,7 @@ mod tests {
             finetune: None,
             same_as: None,
             cost: Default::default(),
+            fp32_layers: String::new(),
         };
         let cf = super::CellFile {
             plan_hash: String::new(),

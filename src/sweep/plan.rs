@@ -30,6 +30,15 @@ pub struct Unit {
     /// gq-noise at σ = 0 is gq by construction: this unit's cells are those of unit
     /// `alias_of`, relabelled at merge time; nothing runs for it.
     pub alias_of: Option<usize>,
+    /// The layer policy of `compare.keep_fp32_sets` this unit belongs to: the layers kept
+    /// fp32 instead of `quant.keep_fp32` (`None`: the config's own).
+    #[serde(default)]
+    pub keep_fp32: Option<Vec<String>>,
+}
+
+/// A layer set as a key and table fragment: `conv1+fc` (empty: every layer quantized).
+pub fn layers_label(layers: &[String]) -> String {
+    layers.join("+")
 }
 
 /// What fixes a grid's results; hashed into `hash`.
@@ -83,6 +92,7 @@ pub fn expand_units(cc: &CompareConfig, seeds: &[u64]) -> Vec<Unit> {
         sigmas,
         fit_sigma,
         alias_of: None,
+        keep_fp32: None,
     };
     if cc.include_fp32 {
         for &seed in seeds {
@@ -93,29 +103,45 @@ pub fn expand_units(cc: &CompareConfig, seeds: &[u64]) -> Vec<Unit> {
     }
     let mut methods = cc.methods.clone();
     methods.sort_by_key(|m| if *m == QuantMethod::Gq { 0 } else { 1 });
+    // One pass per layer policy; policies are the outermost loop so each forms its own
+    // block of rows.
+    let policies: Vec<Option<Vec<String>>> = if cc.keep_fp32_sets.is_empty() {
+        vec![None]
+    } else {
+        cc.keep_fp32_sets.iter().cloned().map(Some).collect()
+    };
     let mut planned: Vec<Unit> = Vec::new();
-    for &m in &methods {
-        for &n in &cc.levels {
-            for &mode in &cc.modes {
-                let fits: Vec<Option<f64>> = if m == QuantMethod::GqNoise {
-                    cc.sigmas.iter().map(|s| Some(*s)).collect()
-                } else {
-                    vec![None]
-                };
-                for fit in fits {
-                    for &seed in seeds {
-                        let sigmas = fit.map(|s| vec![s]).unwrap_or_else(|| cc.sigmas.clone());
-                        let mut u = base(m, n, mode, seed, sigmas, fit);
-                        u.key = match fit {
-                            Some(s) => format!(
-                                "{}-{}-N{n}-sigma{}-s{seed}",
-                                m.name(),
-                                mode.name(),
-                                sigma_key(s)
-                            ),
-                            None => format!("{}-{}-N{n}-s{seed}", m.name(), mode.name()),
-                        };
-                        planned.push(u);
+    for policy in &policies {
+        let suffix = match policy {
+            Some(l) if !l.is_empty() => format!("-fp32-{}", layers_label(l)),
+            _ => String::new(),
+        };
+        for &m in &methods {
+            for &n in &cc.levels {
+                for &mode in &cc.modes {
+                    let fits: Vec<Option<f64>> = if m == QuantMethod::GqNoise {
+                        cc.sigmas.iter().map(|s| Some(*s)).collect()
+                    } else {
+                        vec![None]
+                    };
+                    for fit in fits {
+                        for &seed in seeds {
+                            let sigmas = fit.map(|s| vec![s]).unwrap_or_else(|| cc.sigmas.clone());
+                            let mut u = base(m, n, mode, seed, sigmas, fit);
+                            u.keep_fp32 = policy.clone();
+                            u.key = match fit {
+                                Some(s) => format!(
+                                    "{}-{}-N{n}{suffix}-sigma{}-s{seed}",
+                                    m.name(),
+                                    mode.name(),
+                                    sigma_key(s)
+                                ),
+                                None => {
+                                    format!("{}-{}-N{n}{suffix}-s{seed}", m.name(), mode.name())
+                                }
+                            };
+                            planned.push(u);
+                        }
                     }
                 }
             }
@@ -131,6 +157,7 @@ pub fn expand_units(cc: &CompareConfig, seeds: &[u64]) -> Vec<Unit> {
                         && g.levels == u.levels
                         && g.mode == u.mode
                         && g.seed == u.seed
+                        && g.keep_fp32 == u.keep_fp32
                         && g.sigmas.contains(&0.0)
                 })
                 .map(|p| p + offset);

@@ -112,13 +112,19 @@ pub fn aggregate(per_seed: &[&Cell]) -> Cell {
     Cell { stats, digital_accuracy: mean(&digital), ..first.clone() }
 }
 
-/// A method's paired difference against a baseline at one (N, σ).
+/// A method's paired difference against a baseline at one (N, σ, programming, layer policy).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PairedDifference {
     pub method: String,
     pub mode: String,
     pub levels: usize,
     pub sigma: f64,
+    /// Programming variant (single-shot, write-verify tolerance) both rows share.
+    #[serde(default)]
+    pub programming: String,
+    /// Layer policy both rows share (`conv1+fc` kept fp32; empty: every layer quantized).
+    #[serde(default)]
+    pub fp32_layers: String,
     pub baseline_method: String,
     pub baseline_mode: String,
     /// Mean of (method − baseline), as a fraction.
@@ -165,25 +171,25 @@ fn is_uniform(method: &str) -> bool {
     method.starts_with("uniform") || method == "lsq"
 }
 
-/// Per (N, σ): the best uniform row (uniform-*, lsq; highest mean over modes) and every
-/// other quantized row's paired difference against it. `rows` are per-seed cell lists of
-/// one (method, N, mode, σ) each.
+/// Per (N, σ, programming variant, layer policy): the best uniform row (uniform-*, lsq;
+/// highest mean over modes) and every other quantized row's paired difference against it.
+/// Rows of different programming or layer policies are never ranked against each other.
+/// `rows` are per-seed cell lists of one (method, N, mode, σ, programming, policy) each.
 pub fn against_best_uniform(rows: &[Vec<&Cell>]) -> Vec<PairedDifference> {
     let mut out = Vec::new();
-    let mut keys: Vec<(usize, u64)> = Vec::new();
+    let group =
+        |c: &Cell| (c.levels, c.sigma.to_bits(), c.cost.programming.clone(), c.fp32_layers.clone());
+    let mut keys: Vec<(usize, u64, String, String)> = Vec::new();
     for r in rows {
-        let k = (r[0].levels, r[0].sigma.to_bits());
+        let k = group(r[0]);
         if r[0].method != "fp32" && !keys.contains(&k) {
             keys.push(k);
         }
     }
-    for (levels, sigma_bits) in keys {
-        let here: Vec<&Vec<&Cell>> = rows
-            .iter()
-            .filter(|r| {
-                r[0].levels == levels && r[0].sigma.to_bits() == sigma_bits && r[0].method != "fp32"
-            })
-            .collect();
+    for key in keys {
+        let (levels, _, programming, fp32_layers) = key.clone();
+        let here: Vec<&Vec<&Cell>> =
+            rows.iter().filter(|r| r[0].method != "fp32" && group(r[0]) == key).collect();
         let best = here
             .iter()
             .filter(|r| is_uniform(&r[0].method))
@@ -199,6 +205,8 @@ pub fn against_best_uniform(rows: &[Vec<&Cell>]) -> Vec<PairedDifference> {
                 mode: r[0].mode.clone(),
                 levels,
                 sigma: r[0].sigma,
+                programming: programming.clone(),
+                fp32_layers: fp32_layers.clone(),
                 baseline_method: best[0].method.clone(),
                 baseline_mode: best[0].mode.clone(),
                 mean: m,
@@ -231,6 +239,7 @@ mod tests {
             finetune: None,
             same_as: None,
             cost: Default::default(),
+            fp32_layers: String::new(),
         }
     }
 
@@ -279,5 +288,31 @@ mod tests {
         let y = [cell("uniform-mse", &[0.85, 0.85]), cell("uniform-mse", &[0.85, 0.85])];
         let rows: Vec<Vec<&Cell>> = vec![x.iter().collect(), y.iter().collect()];
         assert_eq!(against_best_uniform(&rows)[0].verdict, "level");
+    }
+
+    #[test]
+    fn layer_policies_are_ranked_only_within_themselves() {
+        let ends = |method: &str, metrics: &[f64]| Cell {
+            fp32_layers: "conv1+fc".into(),
+            ..cell(method, metrics)
+        };
+        // The all-layers uniform row is the better one overall, but the kept-ends gq row
+        // must be compared with the kept-ends uniform row.
+        let g_all = [cell("gq", &[0.80, 0.80])];
+        let u_all = [cell("uniform-mse", &[0.95, 0.95])];
+        let g_ends = [ends("gq", &[0.92, 0.93])];
+        let u_ends = [ends("uniform-mse", &[0.90, 0.90])];
+        let rows: Vec<Vec<&Cell>> = vec![
+            g_all.iter().collect(),
+            u_all.iter().collect(),
+            g_ends.iter().collect(),
+            u_ends.iter().collect(),
+        ];
+        let d = against_best_uniform(&rows);
+        assert_eq!(d.len(), 2, "{d:?}");
+        let e = d.iter().find(|x| x.fp32_layers == "conv1+fc").unwrap();
+        assert!((e.mean - 0.025).abs() < 1e-12, "{e:?}");
+        let a = d.iter().find(|x| x.fp32_layers.is_empty()).unwrap();
+        assert!((a.mean + 0.15).abs() < 1e-12, "{a:?}");
     }
 }

@@ -516,7 +516,7 @@ impl<'a> Entry<'a> {
 }
 
 fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| data_err(path, format!("cannot read: {e}")))
+    crate::data::read_text_bounded(path, crate::data::MAX_COCO_JSON_BYTES, "COCO JSON file")
 }
 
 fn parse_json(text: &str, path: &Path) -> Result<Value> {
