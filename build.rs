@@ -40,13 +40,39 @@ fn main() {
     }
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     println!("cargo:rustc-link-arg=-ltorch");
-    // Record the commit the binary was built from, for results.json when git is unavailable.
-    let commit = Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=GQCIM_BUILD_COMMIT={commit}");
+    // The code version of this binary: the commit it was built from, with `-dirty` when the
+    // code that goes into it (src/, Cargo.*, build.rs) differed from that commit. Results,
+    // grid plans and the network cache record it; it is fixed at build time, so committing
+    // or checking out another branch while a grid runs does not change what the running
+    // binary is. Re-run when HEAD or its branch moves, or a source file changes.
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    for watched in ["src", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={watched}");
+    }
+    // Worktrees keep HEAD outside `.git/`: ask git where HEAD, its reflog (appended on every
+    // commit, checkout and reset, also when the branch ref is packed) and the ref live.
+    let branch = git(&["rev-parse", "--symbolic-full-name", "HEAD"]).filter(|b| b != "HEAD");
+    let names = ["HEAD".to_string(), "logs/HEAD".to_string()];
+    for name in names.into_iter().chain(branch) {
+        if let Some(path) = git(&["rev-parse", "--git-path", &name]) {
+            if std::path::Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+            }
+        }
+    }
+    let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = Command::new("git")
+        .args(["diff", "--quiet", "HEAD", "--", "src", "Cargo.toml", "Cargo.lock", "build.rs"])
+        .status()
+        .map(|s| s.code() == Some(1))
+        .unwrap_or(false);
+    let suffix = if dirty && commit != "unknown" { "-dirty" } else { "" };
+    println!("cargo:rustc-env=GQCIM_BUILD_COMMIT={commit}{suffix}");
 }

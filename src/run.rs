@@ -196,15 +196,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// The commit of the working tree (or of the build, when not run inside the repository).
+/// The commit this binary was built from (`-dirty` when its code differed from it), fixed at
+/// build time by build.rs: the running code's version, whatever the checkout does meanwhile.
 pub fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| env!("GQCIM_BUILD_COMMIT").to_string())
+    env!("GQCIM_BUILD_COMMIT").to_string()
 }
 
 /// Resolves the device choice and the thread count; errors if CUDA is demanded but absent.
