@@ -216,8 +216,13 @@ fuzz: venv
 		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 
+# Serves runs/ on this machine only (http://127.0.0.1:$(TB_PORT)). To open it to the network
+# (every interface: anyone who can reach the port reads the runs), set TB_BIND=0.0.0.0 or an
+# interface address: `make tensorboard TB_BIND=0.0.0.0`.
+TB_BIND ?= 127.0.0.1
+TB_PORT ?= 6006
 tensorboard: venv
-	$(VENV)/bin/tensorboard --logdir runs --bind_all
+	$(VENV)/bin/tensorboard --logdir runs --host $(TB_BIND) --port $(TB_PORT)
 
 fmt:
 	cargo fmt

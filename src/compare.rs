@@ -10,8 +10,10 @@ use crate::checkpoint::write_text_atomic;
 use crate::config::{Config, ProgrammingNoise, QuantMethod, TuneMode};
 use crate::costreport::{cell_cost, programming_variants, CellCost};
 use crate::error::Result;
+use crate::glance::points::{net_label, GridPoint};
+use crate::glance::progress::{unit_lines, Eta};
+use crate::glance::tb_grid::unit_dir;
 use crate::quant::deploy::{apply_quantization, check_layer_names, make_path, QuantDeployment};
-use crate::report::{line_chart, markdown_table, Series};
 use crate::run::{git_commit, setup_device, RunDir};
 use crate::sweep::plan::{expand_units, layers_label};
 use crate::sweep::{merge_run, read_cell, write_cell, CellFile, Plan, Unit};
@@ -69,10 +71,6 @@ pub fn add_train_noise(net: &crate::nets::Network, cfg: &Config) -> Result<Quant
         }));
     }
     Ok(dep)
-}
-
-fn mean_std(s: &McStats) -> String {
-    format!("{:.2} ± {:.2}", 100.0 * s.mean, 100.0 * s.std)
 }
 
 /// The classification harness of a config (test set cut to `compare.eval_limit`).
@@ -168,22 +166,32 @@ pub fn run_grid_steps(
             .map_err(|e| crate::error::invalid("plan", e.to_string()));
     }
     let workers = spawn_workers(&run.path, how.workers - 1, plan.units.len())?;
+    let mut eta = Eta::default();
     for (k, &i) in runnable.iter().enumerate() {
         let started = Instant::now();
         let ran = run_cell(cfg, task, &plan, &run.path, i, device)?;
-        println!(
-            "[{}/{}] {}{}",
-            k + 1,
-            runnable.len(),
-            plan.units[i].key,
-            if ran.is_some() {
-                format!(" ({:.0} s)", started.elapsed().as_secs_f64())
-            } else {
-                " (result present, or run by another worker)".into()
-            }
-        );
-        if let Some(line) = ran {
-            println!("    {line}");
+        let Some(done) = ran else {
+            println!(
+                "[{}/{}] {} (result present, or run by another worker)",
+                k + 1,
+                runnable.len(),
+                plan.units[i].key
+            );
+            continue;
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        eta.record(done.points.len(), seconds - done.tune_s.unwrap_or(0.0), done.tune_s);
+        // What is left: (cells, networks to fine-tune) of the units after this one, shared
+        // by the workers (an estimate: they run at about this process's pace).
+        let rest = runnable[k + 1..].iter().map(|&j| &plan.units[j]);
+        let cells: usize = rest.clone().map(|u| u.sigmas.len() * done.variants).sum();
+        let tuned = rest.filter(|u| u.method != QuantMethod::Fp32 && u.mode != TuneMode::Ptq);
+        let left = eta.remaining(cells, tuned.count()).map(|s| s / how.workers as f64);
+        for line in unit_lines(k + 1, runnable.len(), &done.points, done.digital, seconds, left) {
+            println!("{line}");
+        }
+        if done.cached {
+            println!("    (network from cache)");
         }
     }
     wait_workers(workers)?;
@@ -191,7 +199,7 @@ pub fn run_grid_steps(
         &mut run,
         json!({ "wall_seconds": wall.elapsed().as_secs_f64(), "workers": how.workers }),
     )?;
-    let table = std::fs::read_to_string(run.path.join("table.md")).unwrap_or_default();
+    let table = std::fs::read_to_string(run.path.join("table.txt")).unwrap_or_default();
     println!(
         "\n{table}\nwall time {:.0} s; run folder {}",
         wall.elapsed().as_secs_f64(),
@@ -340,9 +348,13 @@ fn prepare_network(
     }
     let mut ft = None;
     if u.mode != TuneMode::Ptq {
-        let loss_tag = format!("finetune/{}-{}/N{}/loss", u.method.name(), u.mode.name(), u.levels);
-        ft = Some(finetune_loop(&net, task, c, &dep, |epoch, loss| {
-            tb.scalar(&loss_tag, loss, epoch)
+        // The loss at every step (x = global step from 0), in the unit's own run.
+        let mut first_step = 0;
+        ft = Some(finetune_loop(&net, task, c, &dep, |_, _, losses| {
+            for (i, l) in losses.iter().enumerate() {
+                tb.scalar("finetune/loss", *l, first_step + i);
+            }
+            first_step += losses.len();
         })?);
     }
     if let Some((dir, key)) = &key {
@@ -351,8 +363,20 @@ fn prepare_network(
     Ok((net, ft, false))
 }
 
+/// What a unit that ran reports for the progress lines.
+pub struct UnitDone {
+    /// Its cells (one seed), as the tables show them.
+    pub points: Vec<GridPoint>,
+    pub digital: f64,
+    /// Fine-tuning seconds (None: not fine-tuned, or the network came from the cache).
+    pub tune_s: Option<f64>,
+    pub cached: bool,
+    /// Programming variants per σ.
+    pub variants: usize,
+}
+
 /// Runs one unit of the plan and writes its cell; `None` when its result is already there
-/// (or it is an alias, resolved at merge time), else a one-line summary.
+/// (or it is an alias, resolved at merge time).
 pub fn run_cell(
     cfg: &Config,
     task: &dyn TaskHarness,
@@ -360,7 +384,7 @@ pub fn run_cell(
     run: &Path,
     index: usize,
     device: tch::Device,
-) -> Result<Option<String>> {
+) -> Result<Option<UnitDone>> {
     let u = plan.unit(run, index)?;
     if u.alias_of.is_some() || read_cell(run, plan, u)?.is_some() {
         return Ok(None);
@@ -377,15 +401,13 @@ pub fn run_cell(
     let variants = programming_variants(cfg);
     let any_wv = variants.iter().any(|v| v.programming.is_write_verify());
     let preset = cfg.cost.load_preset()?;
-    let mut tb = crate::tb::Tb::new(&crate::sweep::cell::unit_dir(run, u));
+    // The unit's own TensorBoard run, under its network's sub-run (layout: glance::tb_grid).
+    let label = net_label(u.method.name(), u.mode.name(), u.levels);
+    let mut tb =
+        crate::tb::Tb::at_file(&unit_dir(run, &label, u.seed, u.fit_sigma), crate::tb::UNIT_EVENTS);
     let (net, ft, cached) = prepare_network(&c, task, plan, u, device, &mut tb)?;
-    let tag = match &u.keep_fp32 {
-        Some(l) if !l.is_empty() => {
-            format!("{}-{}-fp32-{}", u.method.name(), u.mode.name(), layers_label(l))
-        }
-        _ => format!("{}-{}", u.method.name(), u.mode.name()),
-    };
-    task.log_samples(&net, &mut tb, &format!("samples/{tag}-N{}", u.levels), 0);
+    crate::glance::grid::log_deployed(&mut tb, &net, u.method != QuantMethod::Fp32);
+    task.log_samples(&net, &mut tb, "samples", 0);
     // On an ideal crossbar (no non-ideality besides the swept programming noise) the
     // sigma = 0 cell is the digital network within 1e-5 (tests/analog.rs): its one trial
     // gives the digital metric, so the network is not evaluated twice.
@@ -435,12 +457,6 @@ pub fn run_cell(
             if sigma == 0.0 && ideal_at_zero {
                 digital = stats.mean;
             }
-            let vtag = if variants.len() > 1 { format!("/{}", v.label) } else { String::new() };
-            tb.scalar(
-                &format!("compare/{tag}/N{}{vtag}", u.levels),
-                stats.mean,
-                (sigma * 1000.0).round() as usize,
-            );
             let cost = cell_cost(&net, &a, cfg, &preset, v, &prog_stats)?;
             cells.push(Cell {
                 method: u.method.name().into(),
@@ -464,20 +480,14 @@ pub fn run_cell(
         cell.digital_accuracy = digital;
     }
     tb.flush()?;
-    let summary = cells
-        .iter()
-        .map(|c| {
-            let v =
-                if variants.len() > 1 { format!(" {}", c.cost.programming) } else { String::new() };
-            format!("σ={}{v}: {} ({:.3e} pulses)", c.sigma, mean_std(&c.stats), c.cost.pulses)
-        })
-        .collect::<Vec<_>>()
-        .join("  ");
-    let line = format!(
-        "digital {:.2}%  {summary}{}",
-        100.0 * digital,
-        if cached { "  (network from cache)" } else { "" }
-    );
+    let points = crate::glance::grid::points(&cells, 1);
+    let done = UnitDone {
+        points,
+        digital,
+        tune_s: ft.as_ref().filter(|_| !cached).map(|f| f.seconds),
+        cached,
+        variants: variants.len(),
+    };
     let file = CellFile {
         plan_hash: plan.hash.clone(),
         index,
@@ -490,7 +500,7 @@ pub fn run_cell(
         cached,
     };
     write_cell(run, u, &file)?;
-    Ok(Some(line))
+    Ok(Some(done))
 }
 
 /// The cost columns of results.csv (see the header in `write_outputs`). The simulator's own
@@ -513,27 +523,10 @@ fn cost_columns(k: &CellCost) -> String {
     )
 }
 
-/// `mAP@0.5 (%)` -> `mAP@0.5`, for plot titles.
-fn short_metric(metric: &str) -> &str {
-    metric.split(" (").next().unwrap_or(metric)
-}
-
-pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Result<()> {
+/// results.csv, table.md, table.txt and the charts of the merged cells (`cfg.compare.seeds`
+/// fine-tuning seeds pooled in each); returns table.md's text.
+pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -> Result<String> {
     let cc = &cfg.compare;
-    // Programming variants (single-shot, write-verify tolerances), in the cells' order.
-    let mut variants: Vec<String> = Vec::new();
-    for c in cells {
-        if !variants.contains(&c.cost.programming) {
-            variants.push(c.cost.programming.clone());
-        }
-    }
-    let first_variant = variants.first().cloned().unwrap_or_default();
-    // The plots show the first layer policy; every policy has its own rows in the tables.
-    let first_policy = cells
-        .iter()
-        .find(|c| c.method != "fp32")
-        .map(|c| c.fp32_layers.clone())
-        .unwrap_or_default();
     let mut csv = String::from(
         "method,levels,mode,sigma,trials,mean,std,ci95,min,max,digital,programming,tolerance,\
          verify_fraction,pulses,verify_reads,unconverged,program_time_s,program_energy_j,\
@@ -559,103 +552,6 @@ pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -
         ));
     }
     write_text_atomic(&run.path.join("results.csv"), &csv)?;
-    // Markdown: one row per (method, N, mode), one column per sigma.
-    let mut header = vec!["method".to_string(), "N".into(), "fine-tuning".into()];
-    for s in &cc.sigmas {
-        for v in &variants {
-            let v = if variants.len() > 1 { format!(", {v}") } else { String::new() };
-            header.push(format!("σ = {}%{v}", 100.0 * s));
-        }
-    }
-    let mut rows = Vec::new();
-    for chunk in cells.chunks(cc.sigmas.len() * variants.len().max(1)) {
-        let f = &chunk[0];
-        let n = if f.method == "fp32" { "32-bit".to_string() } else { f.levels.to_string() };
-        let method = if f.fp32_layers.is_empty() {
-            f.method.clone()
-        } else {
-            format!("{} (fp32: {})", f.method, f.fp32_layers.replace('+', ", "))
-        };
-        let mut r = vec![method, n, if f.method == "fp32" { "-".into() } else { f.mode.clone() }];
-        r.extend(chunk.iter().map(|c| mean_std(&c.stats)));
-        rows.push(r);
-    }
-    let md = format!(
-        "Test {metric} on the crossbar, mean ± std over Monte-Carlo trials; σ = \
-         programming noise relative to the conductance window.\n\n{}",
-        markdown_table(&header, &rows)
-    );
-    write_text_atomic(&run.path.join("table.md"), &md)?;
-    // Plots: accuracy against N at σ = 0, per method and mode; accuracy against σ per N.
-    let fp32: Vec<&Cell> = cells.iter().filter(|c| c.method == "fp32").collect();
-    let mut by_levels = Vec::new();
-    for m in &cc.methods {
-        for mode in &cc.modes {
-            let pts: Vec<(f64, f64, f64)> = cells
-                .iter()
-                .filter(|c| {
-                    c.method == m.name()
-                        && c.mode == mode.name()
-                        && c.sigma == cc.sigmas[0]
-                        && c.cost.programming == first_variant
-                        && c.fp32_layers == first_policy
-                })
-                .map(|c| (c.levels as f64, 100.0 * c.stats.mean, 100.0 * c.stats.std))
-                .collect();
-            by_levels.push(Series { label: format!("{} {}", m.name(), mode.name()), points: pts });
-        }
-    }
-    if let Some(f) = fp32.first() {
-        let xs: Vec<usize> = cc.levels.clone();
-        by_levels.push(Series {
-            label: "fp32".into(),
-            points: xs.iter().map(|n| (*n as f64, 100.0 * f.stats.mean, 0.0)).collect(),
-        });
-    }
-    let _ = line_chart(
-        &run.path.join("accuracy_vs_levels.png"),
-        &format!("{} vs analog levels (σ = {}%)", short_metric(metric), 100.0 * cc.sigmas[0]),
-        "levels N",
-        metric,
-        &by_levels,
-        true,
-    )
-    .map_err(|e| log::warn!("plot accuracy_vs_levels: {e}"));
-    for &n in &cc.levels {
-        let mut series = Vec::new();
-        for m in &cc.methods {
-            for mode in &cc.modes {
-                let pts: Vec<(f64, f64, f64)> = cells
-                    .iter()
-                    .filter(|c| {
-                        c.method == m.name()
-                            && c.mode == mode.name()
-                            && c.levels == n
-                            && c.cost.programming == first_variant
-                            && c.fp32_layers == first_policy
-                    })
-                    .map(|c| (100.0 * c.sigma, 100.0 * c.stats.mean, 100.0 * c.stats.std))
-                    .collect();
-                series.push(Series { label: format!("{} {}", m.name(), mode.name()), points: pts });
-            }
-        }
-        series.push(Series {
-            label: "fp32".into(),
-            points: fp32
-                .iter()
-                .filter(|c| c.cost.programming == first_variant)
-                .map(|c| (100.0 * c.sigma, 100.0 * c.stats.mean, 100.0 * c.stats.std))
-                .collect(),
-        });
-        let _ = line_chart(
-            &run.path.join(format!("accuracy_vs_sigma_N{n}.png")),
-            &format!("{} vs programming noise, N = {n}", short_metric(metric)),
-            "σ (% of conductance window)",
-            metric,
-            &series,
-            false,
-        )
-        .map_err(|e| log::warn!("plot accuracy_vs_sigma_N{n}: {e}"));
-    }
-    Ok(())
+    let points = crate::glance::grid::points(cells, cc.seeds.len().max(1));
+    crate::glance::grid::write_tables_and_charts(&run.path, &points, metric, &cc.levels, &cc.sigmas)
 }

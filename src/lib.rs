@@ -10,6 +10,7 @@ pub mod costreport;
 pub mod data;
 pub mod error;
 pub mod fuzzing;
+pub mod glance;
 pub mod nets;
 pub mod quant;
 pub mod report;

@@ -126,6 +126,21 @@ enum Command {
         #[arg(long)]
         list_missing: bool,
     },
+    /// Redraw a finished grid's charts from its results.csv and print its table.
+    Plot {
+        /// results.csv of a comparison run.
+        #[arg(long)]
+        results: PathBuf,
+        /// The grid's task (its metric): classify, detect or segment.
+        #[arg(long)]
+        task: String,
+        /// Folder for the PNGs (default: the CSV's folder).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// File name prefix, e.g. `detect_`.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
     /// Train the YOLO-style detector on Fashion-MNIST scenes.
     DetectTrain {
         #[command(flatten)]
@@ -422,8 +437,19 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 let mut run = gqcim::run::RunDir::open(&run_dir)?;
                 gqcim::sweep::merge_run(&mut run, serde_json::json!({}))?;
-                let table = std::fs::read_to_string(run_dir.join("table.md")).unwrap_or_default();
+                let table = std::fs::read_to_string(run_dir.join("table.txt")).unwrap_or_default();
                 println!("{table}\nmerged into {}", run_dir.display());
+            }
+        }
+        Command::Plot { results, task, out_dir, prefix } => {
+            let dir = out_dir.unwrap_or_else(|| {
+                results.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| ".".into())
+            });
+            let (charts, table) = gqcim::glance::grid::replot(&results, &task, &dir, &prefix)
+                .context("plot failed")?;
+            println!("{table}");
+            for p in charts {
+                println!("wrote {}", p.display());
             }
         }
         Command::Export { mut args, checkpoint, quant, out } => {

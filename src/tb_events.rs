@@ -18,6 +18,9 @@ use tensorboard_rs::record_writer::RecordWriter;
 pub struct EventWriter {
     path: PathBuf,
     records: RecordWriter<BufWriter<File>>,
+    /// Stamps every event with this wall time instead of the clock's (outputs that must be
+    /// byte-identical when recomputed: the grid's merge).
+    fixed_time: Option<f64>,
 }
 
 fn wall_time() -> f64 {
@@ -46,12 +49,23 @@ impl EventWriter {
 
     /// An events file at exactly `path` (created or truncated).
     pub fn at_path(path: &Path) -> Result<EventWriter, String> {
+        Self::open(path, None)
+    }
+
+    /// An events file at exactly `path` whose every event carries `wall_time`: the same
+    /// summaries give the same bytes.
+    pub fn at_path_fixed_time(path: &Path, wall_time: f64) -> Result<EventWriter, String> {
+        Self::open(path, Some(wall_time))
+    }
+
+    fn open(path: &Path, fixed_time: Option<f64>) -> Result<EventWriter, String> {
         let path = path.to_path_buf();
         let file =
             File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        let mut w = EventWriter { path, records: RecordWriter::new(BufWriter::new(file)) };
+        let mut w =
+            EventWriter { path, records: RecordWriter::new(BufWriter::new(file)), fixed_time };
         let mut ev = Event::new();
-        ev.set_wall_time(wall_time());
+        ev.set_wall_time(w.now());
         ev.set_file_version("brain.Event:2".to_string());
         w.write_event(&ev)?;
         w.flush()?;
@@ -60,6 +74,10 @@ impl EventWriter {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn now(&self) -> f64 {
+        self.fixed_time.unwrap_or_else(wall_time)
     }
 
     fn io_err(&self, what: &str, e: impl std::fmt::Display) -> String {
@@ -74,7 +92,7 @@ impl EventWriter {
     /// Appends one summary at `step`, stamped with the current time.
     pub fn add_summary(&mut self, summary: Summary, step: usize) -> Result<(), String> {
         let mut ev = Event::new();
-        ev.set_wall_time(wall_time());
+        ev.set_wall_time(self.now());
         ev.set_step(step as i64);
         ev.set_summary(summary);
         self.write_event(&ev)

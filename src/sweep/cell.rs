@@ -177,11 +177,21 @@ pub fn cell_command(run: &Path, index: usize, count: usize) -> Result<()> {
             i,
             setup.device,
         )? {
-            Some(line) => println!(
-                "unit {i} {}: {line} ({:.0} s)",
-                plan.units[i].key,
-                started.elapsed().as_secs_f64()
-            ),
+            Some(done) => {
+                let s = started.elapsed().as_secs_f64();
+                println!("unit {i} {}:", plan.units[i].key);
+                let total = plan.units.len();
+                for line in crate::glance::progress::unit_lines(
+                    i + 1,
+                    total,
+                    &done.points,
+                    done.digital,
+                    s,
+                    None,
+                ) {
+                    println!("{line}");
+                }
+            }
             None => {
                 println!(
                     "unit {i} {}: result present, alias, or running in another process",

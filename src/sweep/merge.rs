@@ -8,7 +8,9 @@ use crate::checkpoint::write_text_atomic;
 use crate::compare::{write_outputs, Cell};
 use crate::costreport::{write_cost_outputs, CostPoint};
 use crate::error::{GqcimError, Result};
+use crate::glance::tb_grid::{table_text, tb_root, write_network_runs, GridTags, MERGE_WALL_TIME};
 use crate::report::markdown_table;
+use crate::tb::Tb;
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -161,8 +163,10 @@ fn differences_md(diffs: &[PairedDifference], seeds: usize) -> String {
     )
 }
 
-/// Merges the run folder's cells into results.csv, results.json, table.md and plots;
-/// `extra` is added to results.json (the in-process command's wall time, say).
+/// Merges the run folder's cells into results.csv, results.json, table.md, table.txt, plots
+/// and the TensorBoard runs under `tb/`; `extra` is added to results.json (the in-process
+/// command's wall time, say). Every output is rewritten whole: merging again gives the same
+/// files.
 pub fn merge_run(run_dir: &mut crate::run::RunDir, extra: Value) -> Result<Value> {
     let run_path = run_dir.path.clone();
     let run = run_path.as_path();
@@ -177,6 +181,9 @@ pub fn merge_run(run_dir: &mut crate::run::RunDir, extra: Value) -> Result<Value
     // The tables need only the compare section (levels, modes, sigmas to lay out).
     let cfg = crate::config::Config { compare: plan.compare.clone(), ..Default::default() };
     write_outputs(run_dir, &cfg, &cells, &plan.metric)?;
+    // The grid's own TensorBoard run (text table, cost charts), rewritten whole by every
+    // merge (glance::tb_grid has the layout).
+    let mut grid_tb = Tb::replaceable(&tb_root(run), MERGE_WALL_TIME);
     // Programming effort and inference energy against accuracy (issue "What the analog
     // weights cost"): Pareto fronts per method over N and tolerance.
     let fp32_pct = cells.iter().find(|c| c.method == "fp32").map(|c| 100.0 * c.digital_accuracy);
@@ -191,12 +198,18 @@ pub fn merge_run(run_dir: &mut crate::run::RunDir, extra: Value) -> Result<Value
             cost: &c.cost,
         })
         .collect();
-    write_cost_outputs(&run_dir.path, &mut run_dir.tb, &points, fp32_pct, &plan.metric)?;
+    write_cost_outputs(&run_dir.path, &mut grid_tb, &points, fp32_pct, &plan.metric)?;
     let seeds = plan.compare.seeds.len().max(1);
     let table_path = run.join("table.md");
     let mut table = std::fs::read_to_string(&table_path).unwrap_or_default();
     table.push_str(&differences_md(&diffs, seeds));
     write_text_atomic(&table_path, &table)?;
+    let seeds_pooled = plan.compare.seeds.len().max(1);
+    let grid_points = crate::glance::grid::points(&cells, seeds_pooled);
+    let tags = GridTags::new(&plan.task, &plan.metric, &plan.compare.sigmas);
+    grid_tb.text(&tags.table_tag(), &table_text(&tags, &table), 0);
+    grid_tb.commit()?;
+    write_network_runs(run, &tags, &grid_points, &plan.compare.levels)?;
     let mut csv = String::from(
         "method,mode,levels,sigma,baseline,delta,ci95,basis,verdict,programming,fp32_layers\n",
     );

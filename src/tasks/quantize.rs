@@ -39,12 +39,13 @@ pub struct FinetuneStats {
 
 /// Straight-through fine-tuning with whatever weight paths the network carries: master
 /// weights (and LSQ steps) learn, the forward pass sees quantized (or noisy) weights.
+/// `on_epoch(epoch, mean loss, per-step losses)` runs after every epoch.
 pub fn finetune_loop(
     net: &Network,
     task: &dyn TaskHarness,
     cfg: &Config,
     dep: &QuantDeployment,
-    mut on_epoch: impl FnMut(usize, f64),
+    mut on_epoch: impl FnMut(usize, f64, &[f64]),
 ) -> Result<FinetuneStats> {
     let f = &cfg.finetune;
     let mut params: Vec<(String, Tensor, f64)> = net
@@ -100,19 +101,25 @@ pub fn finetune_loop(
     while step < total {
         tch::manual_seed(epoch_seed(cfg.seed ^ 0xF17E, epoch));
         let batches = data::epoch_batches(n_train, bs, device);
-        let mut loss_acc = Tensor::zeros([], (tch::Kind::Float, device));
-        let mut n = 0;
+        // Step losses stay on the device until the epoch ends (one copy per epoch, not a
+        // synchronisation per step).
+        let mut losses: Vec<Tensor> = Vec::new();
         for idx in batches.iter().take(total - step) {
             let lr = learning_rate(f.lr, step, 0, total);
             let loss = task.batch_loss(net, idx);
             opt.zero_grad();
             loss.backward();
             opt.step(lr);
-            tch::no_grad(|| loss_acc += loss.detach());
+            losses.push(loss.detach().to_kind(tch::Kind::Double));
             step += 1;
-            n += 1;
         }
-        last_loss = loss_acc.double_value(&[]) / n.max(1) as f64;
+        let step_losses: Vec<f64> = if losses.is_empty() {
+            Vec::new()
+        } else {
+            Vec::<f64>::try_from(Tensor::stack(&losses, 0).to_device(tch::Device::Cpu))
+                .map_err(|e| crate::error::invalid("finetune", format!("step losses: {e}")))?
+        };
+        last_loss = step_losses.iter().sum::<f64>() / step_losses.len().max(1) as f64;
         if !last_loss.is_finite() {
             net.layers.set_training(false);
             if let Ok(mut c) = dep.clock.lock() {
@@ -127,7 +134,7 @@ pub fn finetune_loop(
             ));
         }
         epoch += 1;
-        on_epoch(epoch, last_loss);
+        on_epoch(epoch, last_loss, &step_losses);
     }
     net.layers.set_training(false);
     if let Ok(mut c) = dep.clock.lock() {
@@ -320,7 +327,7 @@ pub fn quantize_command(
     });
     let mut final_res = ptq;
     if let Some(task) = task.filter(|_| finetune) {
-        let stats = finetune_loop(&net, &task, cfg, &dep, |e, loss| {
+        let stats = finetune_loop(&net, &task, cfg, &dep, |e, loss, _| {
             run.tb.scalar("finetune/loss", loss, e);
         })?;
         let ft = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size)?;

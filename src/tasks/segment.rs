@@ -544,7 +544,7 @@ fn create_run_dir(
 }
 
 /// Logs the first `n` test scenes as one image each: the grey input, the coloured ground
-/// truth and the coloured prediction side by side (VOC palette), padded square by `Tb`.
+/// truth and the coloured prediction side by side (VOC palette), at their own aspect ratio.
 pub fn log_samples(
     tb: &mut Tb,
     net: &Network,
