@@ -407,7 +407,12 @@ pub fn run_cell(
         crate::tb::Tb::at_file(&unit_dir(run, &label, u.seed, u.fit_sigma), crate::tb::UNIT_EVENTS);
     let (net, ft, cached) = prepare_network(&c, task, plan, u, device, &mut tb)?;
     crate::glance::grid::log_deployed(&mut tb, &net, u.method != QuantMethod::Fp32);
-    task.log_samples(&net, &mut tb, "samples", 0);
+    // Pictures of the first test samples, composed side by side across networks by merge.
+    crate::glance::samples::save_unit_samples(
+        &crate::sweep::cell::unit_dir(run, u),
+        &task.sample_inputs(),
+        &task.sample_pictures(&net),
+    )?;
     // On an ideal crossbar (no non-ideality besides the swept programming noise) the
     // sigma = 0 cell is the digital network within 1e-5 (tests/analog.rs): its one trial
     // gives the digital metric, so the network is not evaluated twice.

@@ -1,8 +1,9 @@
 //! Issue 20, "8-level vs 32-bit at a glance": a tiny segmentation grid read back with
 //! TensorBoard's EventAccumulator (fp32 and N = 8 share a tag in two sub-runs, gap scalars,
 //! the text table, fine-tuning loss per step, deployed-weight histograms; merge rewrites the
-//! same bytes), the chart layout (legend beside, never over, the data), `gqcim plot`, and
-//! `make tensorboard` binding to localhost.
+//! same bytes; side-by-side samples), the chart layout (legend beside, never over, the
+//! data), `gqcim plot`, the detection and segmentation pictures, and `make tensorboard`
+//! binding to localhost.
 mod common;
 use common::*;
 use gqcim::config::{QuantMethod, TuneMode};
@@ -180,6 +181,10 @@ fn tiny_grid_puts_fp32_and_n8_on_one_tensorboard_card() {
     let e = err.iter().find(|t| t.starts_with("quant_error_pct/")).expect("no quant error");
     let v = series(&tb, &ptq, "scalars", e)[0].1;
     assert!(v > 0.0 && v < 100.0, "{e}: {v}%");
+    // The same scene under every network, side by side, not padded to a square.
+    let img = &tb["tb"]["images"]["samples/segment/sample_0/N8"][0];
+    let (w, h) = (img[1].as_i64().unwrap(), img[2].as_i64().unwrap());
+    assert!(w >= 5 * 96 && h < w, "input, truth, fp32, 2 networks at 96 px: {w}x{h}");
     // Nothing else: no per-unit logs in the cell folders, no stray runs.
     let mut runs = keys(&tb);
     runs.retain(|r| r != ".");
@@ -304,6 +309,44 @@ fn charts_keep_the_legend_off_the_data() {
     let lg = charts[0].1.legend;
     assert_eq!(img.get_pixel(lg.x as u32, (lg.y + lg.h / 2) as u32).0, [0, 0, 0]);
     assert_eq!(img.get_pixel((lg.right() - 3) as u32, (lg.bottom() - 3) as u32).0, [255; 3]);
+}
+
+/// Ground truth stays visible on black and on white; a detection carries a tab in its class
+/// colour with text in it.
+#[test]
+fn detection_pictures_label_boxes_and_show_truth_on_any_background() {
+    use gqcim::data::scenes::SceneBox;
+    use gqcim::glance::picture::CLASS_COLOURS;
+    use gqcim::tasks::detect::draw_scene;
+    use gqcim::tasks::detect_metrics::Detection;
+    for bg in [0u8, 255] {
+        let gray = vec![bg; 32 * 32];
+        let gt = SceneBox { class: 1, x1: 4.0, y1: 6.0, x2: 12.0, y2: 22.0 };
+        let det = Detection { image_id: 0, class: 4, score: 0.87, bbox: [16.0, 14.0, 30.0, 30.0] };
+        let p = draw_scene(&gray, 32, 32, 3, &[gt], &[det], 0.3);
+        assert_eq!((p.w, p.h), (96, 96));
+        // The truth's left edge (x = 12 px) has black and white dashes whatever the background.
+        let edge: Vec<[u8; 3]> = (20..64).map(|y| p.get(12, y)).collect();
+        assert!(edge.contains(&[0, 0, 0]) && edge.contains(&[255, 255, 255]), "bg {bg}");
+        // The label tab above the box in the coat colour, with text ink in it.
+        let tab: Vec<[u8; 3]> = (48..96).map(|x| p.get(x, 36)).collect();
+        assert!(tab.contains(&CLASS_COLOURS[4]), "no class-coloured tab: {tab:?}");
+        assert!(tab.iter().any(|c| *c != CLASS_COLOURS[4] && *c != [bg; 3]), "no label text");
+    }
+    let legend = gqcim::tasks::detect::detection_legend(600);
+    assert_eq!(legend.w, 600);
+    assert!(legend.rgb.chunks(3).any(|c| c == CLASS_COLOURS[9]), "no ankle-boot swatch");
+}
+
+#[test]
+fn segmentation_background_is_neither_black_nor_white() {
+    let bg = gqcim::tasks::segment::mask_colour(0);
+    assert_ne!(bg, [0, 0, 0]);
+    assert_ne!(bg, [255, 255, 255]);
+    let all: Vec<[u8; 3]> = (0..=10).map(gqcim::tasks::segment::mask_colour).collect();
+    for (i, a) in all.iter().enumerate() {
+        assert!(all[i + 1..].iter().all(|b| b != a), "class {i} shares its colour");
+    }
 }
 
 /// `make tensorboard` serves on 127.0.0.1 unless TB_BIND says otherwise.

@@ -2,8 +2,9 @@
 //! hands the merged cells here as [`points::GridPoint`]s; this module turns them into
 //! TensorBoard sub-runs and tags (`tb_grid`), the Markdown and terminal tables with a
 //! Δ-vs-fp32 column (`table`), PNG charts with an explicit layout (`plot`, `layout`,
-//! `charts`); units log their deployed network (`grid`) and the grid prints progress lines
-//! with an ETA (`progress`).
+//! `charts`) and captioned sample pictures composed side by side across networks
+//! (`picture`, `samples`); units log their deployed network (`grid`) and the grid prints
+//! progress lines with an ETA (`progress`).
 //!
 //! Error bars are 95% confidence intervals of the mean with Student's t (Montgomery &
 //! Runger, "Applied Statistics and Probability for Engineers", ch. 8), over fine-tuning
@@ -14,8 +15,10 @@
 pub mod charts;
 pub mod grid;
 pub mod layout;
+pub mod picture;
 pub mod plot;
 pub mod points;
 pub mod progress;
+pub mod samples;
 pub mod table;
 pub mod tb_grid;

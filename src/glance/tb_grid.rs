@@ -5,6 +5,8 @@
 //! ```text
 //! <run>/tb/                       the grid's own run, written by merge:
 //!                                   <task>/results_table (TEXT: table.md + how to read it),
+//!                                   samples/<task>/sample_<i>/N<n> (IMAGES: one scene
+//!                                   under fp32 and every method at N, side by side),
 //!                                   cost/... (Pareto charts and scalars of cost grids)
 //! <run>/tb/<network>/             one sub-run per grid network (`fp32`, `gq-qat-N8`),
 //!                                   written by merge from the merged cells:
@@ -14,7 +16,7 @@
 //!                                   at σ = 2%), written by the unit while it runs:
 //!                                   finetune/loss at every fine-tuning step,
 //!                                   deployed_weights/<layer> histograms,
-//!                                   quant_error_pct/<layer>, samples/...
+//!                                   quant_error_pct/<layer>
 //! ```
 //!
 //! TensorBoard names runs by their folder relative to `--logdir`, so every network is a

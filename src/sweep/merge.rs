@@ -208,6 +208,7 @@ pub fn merge_run(run_dir: &mut crate::run::RunDir, extra: Value) -> Result<Value
     let grid_points = crate::glance::grid::points(&cells, seeds_pooled);
     let tags = GridTags::new(&plan.task, &plan.metric, &plan.compare.sigmas);
     grid_tb.text(&tags.table_tag(), &table_text(&tags, &table), 0);
+    crate::glance::samples::write_grid_samples(&mut grid_tb, run, &plan)?;
     grid_tb.commit()?;
     write_network_runs(run, &tags, &grid_points, &plan.compare.levels)?;
     let mut csv = String::from(

@@ -30,6 +30,9 @@ use crate::config::{
 use crate::data::scenes::{generate, SceneBox, SceneConfig, SceneSet};
 use crate::data::{self, Dataset};
 use crate::error::{invalid, Result};
+use crate::glance::picture::{
+    dashed_outline, legend, outline, stack, text_size, Picture, Swatch, CLASS_COLOURS,
+};
 use crate::nets::yolo::{build_detector, YoloConfig};
 use crate::nets::Network;
 use crate::run::{device_info, git_commit, setup_device, RunDir, RunPlace};
@@ -752,22 +755,9 @@ pub fn evaluate(
 // Drawing (TensorBoard samples)
 // ---------------------------------------------------------------------------------------
 
-/// tab10 colours, one per class.
-const PALETTE: [[u8; 3]; 10] = [
-    [31, 119, 180],
-    [255, 127, 14],
-    [44, 160, 44],
-    [214, 39, 40],
-    [148, 103, 189],
-    [140, 86, 75],
-    [227, 119, 194],
-    [127, 127, 127],
-    [188, 189, 34],
-    [23, 190, 207],
-];
-
-/// A grey scene [h * w] upscaled `scale` times into RGB (CHW bytes), ground-truth boxes in
-/// white (1 px), detections scoring at least `min_score` in their class colour (2 px).
+/// A grey scene [h * w] upscaled `scale` times: ground-truth boxes as black-and-white dashes
+/// (visible on any background), detections scoring at least `min_score` as 2-px boxes in
+/// their class colour with a `class score` tab (class colours: `picture::CLASS_COLOURS`).
 pub fn draw_scene(
     gray: &[u8],
     h: usize,
@@ -776,43 +766,78 @@ pub fn draw_scene(
     gts: &[SceneBox],
     dets: &[Detection],
     min_score: f32,
-) -> Vec<u8> {
-    let (hh, ww) = (h * scale, w * scale);
-    let mut img = vec![0u8; 3 * hh * ww];
-    for y in 0..hh {
-        for x in 0..ww {
-            let v = gray[(y / scale) * w + x / scale];
-            for c in 0..3 {
-                img[c * hh * ww + y * ww + x] = v;
-            }
+) -> Picture {
+    let mut img = Picture::new(w, h, [0, 0, 0]);
+    for y in 0..h {
+        for x in 0..w {
+            let v = gray.get(y * w + x).copied().unwrap_or(0);
+            img.set(x, y, [v, v, v]);
         }
     }
-    let mut rect = |b: [f32; 4], colour: [u8; 3], thick: usize| {
-        let px = |v: f32, max: usize| ((v * scale as f32).round().max(0.0) as usize).min(max - 1);
-        let (x1, y1, x2, y2) = (px(b[0], ww), px(b[1], hh), px(b[2], ww), px(b[3], hh));
-        for t in 0..thick {
-            for x in x1..=x2 {
-                for y in [(y1 + t).min(hh - 1), y2.saturating_sub(t)] {
-                    (0..3).for_each(|c| img[c * hh * ww + y * ww + x] = colour[c]);
-                }
-            }
-            for y in y1..=y2 {
-                for x in [(x1 + t).min(ww - 1), x2.saturating_sub(t)] {
-                    (0..3).for_each(|c| img[c * hh * ww + y * ww + x] = colour[c]);
-                }
-            }
-        }
-    };
+    let mut img = img.upscale(scale.max(1));
+    let (hh, ww) = (img.h.max(1), img.w.max(1));
+    let px = |v: f64, max: usize| ((v * scale as f64).round().max(0.0) as usize).min(max - 1);
+    let corners = |b: [f64; 4]| (px(b[0], ww), px(b[1], hh), px(b[2], ww), px(b[3], hh));
     for g in gts {
-        rect([g.x1, g.y1, g.x2, g.y2], [255, 255, 255], 1);
+        let (x1, y1, x2, y2) = corners([g.x1, g.y1, g.x2, g.y2].map(f64::from));
+        dashed_outline(&mut img, x1, y1, x2, y2);
     }
-    for d in dets.iter().filter(|d| d.score >= f64::from(min_score)).rev() {
-        rect(d.bbox.map(|v| v as f32), PALETTE[d.class % PALETTE.len()], 2);
+    let shown: Vec<&Detection> = dets.iter().filter(|d| d.score >= f64::from(min_score)).collect();
+    for d in shown.iter().rev() {
+        let (x1, y1, x2, y2) = corners(d.bbox);
+        outline(&mut img, x1, y1, x2, y2, CLASS_COLOURS[d.class % CLASS_COLOURS.len()], 2);
+    }
+    // Tabs after all boxes, so that no box crosses a label.
+    for d in shown.iter().rev() {
+        let (x1, y1, _, _) = corners(d.bbox);
+        let colour = CLASS_COLOURS[d.class % CLASS_COLOURS.len()];
+        let name = FMNIST_CLASSES.get(d.class).copied().unwrap_or("?");
+        let label = format!("{name} {:.2}", d.score);
+        let (tw, th) = text_size(&label, 12);
+        let tab_h = th + 2;
+        // Above the box, or inside it when the box touches the top edge.
+        let ty = if y1 >= tab_h { y1 - tab_h } else { y1 + 2 };
+        img.fill_rect(x1, ty, x1 + tw + 4, ty + tab_h, colour);
+        let lum = 0.299 * colour[0] as f64 + 0.587 * colour[1] as f64 + 0.114 * colour[2] as f64;
+        let ink = if lum > 140.0 { [0, 0, 0] } else { [255, 255, 255] };
+        img.text(x1 as i32 + 2, ty as i32 + 1, &label, 12, ink);
     }
     img
 }
 
-/// Draws the first `eval.tb_images` scenes with ground truth and detections as
+/// The legend of detection pictures: ground-truth style, then one box colour per class.
+pub fn detection_legend(width: usize) -> Picture {
+    let mut entries = vec![(Swatch::Dashed, "ground truth".to_string())];
+    for (i, name) in FMNIST_CLASSES.iter().enumerate() {
+        entries.push((Swatch::Box(CLASS_COLOURS[i]), name.to_string()));
+    }
+    entries.push((Swatch::Fill([255, 255, 255]), "tab: class score".to_string()));
+    legend(&entries, width)
+}
+
+/// Scenes with ground truth and detections drawn, one picture per scene.
+fn scene_pictures(
+    scenes: &SceneSet,
+    dets: &[Vec<Detection>],
+    e: &DetectEvalConfig,
+) -> Vec<Picture> {
+    let n = scenes.len().min(dets.len() as i64);
+    if n <= 0 {
+        return Vec::new();
+    }
+    let size = scenes.images.size();
+    let (h, w) = (size[2] as usize, size[3] as usize);
+    let pixels = scenes.images.narrow(0, 0, n).to_device(Device::Cpu).contiguous().view([-1]);
+    let pixels = Vec::<u8>::try_from(pixels).unwrap_or_default();
+    (0..n as usize)
+        .map(|i| {
+            let gray = pixels.get(i * h * w..(i + 1) * h * w).unwrap_or(&[]);
+            draw_scene(gray, h, w, 3, &scenes.boxes[i], &dets[i], e.draw_score as f32)
+        })
+        .collect()
+}
+
+/// Draws the first `eval.tb_images` scenes with ground truth, detections and the legend as
 /// `<prefix>/detections_<i>` images.
 fn log_detections(
     tb: &mut Tb,
@@ -822,26 +847,14 @@ fn log_detections(
     prefix: &str,
     step: usize,
 ) {
-    let n = e.tb_images.min(dets.len());
+    let n = e.tb_images.min(dets.len()).min(scenes.len().max(0) as usize);
     if n == 0 {
         return;
     }
-    let size = scenes.images.size();
-    let (h, w) = (size[2] as usize, size[3] as usize);
-    let pixels =
-        scenes.images.narrow(0, 0, n as i64).to_device(Device::Cpu).contiguous().view([-1]);
-    let pixels = Vec::<u8>::try_from(pixels).unwrap_or_default();
-    for i in 0..n {
-        let img = draw_scene(
-            &pixels[i * h * w..(i + 1) * h * w],
-            h,
-            w,
-            3,
-            &scenes.boxes[i],
-            &dets[i],
-            e.draw_score as f32,
-        );
-        tb.image(&format!("{prefix}/detections_{i}"), &img, 3 * h, 3 * w, step);
+    let scenes = scenes.first(n);
+    for (i, pic) in scene_pictures(&scenes, &dets[..n], e).iter().enumerate() {
+        let pic = stack(pic, &detection_legend(pic.w), 4);
+        tb.image(&format!("{prefix}/detections_{i}"), &pic.to_chw(), pic.h, pic.w, step);
     }
 }
 
@@ -967,15 +980,16 @@ impl TaskHarness for DetectHarness {
     }
 
     /// The first `eval.tb_images` test scenes with ground truth and predicted boxes.
-    fn log_samples(&self, net: &Network, tb: &mut Tb, tag: &str, step: usize) {
-        let n = self.cfg.eval.tb_images.min(self.test.len() as usize);
+    fn sample_pictures(&self, net: &Network) -> Vec<Picture> {
+        let n = self.cfg.eval.tb_images.min(self.test.len().max(0) as usize);
         if n == 0 {
-            return;
+            return Vec::new();
         }
         let scenes = self.test.first(n);
         // A network with non-finite outputs has nothing to draw; its evaluation reports it.
-        if let Ok(dets) = predict(net, &self.grid, &scenes.images, &self.cfg.eval) {
-            log_detections(tb, &scenes, &dets, &self.cfg.eval, tag, step);
+        match predict(net, &self.grid, &scenes.images, &self.cfg.eval) {
+            Ok(dets) => scene_pictures(&scenes, &dets, &self.cfg.eval),
+            Err(_) => Vec::new(),
         }
     }
 }

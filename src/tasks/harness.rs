@@ -4,8 +4,8 @@
 //! crossbar and the comparison grid apply to every task unchanged.
 use crate::config::Config;
 use crate::error::Result;
+use crate::glance::picture::Picture;
 use crate::nets::Network;
-use crate::tb::Tb;
 use std::path::Path;
 use tch::{Device, Tensor};
 
@@ -33,7 +33,15 @@ pub trait TaskHarness {
     /// Number of evaluation samples.
     fn eval_len(&self) -> i64;
 
-    /// Logs a few test samples with this network's predictions drawn (boxes, coloured masks)
-    /// to TensorBoard under `tag`; tasks without a picture to show keep the default.
-    fn log_samples(&self, _net: &Network, _tb: &mut Tb, _tag: &str, _step: usize) {}
+    /// Captioned pictures shared by every network for the first few evaluation samples
+    /// (the input and the ground truth); the grid shows them left of the predictions.
+    fn sample_inputs(&self) -> Vec<Vec<(String, Picture)>> {
+        Vec::new()
+    }
+
+    /// This network's predictions drawn on those samples (boxes, coloured masks), one
+    /// picture per sample; tasks without a picture to show keep the default.
+    fn sample_pictures(&self, _net: &Network) -> Vec<Picture> {
+        Vec::new()
+    }
 }

@@ -22,9 +22,12 @@ use crate::config::{
     Task, TrainConfig, TrainNoiseConfig,
 };
 use crate::data::scenes::{generate, SceneConfig, SceneSet};
-use crate::data::voc_seg::{colorize, IGNORE_INDEX};
+use crate::data::voc_seg::IGNORE_INDEX;
 use crate::data::{self, Dataset};
 use crate::error::{invalid, Result};
+use crate::glance::picture::{
+    captioned, grid, legend, outline, stack, Picture, Swatch, CLASS_COLOURS,
+};
 use crate::nets::deeplab::build_deeplab;
 use crate::nets::Network;
 use crate::run::{device_info, git_commit, setup_device, RunDir, RunPlace};
@@ -543,8 +546,94 @@ fn create_run_dir(
     RunDir::create_at(place, command, config_path, explicit, &cfg.to_yaml())
 }
 
-/// Logs the first `n` test scenes as one image each: the grey input, the coloured ground
-/// truth and the coloured prediction side by side (VOC palette), at their own aspect ratio.
+/// Mask colours of sample pictures: class id k >= 1 takes `CLASS_COLOURS[k - 1]` (the
+/// detection boxes' colours), background a light grey distinct from black inputs and white
+/// gaps, ignored pixels black.
+pub fn mask_colour(id: u8) -> [u8; 3] {
+    match id {
+        0 => SEG_BACKGROUND,
+        k if (k as usize) <= CLASS_COLOURS.len() => CLASS_COLOURS[k as usize - 1],
+        _ => [0, 0, 0],
+    }
+}
+
+/// The background colour of mask pictures.
+pub const SEG_BACKGROUND: [u8; 3] = [215, 215, 215];
+
+/// Upscale factor of sample pictures (32-px scenes become 96 px).
+const SAMPLE_SCALE: usize = 3;
+
+/// A one-pixel dark frame around a panel, so its extent shows against white gaps.
+fn framed(p: Picture) -> Picture {
+    let mut p = p;
+    let (w, h) = (p.w, p.h);
+    outline(&mut p, 0, 0, w.saturating_sub(1), h.saturating_sub(1), [60, 60, 60], 1);
+    p
+}
+
+/// [h, w] class ids (any integer kind) -> a coloured, upscaled, framed picture.
+fn mask_picture(mask: &Tensor) -> Picture {
+    let (h, w) = (mask.size()[0] as usize, mask.size()[1] as usize);
+    let ids = Vec::<u8>::try_from(
+        mask.to_device(Device::Cpu).clamp(0, 255).to_kind(Kind::Uint8).contiguous().view([-1]),
+    )
+    .unwrap_or_default();
+    let mut p = Picture::new(w, h, SEG_BACKGROUND);
+    for (i, id) in ids.iter().enumerate().take(w * h) {
+        p.set(i % w, i / w, mask_colour(*id));
+    }
+    framed(p.upscale(SAMPLE_SCALE))
+}
+
+/// The grey input scene [1, h, w] uint8 as an upscaled, framed picture.
+fn input_picture(img: &Tensor) -> Picture {
+    let (h, w) = (img.size()[1] as usize, img.size()[2] as usize);
+    let v =
+        Vec::<u8>::try_from(img.to_device(Device::Cpu).contiguous().view([-1])).unwrap_or_default();
+    let mut p = Picture::new(w, h, [0, 0, 0]);
+    for (i, g) in v.iter().enumerate().take(w * h) {
+        p.set(i % w, i / w, [*g, *g, *g]);
+    }
+    framed(p.upscale(SAMPLE_SCALE))
+}
+
+/// The colour legend of mask pictures.
+pub fn mask_legend(width: usize) -> Picture {
+    let entries: Vec<(Swatch, String)> = CLASS_NAMES
+        .iter()
+        .enumerate()
+        .map(|(k, name)| (Swatch::Fill(mask_colour(k as u8)), name.to_string()))
+        .collect();
+    legend(&entries, width)
+}
+
+/// Input and ground truth of the first `n` test scenes, captioned.
+pub fn sample_inputs(data: &SegmentData, n: usize) -> Vec<Vec<(String, Picture)>> {
+    let n = (n as i64).min(data.test.len());
+    (0..n)
+        .map(|i| {
+            vec![
+                ("input".to_string(), input_picture(&data.test.images.get(i))),
+                ("ground truth".to_string(), mask_picture(&data.test.masks.get(i))),
+            ]
+        })
+        .collect()
+}
+
+/// The network's predicted masks of the first `n` test scenes.
+pub fn sample_predictions(net: &Network, data: &SegmentData, n: usize) -> Vec<Picture> {
+    let n = (n as i64).min(data.test.len());
+    if n <= 0 {
+        return Vec::new();
+    }
+    let (x, _) = data.test.batch(0, n);
+    let pred = predict(net, &x);
+    (0..n).map(|i| mask_picture(&pred.get(i))).collect()
+}
+
+/// Logs the first `n` test scenes as one image each: the grey input, the ground truth and
+/// the prediction side by side, captioned, with the colour legend below (no padding: the
+/// picture keeps its aspect ratio).
 pub fn log_samples(
     tb: &mut Tb,
     net: &Network,
@@ -553,23 +642,15 @@ pub fn log_samples(
     prefix: &str,
     step: usize,
 ) {
-    let n = (n as i64).min(data.test.len());
-    if n == 0 {
-        return;
-    }
-    let (x, y) = data.test.batch(0, n);
-    let pred = predict(net, &x);
-    let s = x.size()[2];
-    let gap = 2;
-    for i in 0..n {
-        let grey = data.test.images.get(i).to_device(Device::Cpu).repeat([3, 1, 1]);
-        let white = Tensor::full([3, s, gap], 255i64, (Kind::Uint8, Device::Cpu));
-        let gt = colorize(&y.get(i)).to_device(Device::Cpu);
-        let pr = colorize(&pred.get(i)).to_device(Device::Cpu);
-        let strip = Tensor::cat(&[grey, white.shallow_clone(), gt, white, pr], 2);
-        let w = strip.size()[2];
-        let bytes = Vec::<u8>::try_from(strip.contiguous().flatten(0, -1)).unwrap_or_default();
-        tb.image(&format!("{prefix}/sample_{i}"), &bytes, s as usize, w as usize, step);
+    let inputs = sample_inputs(data, n);
+    let preds = sample_predictions(net, data, n);
+    for (i, (common, pred)) in inputs.iter().zip(&preds).enumerate() {
+        let mut panels: Vec<Picture> =
+            common.iter().map(|(cap, p)| captioned(p, std::slice::from_ref(cap))).collect();
+        panels.push(captioned(pred, &["prediction".to_string()]));
+        let body = grid(&panels, panels.len(), 6);
+        let pic = stack(&body, &mask_legend(body.w), 6);
+        tb.image(&format!("{prefix}/sample_{i}"), &pic.to_chw(), pic.h, pic.w, step);
     }
 }
 
@@ -891,8 +972,12 @@ impl TaskHarness for SegmentHarness {
         self.data.test.len()
     }
 
-    fn log_samples(&self, net: &Network, tb: &mut Tb, tag: &str, step: usize) {
-        log_samples(tb, net, &self.data, self.cfg.eval.sample_images, tag, step);
+    fn sample_inputs(&self) -> Vec<Vec<(String, Picture)>> {
+        sample_inputs(&self.data, self.cfg.eval.sample_images)
+    }
+
+    fn sample_pictures(&self, net: &Network) -> Vec<Picture> {
+        sample_predictions(net, &self.data, self.cfg.eval.sample_images)
     }
 }
 
