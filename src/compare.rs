@@ -187,7 +187,8 @@ pub fn run_grid_steps(
         let cells: usize = rest.clone().map(|u| u.sigmas.len() * done.variants).sum();
         let tuned = rest.filter(|u| u.method != QuantMethod::Fp32 && u.mode != TuneMode::Ptq);
         let left = eta.remaining(cells, tuned.count()).map(|s| s / how.workers as f64);
-        for line in unit_lines(k + 1, runnable.len(), &done.points, done.digital, seconds, left) {
+        let head = format!("[{}/{}] {}", k + 1, runnable.len(), plan.units[i].key);
+        for line in unit_lines(&head, &done.points, done.digital, seconds, Some(left)) {
             println!("{line}");
         }
         if done.cached {

@@ -58,29 +58,25 @@ pub fn duration(s: f64) -> String {
     }
 }
 
-/// The lines printed when a network is done: name, digital metric, time and ETA, then the
-/// σ sweep wrapped to `WIDTH`.
+/// The lines printed when a unit is done: `head` (which unit: `[3/12] gq-qat-N8-s1`), its
+/// digital metric, the ETA of the grid (`eta`: None prints none, `Some(None)` "ETA ?" while
+/// nothing is measured yet) and its time last, then the σ sweep wrapped to `WIDTH`.
 pub fn unit_lines(
-    index: usize,
-    total: usize,
+    head: &str,
     points: &[GridPoint],
     digital: f64,
     seconds: f64,
-    eta: Option<f64>,
+    eta: Option<Option<f64>>,
 ) -> Vec<String> {
-    let Some(first) = points.first() else { return Vec::new() };
-    let name = if first.is_fp32() {
-        "fp32 (32-bit float)".to_string()
-    } else {
-        format!("{} {} N={}", first.method, first.mode, first.levels)
+    if points.is_empty() {
+        return Vec::new();
+    }
+    let eta = match eta {
+        None => String::new(),
+        Some(Some(s)) => format!("  ETA {}", duration(s)),
+        Some(None) => "  ETA ?".into(),
     };
-    let eta = eta.map(|s| format!("ETA {}", duration(s))).unwrap_or_else(|| "ETA ?".into());
-    let w = total.to_string().len();
-    let head = format!(
-        "[{index:>w$}/{total}] {name:<25} digital {:6.2}%  ({}; {eta})",
-        100.0 * digital,
-        duration(seconds)
-    );
+    let head = format!("{head}  digital {:.2}%{eta}  ({})", 100.0 * digital, duration(seconds));
     let sweep: Vec<String> = points
         .iter()
         .map(|p| {
@@ -94,7 +90,7 @@ pub fn unit_lines(
             }
         })
         .collect();
-    let indent = " ".repeat(w * 2 + 4);
+    let indent = " ".repeat(6);
     let mut lines = vec![head];
     let mut line = String::new();
     for entry in sweep {
@@ -146,12 +142,16 @@ mod tests {
                 ci95: 0.0042,
             })
             .collect();
-        let lines = unit_lines(12, 133, &pts, 0.93, 3600.0, Some(7200.0));
+        let head = "[12/133] uniform-mse-qat-noise-N16-sigma10-s1";
+        let lines = unit_lines(head, &pts, 0.93, 3600.0, Some(Some(7200.0)));
         assert!(lines.len() >= 2);
         for l in &lines {
             assert!(l.chars().count() <= WIDTH, "{l}");
         }
         assert!(lines[0].contains("ETA 2.0 h") || lines[0].contains("ETA 120 min"), "{lines:?}");
+        assert!(lines[0].ends_with("(60 min)"), "the unit's time comes last: {lines:?}");
+        let child = unit_lines("unit 3 lsq-qat-N8-s1:", &pts, 0.93, 12.0, None);
+        assert!(!child[0].contains("ETA") && child[0].ends_with(" s)"), "{child:?}");
         assert!(lines[1].contains("σ 1%: 91.23±0.42"), "{lines:?}");
     }
 }

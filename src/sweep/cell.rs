@@ -179,16 +179,10 @@ pub fn cell_command(run: &Path, index: usize, count: usize) -> Result<()> {
         )? {
             Some(done) => {
                 let s = started.elapsed().as_secs_f64();
-                println!("unit {i} {}:", plan.units[i].key);
-                let total = plan.units.len();
-                for line in crate::glance::progress::unit_lines(
-                    i + 1,
-                    total,
-                    &done.points,
-                    done.digital,
-                    s,
-                    None,
-                ) {
+                let head = format!("unit {i} {}:", plan.units[i].key);
+                for line in
+                    crate::glance::progress::unit_lines(&head, &done.points, done.digital, s, None)
+                {
                     println!("{line}");
                 }
             }
