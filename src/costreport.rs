@@ -12,10 +12,12 @@ use crate::analog::writeverify::{ProgramStats, ProgrammingConfig, ProgrammingMod
 use crate::checkpoint::write_text_atomic;
 use crate::config::{AnalogConfig, Config};
 use crate::error::Result;
+use crate::glance::charts;
+use crate::glance::picture::Picture;
+use crate::glance::plot::{render, Chart, Draw, Line, Marker, PlotPoint, XAxis};
 use crate::nets::Network;
 use crate::report::markdown_table;
 use crate::tb::Tb;
-use plotters::prelude::*;
 use serde::Serialize;
 use std::path::Path;
 
@@ -181,111 +183,70 @@ pub struct CostPoint<'a> {
     pub cost: &'a CellCost,
 }
 
-const W: u32 = 800;
+/// One cost chart series: (method, mode) and its (cost, accuracy %) points.
+type CostSeries = ((String, String), Vec<(f64, f64)>);
 
-/// Scatter of accuracy (%) against a cost (log x) per method, with each method's Pareto
-/// front drawn as a line; into an RGB buffer (W × W) and a PNG.
+/// Accuracy (%) against a cost (log x) per method and fine-tuning mode: every cell a marker,
+/// each series' Pareto front a line, fp32 a dashed reference; drawn by the grid's chart code
+/// (`glance::plot`: legend beside the axes). Returns the picture for TensorBoard.
 fn pareto_chart(
     path: &Path,
     title: &str,
     x_label: &str,
-    points: &[(String, Vec<(f64, f64)>)],
+    y_label: &str,
+    series: &[CostSeries],
     fp32: Option<f64>,
-) -> std::result::Result<Vec<u8>, String> {
-    let mut buf = vec![0u8; (W * W * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (W, W)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let all: Vec<(f64, f64)> =
-            points.iter().flat_map(|(_, p)| p.iter().copied()).filter(|p| p.0 > 0.0).collect();
-        if all.is_empty() {
-            return Err("nothing to plot".into());
-        }
-        let lx = |x: f64| x.log10();
-        let x0 = all.iter().map(|p| lx(p.0)).fold(f64::MAX, f64::min);
-        let x1 = all.iter().map(|p| lx(p.0)).fold(f64::MIN, f64::max);
-        let mut y0 = all.iter().map(|p| p.1).fold(f64::MAX, f64::min);
-        let mut y1 = all.iter().map(|p| p.1).fold(f64::MIN, f64::max);
-        if let Some(f) = fp32 {
-            y0 = y0.min(f);
-            y1 = y1.max(f);
-        }
-        let px = ((x1 - x0) * 0.05).max(0.05);
-        let py = ((y1 - y0) * 0.05).max(0.5);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(60)
-            .build_cartesian_2d((x0 - px)..(x1 + px), (y0 - py)..(y1 + py))
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc(format!("{x_label} (log10)"))
-            .y_desc("accuracy (%)")
-            .x_label_formatter(&|v| format!("1e{v:.1}"))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        if let Some(f) = fp32 {
-            chart
-                .draw_series(LineSeries::new(
-                    vec![(x0 - px, f), (x1 + px, f)],
-                    BLACK.mix(0.5).stroke_width(1),
-                ))
-                .map_err(|e| e.to_string())?
-                .label("fp32 (digital)")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
-        }
-        for (i, (label, pts)) in points.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            let pts: Vec<(f64, f64)> = pts.iter().filter(|p| p.0 > 0.0).copied().collect();
-            let front: Vec<(f64, f64)> =
-                pareto_front(&pts).iter().map(|&j| (lx(pts[j].0), pts[j].1)).collect();
-            chart
-                .draw_series(
-                    pts.iter().map(|p| Circle::new((lx(p.0), p.1), 3, color.mix(0.6).filled())),
-                )
-                .map_err(|e| e.to_string())?;
-            chart
-                .draw_series(LineSeries::new(front, color.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
+) -> std::result::Result<Picture, String> {
+    let mut lines = Vec::new();
+    let mut xs = Vec::new();
+    for ((method, mode), pts) in series {
+        let pts: Vec<(f64, f64)> =
+            pts.iter().filter(|p| p.0 > 0.0 && p.0.is_finite()).copied().collect();
+        xs.extend(pts.iter().map(|p| p.0));
+        let at = |p: &(f64, f64)| PlotPoint { x: p.0, y: p.1, ci: None };
+        let (colour, marker) = (charts::colour(method), charts::marker(mode));
+        let mut front: Vec<(f64, f64)> = pareto_front(&pts).iter().map(|&j| pts[j]).collect();
+        front.sort_by(|a, b| a.0.total_cmp(&b.0));
+        lines.push(Line {
+            label: format!("{method} {mode}"),
+            colour,
+            marker,
+            draw: Draw::Markers,
+            points: pts.iter().map(at).collect(),
+        });
+        // The front has no legend entry of its own: it is the series' line.
+        lines.push(Line {
+            label: String::new(),
+            colour,
+            marker,
+            draw: Draw::Line,
+            points: front.iter().map(at).collect(),
+        });
     }
-    // Temp file and rename, as every other output.
-    let tmp = path.with_extension("png.tmp");
-    image::save_buffer_with_format(
-        &tmp,
-        &buf,
-        W,
-        W,
-        image::ExtendedColorType::Rgb8,
-        image::ImageFormat::Png,
-    )
-    .map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
-    Ok(buf)
-}
-
-fn hwc_to_chw(hwc: &[u8], h: usize, w: usize) -> Vec<u8> {
-    let mut out = vec![0u8; 3 * h * w];
-    for (i, px) in hwc.chunks(3).enumerate() {
-        for c in 0..3 {
-            out[c * h * w + i] = px[c];
-        }
-    }
-    out
+    let chart = Chart {
+        title: title.into(),
+        x_label: format!("{x_label} (log scale)"),
+        y_label: y_label.into(),
+        caption: vec![
+            "Markers: every cell of a method (levels N, σ, programming variant); line: its \
+             Pareto front (no other cell of the method is both cheaper and more accurate)."
+                .into(),
+            "Dashed: fp32, the digital 32-bit network. First-order cost model (docs/cost.md)."
+                .into(),
+        ],
+        x: XAxis::Log10(xs),
+        lines,
+        reference: fp32.map(|f| Line {
+            label: "fp32 (digital)".into(),
+            colour: plotters::style::RGBColor(0, 0, 0),
+            marker: Marker::Circle,
+            draw: Draw::Line,
+            points: vec![PlotPoint { x: 1.0, y: f, ci: None }],
+        }),
+    };
+    render(path, &chart)?;
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Picture::from_png(&bytes)
 }
 
 /// The smallest cost at which a method stays within `points_below` accuracy points of fp32.
@@ -308,20 +269,20 @@ pub fn write_cost_outputs(
     if cells.is_empty() {
         return Ok(());
     }
-    let mut methods: Vec<String> = Vec::new();
+    let mut methods: Vec<(String, String)> = Vec::new();
     for c in cells {
-        let key = format!("{} {}", c.method, c.mode);
+        let key = (c.method.to_string(), c.mode.to_string());
         if !methods.contains(&key) {
             methods.push(key);
         }
     }
-    let series = |f: &dyn Fn(&CellCost) -> f64| -> Vec<(String, Vec<(f64, f64)>)> {
+    let series = |f: &dyn Fn(&CellCost) -> f64| -> Vec<CostSeries> {
         methods
             .iter()
             .map(|m| {
                 let pts = cells
                     .iter()
-                    .filter(|c| format!("{} {}", c.method, c.mode) == *m)
+                    .filter(|c| c.method == m.0 && c.mode == m.1)
                     .map(|c| (f(c.cost), c.accuracy))
                     .collect();
                 (m.clone(), pts)
@@ -330,23 +291,19 @@ pub fn write_cost_outputs(
     };
     let pulses = series(&|c: &CellCost| c.pulses);
     let energy = series(&|c: &CellCost| c.inference_energy_j * 1e9);
+    let short = crate::glance::points::short_metric(metric);
     for (name, title, xl, s) in [
-        ("pareto_accuracy_vs_pulses", "accuracy vs programming pulses", "total pulses", &pulses),
+        ("pareto_accuracy_vs_pulses", "programming pulses", "total pulses", &pulses),
         (
             "pareto_accuracy_vs_energy",
-            "accuracy vs inference energy per image",
+            "inference energy per image",
             "energy per image (nJ)",
             &energy,
         ),
     ] {
-        match pareto_chart(&dir.join(format!("{name}.png")), title, xl, s, fp32_pct) {
-            Ok(buf) => tb.image(
-                &format!("cost/{name}"),
-                &hwc_to_chw(&buf, W as usize, W as usize),
-                W as usize,
-                W as usize,
-                0,
-            ),
+        let title = format!("{short} vs {title}, Pareto front per method");
+        match pareto_chart(&dir.join(format!("{name}.png")), &title, xl, metric, s, fp32_pct) {
+            Ok(p) => tb.image(&format!("cost/{name}"), &p.to_chw(), p.h, p.w, 0),
             Err(e) => log::warn!("plot {name}: {e}"),
         }
     }
@@ -382,7 +339,7 @@ pub fn write_cost_outputs(
                     |v: Option<f64>| v.map(|x| format!("{x:.4e}")).unwrap_or("not reached".into());
                 let best = p.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
                 vec![
-                    m.clone(),
+                    format!("{} {}", m.0, m.1),
                     fmt(cost_at_matched_accuracy(p, f, 0.5)),
                     fmt(cost_at_matched_accuracy(e, f, 0.5)),
                     format!("{best:.2}"),

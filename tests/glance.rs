@@ -311,6 +311,44 @@ fn charts_keep_the_legend_off_the_data() {
     assert_eq!(img.get_pixel((lg.right() - 3) as u32, (lg.bottom() - 3) as u32).0, [255; 3]);
 }
 
+/// The cost grid's Pareto charts are drawn by the same renderer (legend beside the axes):
+/// the chart size, the TensorBoard images at that size, and nothing drawn without data.
+#[test]
+fn pareto_charts_share_the_grid_chart_layout() {
+    use gqcim::costreport::{write_cost_outputs, CellCost, CostPoint};
+    let dir = tempfile::tempdir().unwrap();
+    let costs: Vec<CellCost> = (0..6)
+        .map(|i| CellCost {
+            programming: format!("write-verify-tol{i}"),
+            pulses: 1e5 * (1 + i) as f64,
+            inference_energy_j: 1e-9 * (1 + i % 3) as f64,
+            ..Default::default()
+        })
+        .collect();
+    let pts: Vec<CostPoint> = costs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| CostPoint {
+            method: if i < 3 { "gq" } else { "lsq" },
+            levels: 8,
+            mode: "qat",
+            accuracy: 80.0 + i as f64,
+            cost: c,
+        })
+        .collect();
+    let tb_dir = dir.path().join("tb");
+    let mut tb = gqcim::tb::Tb::replaceable(&tb_dir, 0.0);
+    write_cost_outputs(dir.path(), &mut tb, &pts, Some(90.0), "top-1 accuracy (%)").unwrap();
+    tb.commit().unwrap();
+    for f in ["pareto_accuracy_vs_pulses.png", "pareto_accuracy_vs_energy.png"] {
+        assert_eq!(image::image_dimensions(dir.path().join(f)).unwrap(), SIZE, "{f}");
+    }
+    let tb = read_runs(dir.path());
+    let img = &tb["tb"]["images"]["cost/pareto_accuracy_vs_pulses"][0];
+    assert_eq!((img[1].as_i64(), img[2].as_i64()), (Some(SIZE.0 as i64), Some(SIZE.1 as i64)));
+    assert!(std::fs::read_to_string(dir.path().join("cost.md")).unwrap().contains("gq qat"));
+}
+
 /// Ground truth stays visible on black and on white; a detection carries a tab in its class
 /// colour with text in it.
 #[test]

@@ -2,7 +2,7 @@
 //! `<metric>_vs_sigma_N<n>.png` and `<metric>_gap_vs_sigma_N<n>.png` (difference from fp32)
 //! per N. Colour = quantizer, marker = fine-tuning mode, dashed = fp32.
 use super::layout::ChartLayout;
-use super::plot::{render, Chart, Line, Marker, PlotPoint, XAxis, OKABE_ITO};
+use super::plot::{render, Chart, Draw, Line, Marker, PlotPoint, XAxis, OKABE_ITO};
 use super::points::{
     fp32_at, metric_key, short_metric, sigma_pct, some_ci_withheld, trial_summary, GridPoint,
     MIN_CI_TRIALS,
@@ -10,12 +10,14 @@ use super::points::{
 use super::table::wrap;
 use std::path::{Path, PathBuf};
 
-fn colour(method: &str) -> plotters::style::RGBColor {
+/// The colour of a quantizer, the same in every chart.
+pub fn colour(method: &str) -> plotters::style::RGBColor {
     let i = ["gq", "gq-noise", "uniform-mse", "lsq", "uniform"].iter().position(|m| *m == method);
     OKABE_ITO[i.unwrap_or(5) % OKABE_ITO.len()]
 }
 
-fn marker(mode: &str) -> Marker {
+/// The marker of a fine-tuning mode, the same in every chart.
+pub fn marker(mode: &str) -> Marker {
     match mode {
         "ptq" => Marker::Circle,
         "qat" => Marker::Square,
@@ -73,6 +75,7 @@ fn reference(label: &str, points: Vec<PlotPoint>) -> Option<Line> {
         label: label.into(),
         colour: plotters::style::RGBColor(0, 0, 0),
         marker: Marker::Circle,
+        draw: Draw::LineAndMarkers,
         points,
     })
 }
@@ -112,6 +115,7 @@ pub fn write_charts(
         label: format!("{m} {mode}"),
         colour: colour(m),
         marker: marker(mode),
+        draw: Draw::LineAndMarkers,
         points: points
             .iter()
             .filter(|p| &p.method == m && &p.mode == mode)

@@ -37,11 +37,24 @@ pub struct PlotPoint {
     pub ci: Option<f64>,
 }
 
+/// What a series draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Draw {
+    /// A line through the points, a marker at each.
+    LineAndMarkers,
+    /// Markers only (a scatter).
+    Markers,
+    /// A line only (e.g. a Pareto front over a scatter drawn separately).
+    Line,
+}
+
 #[derive(Debug, Clone)]
 pub struct Line {
+    /// Legend text; a series with an empty label gets no legend entry.
     pub label: String,
     pub colour: RGBColor,
     pub marker: Marker,
+    pub draw: Draw,
     pub points: Vec<PlotPoint>,
 }
 
@@ -51,6 +64,8 @@ pub enum XAxis {
     Levels(Vec<usize>),
     /// Linear axis with one labelled tick per value (σ in %).
     Values(Vec<f64>),
+    /// A cost on a log10 axis spanning these values, a labelled tick per decade (`1e5`).
+    Log10(Vec<f64>),
 }
 
 #[derive(Debug, Clone)]
@@ -70,7 +85,14 @@ impl XAxis {
         match self {
             XAxis::Levels(_) => x.max(1e-9).log2(),
             XAxis::Values(_) => x,
+            XAxis::Log10(_) => x.max(1e-300).log10(),
         }
+    }
+
+    /// Series are offset sideways on axes of a few discrete values, where equal values
+    /// would hide each other; a continuous cost axis keeps every point where it is.
+    fn offsets_series(&self) -> bool {
+        !matches!(self, XAxis::Log10(_))
     }
 
     fn ticks(&self) -> Vec<(f64, String)> {
@@ -78,6 +100,16 @@ impl XAxis {
             XAxis::Levels(ns) => ns.iter().map(|n| ((*n as f64).log2(), n.to_string())).collect(),
             XAxis::Values(v) => {
                 v.iter().map(|x| (*x, super::points::sigma_pct(x / 100.0))).collect()
+            }
+            XAxis::Log10(v) => {
+                let logs: Vec<f64> =
+                    v.iter().filter(|x| **x > 0.0 && x.is_finite()).map(|x| x.log10()).collect();
+                if logs.is_empty() {
+                    return Vec::new();
+                }
+                let lo = logs.iter().copied().fold(f64::MAX, f64::min).floor() as i32;
+                let hi = logs.iter().copied().fold(f64::MIN, f64::max).ceil() as i32;
+                (lo..=hi.max(lo + 1)).map(|d| (f64::from(d), format!("1e{d}"))).collect()
             }
         }
     }
@@ -104,7 +136,8 @@ fn draw(path: &Path, chart: &Chart) -> Result<ChartLayout, String> {
     let mut entries: Vec<&Line> = chart.reference.iter().collect();
     entries.extend(chart.lines.iter());
     let chars = entries.iter().map(|l| l.label.chars().count()).max().unwrap_or(8);
-    let mut layout = chart_layout(SIZE, entries.len(), chars, chart.caption.len());
+    let rows = entries.iter().filter(|l| !l.label.is_empty()).count();
+    let mut layout = chart_layout(SIZE, rows, chars, chart.caption.len());
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     root.draw_text(
@@ -202,7 +235,11 @@ fn draw(path: &Path, chart: &Chart) -> Result<ChartLayout, String> {
 
     let k = chart.lines.len() as f64;
     for (i, l) in chart.lines.iter().enumerate() {
-        let dx = (i as f64 - (k - 1.0) / 2.0) * 7.0 * per_px;
+        let dx = if chart.x.offsets_series() {
+            (i as f64 - (k - 1.0) / 2.0) * 7.0 * per_px
+        } else {
+            0.0
+        };
         let cap = 4.0 * per_px;
         let pts: Vec<(f64, f64, Option<f64>)> = l
             .points
@@ -211,7 +248,9 @@ fn draw(path: &Path, chart: &Chart) -> Result<ChartLayout, String> {
             .map(|q| (chart.x.map(q.x) + dx, q.y, q.ci))
             .collect();
         let style = l.colour.stroke_width(2);
-        ctx.draw_series(LineSeries::new(pts.iter().map(|q| (q.0, q.1)), style)).map_err(err)?;
+        if l.draw != Draw::Markers {
+            ctx.draw_series(LineSeries::new(pts.iter().map(|q| (q.0, q.1)), style)).map_err(err)?;
+        }
         for (x, y, ci) in &pts {
             if let Some(e) = ci.filter(|e| *e > 0.0) {
                 let s = l.colour.stroke_width(1);
@@ -222,8 +261,10 @@ fn draw(path: &Path, chart: &Chart) -> Result<ChartLayout, String> {
                 ])
                 .map_err(err)?;
             }
-            let c = ctx.plotting_area().map_coordinate(&(*x, *y));
-            marker(&root, l.marker, c, l.colour)?;
+            if l.draw != Draw::Line {
+                let c = ctx.plotting_area().map_coordinate(&(*x, *y));
+                marker(&root, l.marker, c, l.colour)?;
+            }
         }
     }
     draw_legend(&root, &layout.legend, chart)?;
@@ -279,13 +320,17 @@ fn draw_legend(
         root.draw_text(&refl.label, &font, (x + 44, y - 8)).map_err(err)?;
         y += LEGEND_ROW_H;
     }
-    for l in &chart.lines {
+    for l in chart.lines.iter().filter(|l| !l.label.is_empty()) {
         if y + LEGEND_ROW_H / 2 > r.bottom() {
             break;
         }
-        root.draw(&PathElement::new(vec![(x, y), (x + 34, y)], l.colour.stroke_width(2)))
-            .map_err(err)?;
-        marker(root, l.marker, (x + 17, y), l.colour)?;
+        if l.draw != Draw::Markers {
+            root.draw(&PathElement::new(vec![(x, y), (x + 34, y)], l.colour.stroke_width(2)))
+                .map_err(err)?;
+        }
+        if l.draw != Draw::Line {
+            marker(root, l.marker, (x + 17, y), l.colour)?;
+        }
         root.draw_text(&l.label, &font, (x + 44, y - 8)).map_err(err)?;
         y += LEGEND_ROW_H;
     }
