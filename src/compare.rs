@@ -142,9 +142,10 @@ pub fn run_grid_steps(
     }
     let plan = plan_grid(cfg, task, checkpoint, &run.path)?;
     let runnable: Vec<usize> = plan.runnable().map(|u| u.index).collect();
+    // Two lines, so that the terminal keeps to 100 columns whatever the run folder's path.
     println!(
         "comparison grid: {} networks ({} seed(s)), {} sigmas, {} test images, up to {} trials \
-         per cell; {} threads; plan {}",
+         per cell; {} threads\nplan {}",
         runnable.len(),
         cfg.compare.seeds.len().max(1),
         cfg.compare.sigmas.len(),

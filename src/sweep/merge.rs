@@ -8,6 +8,7 @@ use crate::checkpoint::write_text_atomic;
 use crate::compare::{write_outputs, Cell};
 use crate::costreport::{write_cost_outputs, CostPoint};
 use crate::error::{GqcimError, Result};
+use crate::glance::points::sigma_pct;
 use crate::glance::tb_grid::{table_text, tb_root, write_network_runs, GridTags, MERGE_WALL_TIME};
 use crate::report::markdown_table;
 use crate::tb::Tb;
@@ -130,6 +131,31 @@ fn variant_label(d: &PairedDifference) -> String {
     out
 }
 
+/// The paired differences for the terminal (table.txt): one line each, within 100 columns.
+fn differences_text(diffs: &[PairedDifference]) -> String {
+    if diffs.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\nPaired difference against the best uniform method at the same N and σ (points, \
+         95% CI):\n",
+    );
+    for d in diffs {
+        let ci =
+            if d.ci95.is_finite() { format!(" ±{:.2}", 100.0 * d.ci95) } else { String::new() };
+        out.push_str(&format!(
+            "N={:<3} σ {:>4}%  {:<22} vs {:<20} {}{ci}  {}\n",
+            d.levels,
+            sigma_pct(d.sigma),
+            format!("{} {}{}", d.method, d.mode, variant_label(d)),
+            format!("{} {}", d.baseline_method, d.baseline_mode),
+            pct(d.mean),
+            d.verdict
+        ));
+    }
+    out
+}
+
 fn differences_md(diffs: &[PairedDifference], seeds: usize) -> String {
     let header: Vec<String> =
         ["N", "σ", "method", "vs best uniform", "Δ (points)", "95% CI", "CI over", "verdict"]
@@ -141,7 +167,7 @@ fn differences_md(diffs: &[PairedDifference], seeds: usize) -> String {
         .map(|d| {
             vec![
                 d.levels.to_string(),
-                format!("{}%", 100.0 * d.sigma),
+                format!("{}%", sigma_pct(d.sigma)),
                 format!("{} {}{}", d.method, d.mode, variant_label(d)),
                 format!("{} {}", d.baseline_method, d.baseline_mode),
                 pct(d.mean),
@@ -204,6 +230,10 @@ pub fn merge_run(run_dir: &mut crate::run::RunDir, extra: Value) -> Result<Value
     let mut table = std::fs::read_to_string(&table_path).unwrap_or_default();
     table.push_str(&differences_md(&diffs, seeds));
     write_text_atomic(&table_path, &table)?;
+    let text_path = run.join("table.txt");
+    let mut text = std::fs::read_to_string(&text_path).unwrap_or_default();
+    text.push_str(&differences_text(&diffs));
+    write_text_atomic(&text_path, &text)?;
     let seeds_pooled = plan.compare.seeds.len().max(1);
     let grid_points = crate::glance::grid::points(&cells, seeds_pooled);
     let tags = GridTags::new(&plan.task, &plan.metric, &plan.compare.sigmas);
@@ -317,6 +347,28 @@ mod tests {
         assert_eq!(out.cells[0].sigma, 0.0);
         assert_eq!(out.cells[0].method, "gq-noise");
         assert_eq!(out.cells[0].same_as.as_deref(), Some("gq"));
+    }
+
+    #[test]
+    fn differences_fit_the_terminal() {
+        let d = super::PairedDifference {
+            method: "gq-noise".into(),
+            mode: "qat-noise".into(),
+            levels: 16,
+            sigma: 0.07,
+            programming: String::new(),
+            fp32_layers: String::new(),
+            baseline_method: "uniform-mse".into(),
+            baseline_mode: "qat-noise".into(),
+            mean: 0.0123,
+            ci95: 0.0045,
+            basis: crate::sweep::stats::CiBasis::Seeds,
+            verdict: "ahead".into(),
+        };
+        let t = super::differences_text(&[d]);
+        assert!(t.contains("σ    7%") && t.contains("+1.23 ±0.45  ahead"), "{t}");
+        assert!(t.lines().all(|l| l.chars().count() <= 100), "{t}");
+        assert_eq!(super::differences_text(&[]), "");
     }
 
     #[test]

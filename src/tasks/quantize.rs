@@ -233,6 +233,11 @@ fn log_quant_tb(run: &mut RunDir, net: &Network, report: &Value, step: usize) {
         if let Some(mse) = report[&l.spec.name]["mse"].as_f64() {
             run.tb.scalar(&format!("quant/mse/{}", l.spec.name), mse, step);
         }
+        // ‖Wq − W‖/‖W‖ in %: readable where an MSE of 1e-4 looks like zero on a card.
+        let q = l.effective_weight();
+        if let Some(e) = crate::glance::grid::relative_error_pct(&l.spec.weight, &q) {
+            run.tb.scalar(&format!("quant/error_pct/{}", l.spec.name), e, step);
+        }
         run.tb.histogram(&format!("quantized/{}", l.spec.name), &l.effective_weight(), step, 64);
         run.tb.histogram(&format!("weights/{}", l.spec.name), &l.spec.weight, step, 64);
     }
