@@ -311,6 +311,32 @@ fn charts_keep_the_legend_off_the_data() {
     assert_eq!(img.get_pixel((lg.right() - 3) as u32, (lg.bottom() - 3) as u32).0, [255; 3]);
 }
 
+/// `gqcim plot` reads the seed count from results.json beside results.csv: two seeds give
+/// no CI (marked †) however many trials were pooled.
+#[test]
+fn replot_takes_the_seed_count_from_results_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("results.csv");
+    std::fs::write(
+        &csv,
+        "method,levels,mode,sigma,trials,mean,std,ci95,min,max,digital\n\
+         fp32,32,ptq,0,2,0.9,0,0.01,0.9,0.9,0.9\n\
+         fp32,32,ptq,0.05,6,0.8,0.02,0.3,0.7,0.9,0.9\n\
+         gq,8,qat,0,2,0.85,0,0.01,0.85,0.85,0.85\n\
+         gq,8,qat,0.05,6,0.75,0.02,0.3,0.7,0.8,0.85\n",
+    )
+    .unwrap();
+    let out = dir.path().join("plots");
+    let (_, one_seed) = gqcim::glance::grid::replot(&csv, "classify", &out, "").unwrap();
+    assert!(one_seed.contains("75.00±30.00"), "6 trials of one seed get a CI: {one_seed}");
+    std::fs::write(dir.path().join("results.json"), r#"{"seeds": [1, 2]}"#).unwrap();
+    let (charts, two_seeds) = gqcim::glance::grid::replot(&csv, "classify", &out, "").unwrap();
+    assert!(two_seeds.contains("75.00†") && !two_seeds.contains("±30.00"), "{two_seeds}");
+    assert!(charts.iter().any(|p| p.ends_with("top1_gap_vs_sigma_N8.png")), "{charts:?}");
+    let bad = gqcim::glance::grid::replot(&dir.path().join("none.csv"), "classify", &out, "");
+    assert!(bad.unwrap_err().to_string().contains("none.csv"));
+}
+
 /// The cost grid's Pareto charts are drawn by the same renderer (legend beside the axes):
 /// the chart size, the TensorBoard images at that size, and nothing drawn without data.
 #[test]

@@ -80,7 +80,7 @@ pub fn task_metric(task: &str) -> Result<&'static str> {
 }
 
 /// `gqcim plot`: the charts and terminal table of a finished grid from its results.csv
-/// (levels and σ as the CSV has them). Charts go to `out_dir` named
+/// (levels and σ as the CSV has them; the seed count from results.json beside it, if any). Charts go to `out_dir` named
 /// `<prefix><metric>_...png`; returns their paths and the terminal table.
 pub fn replot(
     results: &Path,
@@ -89,7 +89,17 @@ pub fn replot(
     prefix: &str,
 ) -> Result<(Vec<PathBuf>, String)> {
     let metric = task_metric(task)?;
-    let all = super::points::read_results_csv(results)?;
+    let mut all = super::points::read_results_csv(results)?;
+    // results.csv has no seed count; a grid's results.json beside it has (its CIs are over
+    // seeds when there are several, which decides whether they are shown).
+    let seeds = std::fs::read_to_string(results.with_file_name("results.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["seeds"].as_array().map(Vec::len))
+        .unwrap_or(1);
+    for p in &mut all {
+        p.seeds = p.seeds.max(seeds);
+    }
     if all.is_empty() {
         return Err(crate::error::invalid(results.display().to_string(), "has no rows"));
     }
