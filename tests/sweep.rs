@@ -21,6 +21,24 @@ fn read(p: PathBuf) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// The TensorBoard event files under `dir` (path relative to it -> bytes).
+fn event_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().map(|e| e.unwrap()) {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if e.file_name().to_string_lossy().contains("tfevents") {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn plan_cells_merge_kill_and_cache_all_give_one_results_csv() {
     let d = tempfile::tempdir().unwrap();
@@ -81,6 +99,22 @@ fn plan_cells_merge_kill_and_cache_all_give_one_results_csv() {
     assert!(stderr(&oob).contains("out of range"), "{}", stderr(&oob));
     ok(&merge(&b));
     assert_eq!(read(b.join("results.csv")), csv_a, "cell-by-cell differs from one process");
+    // TensorBoard (issue 20's layout, glance::tb_grid): merge writes the grid's and every
+    // network's run as the same bytes however the cells ran; each unit (one per seed) logs
+    // into its own run under its network.
+    let (tb_a, tb_b) = (event_files(&a.join("tb")), event_files(&b.join("tb")));
+    assert_eq!(tb_a.keys().collect::<Vec<_>>(), tb_b.keys().collect::<Vec<_>>());
+    for (rel, bytes) in tb_a.iter().filter(|(r, _)| r.ends_with("gqcim-merge")) {
+        assert!(tb_b[rel] == *bytes, "tb/{rel}: merged in one process vs cell by cell");
+    }
+    for run in ["", "fp32/", "gq-qat-N2/", "fp32/s1/", "fp32/s2/", "gq-qat-N2/s1/", "gq-qat-N2/s2/"]
+    {
+        assert!(
+            tb_a.keys().any(|k| k.strip_prefix(run).is_some_and(|f| !f.contains('/'))),
+            "no run tb/{run}: {:?}",
+            tb_a.keys()
+        );
+    }
 
     // Two worker processes on this machine (a fresh cache): each unit runs once, in either.
     let w = d.path().join("w");
