@@ -10,7 +10,7 @@ use crate::checkpoint::write_text_atomic;
 use crate::config::{Config, ProgrammingNoise, QuantMethod, TuneMode};
 use crate::costreport::{cell_cost, programming_variants, CellCost};
 use crate::error::Result;
-use crate::glance::points::{net_label, GridPoint};
+use crate::glance::points::{net_label, policy_suffix, GridPoint};
 use crate::glance::progress::{unit_lines, Eta};
 use crate::glance::tb_grid::unit_dir;
 use crate::quant::deploy::{apply_quantization, check_layer_names, make_path, QuantDeployment};
@@ -365,6 +365,16 @@ fn prepare_network(
     Ok((net, ft, false))
 }
 
+/// The network label of a unit, as merge names its TensorBoard run (`glance::points`): the
+/// layer policy is part of it when the grid compares several.
+fn unit_label(plan: &Plan, u: &Unit, c: &Config) -> String {
+    let mut label = net_label(u.method.name(), u.mode.name(), u.levels);
+    if plan.compare.keep_fp32_sets.len() > 1 && u.method != QuantMethod::Fp32 {
+        label.push_str(&policy_suffix(&layers_label(&c.quant.keep_fp32)));
+    }
+    label
+}
+
 /// What a unit that ran reports for the progress lines.
 pub struct UnitDone {
     /// Its cells (one seed), as the tables show them.
@@ -404,7 +414,7 @@ pub fn run_cell(
     let any_wv = variants.iter().any(|v| v.programming.is_write_verify());
     let preset = cfg.cost.load_preset()?;
     // The unit's own TensorBoard run, under its network's sub-run (layout: glance::tb_grid).
-    let label = net_label(u.method.name(), u.mode.name(), u.levels);
+    let label = unit_label(plan, u, &c);
     let mut tb =
         crate::tb::Tb::at_file(&unit_dir(run, &label, u.seed, u.fit_sigma), crate::tb::UNIT_EVENTS);
     let (net, ft, cached) = prepare_network(&c, task, plan, u, device, &mut tb)?;

@@ -254,6 +254,7 @@ fn synthetic(trials: usize) -> Vec<GridPoint> {
             mode: "ptq".into(),
             sigma: s,
             variant: None,
+            policy: None,
             seeds: 1,
             trials: t,
             mean: 0.95 - s,
@@ -270,6 +271,7 @@ fn synthetic(trials: usize) -> Vec<GridPoint> {
                         mode: mode.into(),
                         sigma: s,
                         variant: None,
+                        policy: None,
                         seeds: 1,
                         trials: if s == 0.0 { 1 } else { trials },
                         mean: 0.95 - s - 0.2 / n as f64,
@@ -309,6 +311,48 @@ fn charts_keep_the_legend_off_the_data() {
     let lg = charts[0].1.legend;
     assert_eq!(img.get_pixel(lg.x as u32, (lg.y + lg.h / 2) as u32).0, [0, 0, 0]);
     assert_eq!(img.get_pixel((lg.right() - 3) as u32, (lg.bottom() - 3) as u32).0, [255; 3]);
+}
+
+/// A grid comparing layer policies (`compare.keep_fp32_sets`): each policy's network is its
+/// own sub-run on the same card as fp32, its gap against the one fp32, and its own rows.
+#[test]
+fn layer_policies_are_sub_runs_of_their_own() {
+    use gqcim::analog::montecarlo::{McStats, Trial};
+    use gqcim::glance::tb_grid::{write_network_runs, GridTags};
+    let cell = |method: &str, kept: &str, sigma: f64, metric: f64| gqcim::compare::Cell {
+        method: method.into(),
+        levels: if method == "fp32" { 32 } else { 8 },
+        mode: if method == "fp32" { "ptq".into() } else { "qat".into() },
+        sigma,
+        stats: McStats::from_trials(
+            (0..3).map(|t| Trial { trial: t, seed: t as i64, metric }).collect(),
+        ),
+        digital_accuracy: metric,
+        finetune: None,
+        same_as: None,
+        cost: Default::default(),
+        fp32_layers: kept.into(),
+    };
+    let mut cells = Vec::new();
+    for s in [0.0, 0.02] {
+        cells.push(cell("fp32", "", s, 0.9 - s));
+        cells.push(cell("gq", "", s, 0.85 - s));
+        cells.push(cell("gq", "conv1+fc", s, 0.88 - s));
+    }
+    let pts = gqcim::glance::grid::points(&cells, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let tags = GridTags::new("classify", "top-1 accuracy (%)", &[0.0, 0.02]);
+    write_network_runs(dir.path(), &tags, &pts, &[8]).unwrap();
+    let tb = read_runs(dir.path());
+    let gap = "classify/top1_gap_to_fp32_vs_sigma/N8";
+    for (run, want_gap) in [("tb/gq-qat-N8", -5.0), ("tb/gq-qat-N8-fp32-conv1_fc", -2.0)] {
+        let g = series(&tb, run, "scalars", gap);
+        assert_eq!(g.len(), 2, "{run}: {g:?}");
+        assert!(g.iter().all(|p| (p.1 - want_gap).abs() < 1e-3), "{run}: {g:?}");
+    }
+    assert_eq!(series(&tb, "tb/fp32", "scalars", "classify/top1_vs_sigma/N8").len(), 2);
+    let md = gqcim::glance::table::markdown(&pts, "top-1 accuracy (%)", &[0.0, 0.02]);
+    assert!(md.contains("| gq (fp32: conv1, fc) | 8 | qat |") && md.contains("| gq | 8 | qat |"));
 }
 
 /// `gqcim plot` reads the seed count from results.json beside results.csv: two seeds give

@@ -471,6 +471,12 @@ fn layer_policies_give_their_own_rows() {
     assert_eq!(cell["cells"][0]["fp32_layers"], "conv1+fc");
     let table = std::fs::read_to_string(run.join("table.md")).unwrap();
     assert!(table.contains("gq (fp32: conv1, fc)"), "{table}");
+    // Each policy's network is its own TensorBoard sub-run, its unit's log under it.
+    for net in ["gq-qat-N2", "gq-qat-N2-fp32-conv1_fc"] {
+        let dir = run.join("tb").join(net);
+        assert!(dir.join("events.out.tfevents.0000000000.gqcim-merge").is_file(), "{net}");
+        assert!(dir.join("s1/events.out.tfevents.0000000000.gqcim-unit").is_file(), "{net}");
+    }
     let diffs = std::fs::read_to_string(run.join("differences.csv")).unwrap();
     let dl: Vec<&str> = diffs.lines().skip(1).collect();
     assert_eq!(dl.len(), 2, "one gq-vs-uniform difference per policy: {diffs}");

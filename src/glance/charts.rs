@@ -82,8 +82,8 @@ fn reference(label: &str, points: Vec<PlotPoint>) -> Option<Line> {
 
 /// All charts of a grid; returns the written paths with their layouts. Failures are
 /// logged and skipped: a missing plot never fails a grid. A grid with several programming
-/// variants (cost grids) is charted at its first one, named in the titles; the cost
-/// outputs compare the variants.
+/// variants (cost grids) or layer policies is charted at its first one, named in the
+/// titles; the tables and the cost outputs compare them.
 pub fn write_charts(
     dir: &Path,
     points: &[GridPoint],
@@ -94,12 +94,22 @@ pub fn write_charts(
 ) -> Vec<(PathBuf, ChartLayout)> {
     let key = format!("{prefix}{}", metric_key(metric));
     let first_variant = points.first().and_then(|p| p.variant.clone());
-    let name = match &first_variant {
-        Some(v) => format!("{}, {v}", short_metric(metric)),
-        None => short_metric(metric).to_string(),
-    };
-    let points: Vec<GridPoint> =
-        points.iter().filter(|p| p.variant == first_variant).cloned().collect();
+    let mut name = short_metric(metric).to_string();
+    let first_policy = points.iter().find(|p| !p.is_fp32()).and_then(|p| p.policy.clone());
+    match first_policy.as_deref() {
+        Some("") => name.push_str(", all layers quantized"),
+        Some(kept) => name.push_str(&format!(", fp32 {}", kept.replace('+', ", "))),
+        None => {}
+    }
+    if let Some(v) = &first_variant {
+        name.push_str(&format!(", {v}"));
+    }
+    // The first layer policy likewise (every policy has its own rows in the tables).
+    let points: Vec<GridPoint> = points
+        .iter()
+        .filter(|p| p.variant == first_variant && (p.is_fp32() || p.policy == first_policy))
+        .cloned()
+        .collect();
     let points = &points[..];
     let keys = series_keys(points);
     let mut out = Vec::new();

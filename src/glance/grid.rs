@@ -22,7 +22,17 @@ pub fn points(cells: &[Cell], seeds: usize) -> Vec<GridPoint> {
             variants.push(&c.cost.programming);
         }
     }
-    cells.iter().map(|c| GridPoint::from_cell(c, seeds, variants.len() > 1)).collect()
+    let mut policies: Vec<&str> = Vec::new();
+    for c in cells.iter().filter(|c| c.method != "fp32") {
+        if !policies.contains(&c.fp32_layers.as_str()) {
+            policies.push(&c.fp32_layers);
+        }
+    }
+    let (several_variants, several_policies) = (variants.len() > 1, policies.len() > 1);
+    cells
+        .iter()
+        .map(|c| GridPoint::from_cell(c, seeds, several_variants, several_policies))
+        .collect()
 }
 
 /// ‖q − w‖ / ‖w‖ in % (None for an all-zero w): readable where a per-layer MSE of 1e-4

@@ -17,6 +17,9 @@ pub struct GridPoint {
     /// The programming variant (`write-verify-tol0.02`, ...) when the grid has several;
     /// None for a grid with one way of programming the weights.
     pub variant: Option<String>,
+    /// The layers kept fp32 (`conv1+fc`) when the grid compares several layer policies
+    /// (`compare.keep_fp32_sets`); None otherwise, and for fp32 itself.
+    pub policy: Option<String>,
     /// Fine-tuning seeds pooled in this point.
     pub seeds: usize,
     /// Monte-Carlo trials, all seeds together.
@@ -29,14 +32,21 @@ pub struct GridPoint {
 }
 
 impl GridPoint {
-    /// A merged cell; `variant` is its programming label when the grid has several.
-    pub fn from_cell(c: &Cell, seeds: usize, several_variants: bool) -> GridPoint {
+    /// A merged cell; its programming variant and layer policy are kept when the grid has
+    /// several of them.
+    pub fn from_cell(
+        c: &Cell,
+        seeds: usize,
+        several_variants: bool,
+        several_policies: bool,
+    ) -> GridPoint {
         GridPoint {
             method: c.method.clone(),
             levels: c.levels,
             mode: c.mode.clone(),
             sigma: c.sigma,
             variant: several_variants.then(|| c.cost.programming.clone()),
+            policy: (several_policies && c.method != "fp32").then(|| c.fp32_layers.clone()),
             seeds: seeds.max(1),
             trials: c.stats.trials.len(),
             mean: c.stats.mean,
@@ -51,9 +61,14 @@ impl GridPoint {
     }
 
     /// Network name of sub-runs and sample captions: `fp32`, `gq-qat-N8`,
-    /// `gq-qat-N8-write-verify-tol0.02` (a programming variant when the grid has several).
+    /// `gq-qat-N8-fp32-conv1+fc` (a layer policy), `gq-qat-N8-write-verify-tol0.02` (a
+    /// programming variant), each only when the grid has several.
     pub fn net_label(&self) -> String {
-        let base = net_label(&self.method, &self.mode, self.levels);
+        let base = format!(
+            "{}{}",
+            net_label(&self.method, &self.mode, self.levels),
+            policy_suffix(self.policy.as_deref().unwrap_or(""))
+        );
         match &self.variant {
             Some(v) => format!("{base}-{}", path_safe(v)),
             None => base,
@@ -86,6 +101,15 @@ pub fn net_label(method: &str, mode: &str, levels: usize) -> String {
         "fp32".into()
     } else {
         format!("{method}-{mode}-N{levels}")
+    }
+}
+
+/// The label fragment of a layer policy: `-fp32-conv1+fc`; empty for every layer quantized.
+pub fn policy_suffix(fp32_layers: &str) -> String {
+    if fp32_layers.is_empty() {
+        String::new()
+    } else {
+        format!("-fp32-{fp32_layers}")
     }
 }
 
@@ -178,6 +202,7 @@ pub fn read_results_csv(path: &std::path::Path) -> Result<Vec<GridPoint>> {
     };
     // Optional columns: the programming variant (several only in cost grids) and the seeds.
     let cp = header.iter().position(|h| *h == "programming");
+    let cpol = header.iter().position(|h| *h == "fp32_layers");
     let cseeds = header.iter().position(|h| *h == "seeds");
     let (cm, cl, cmo, cs, ct, cme, cc) = (
         col("method")?,
@@ -203,6 +228,7 @@ pub fn read_results_csv(path: &std::path::Path) -> Result<Vec<GridPoint>> {
             mode: get(cmo).to_string(),
             sigma: num(cs, "sigma")?,
             variant: cp.map(|c| get(c).to_string()),
+            policy: cpol.map(|c| get(c).to_string()).filter(|_| get(cm) != "fp32"),
             seeds: match cseeds {
                 Some(c) => get(c).parse().map_err(|_| bad("seeds"))?,
                 None => 1,
@@ -217,10 +243,22 @@ pub fn read_results_csv(path: &std::path::Path) -> Result<Vec<GridPoint>> {
             }
         }
     }
-    // One variant is no variant: labels stay `gq-qat-N8`.
-    if variants.len() < 2 {
-        for p in &mut out {
+    // One variant (or layer policy) is none: labels stay `gq-qat-N8`.
+    let mut policies: Vec<&str> = Vec::new();
+    for p in &out {
+        if let Some(l) = &p.policy {
+            if !policies.contains(&l.as_str()) {
+                policies.push(l);
+            }
+        }
+    }
+    let several_policies = policies.len() > 1;
+    for p in &mut out {
+        if variants.len() < 2 {
             p.variant = None;
+        }
+        if !several_policies {
+            p.policy = None;
         }
     }
     Ok(out)
@@ -237,6 +275,7 @@ mod tests {
             mode: "ptq".into(),
             sigma,
             variant: None,
+            policy: None,
             seeds: 1,
             trials,
             mean,
@@ -256,6 +295,9 @@ mod tests {
         assert_eq!(pts[2].ci_pct(), Some(1.0));
         assert_eq!(p("gq", 8, 0.05, 0.7, 2).ci_pct(), None, "2 trials get no CI");
         assert_eq!(pts[2].net_label(), "gq-ptq-N8");
+        let kept = GridPoint { policy: Some("conv1+fc".into()), ..pts[2].clone() };
+        assert_eq!(kept.net_label(), "gq-ptq-N8-fp32-conv1+fc");
+        assert_eq!(delta_pct(&kept, &pts).map(|d| d.round()), Some(-5.0), "same fp32");
     }
 
     #[test]

@@ -136,6 +136,7 @@ mod tests {
                 mode: "qat-noise".into(),
                 sigma: *s,
                 variant: None,
+                policy: None,
                 seeds: 1,
                 trials: 10,
                 mean: 0.9123,

@@ -125,7 +125,7 @@ fn net_caption(label: &str, levels: Option<usize>) -> Vec<String> {
     match levels {
         None => vec!["fp32".into(), "32-bit float".into()],
         Some(n) => {
-            let head = label.trim_end_matches(&format!("-N{n}")).to_string();
+            let head = label.replacen(&format!("-N{n}"), "", 1);
             vec![head, format!("N = {n} levels")]
         }
     }
@@ -191,30 +191,38 @@ impl SampleBook {
 
 /// The units whose pictures the grid shows: one per network (the first seed; for gq-noise
 /// the first fitted σ), aliases excluded (their network is another unit's).
-fn shown_units(plan: &Plan) -> Vec<&Unit> {
+fn shown_units(plan: &Plan) -> Vec<(&Unit, String)> {
     let first_seed = plan.units.first().map(|u| u.seed);
-    let mut seen: Vec<String> = Vec::new();
-    let mut out = Vec::new();
+    let mut out: Vec<(&Unit, String)> = Vec::new();
     for u in plan.units.iter().filter(|u| u.alias_of.is_none() && Some(u.seed) == first_seed) {
-        let label = super::points::net_label(u.method.name(), u.mode.name(), u.levels);
-        if !seen.contains(&label) {
-            seen.push(label);
-            out.push(u);
+        let label = unit_label(plan, u);
+        if !out.iter().any(|(_, l)| *l == label) {
+            out.push((u, label));
         }
     }
     out
+}
+
+/// A unit's network label as merge's sub-runs have it (the layer policy when the grid
+/// compares several: then every unit carries its policy).
+fn unit_label(plan: &Plan, u: &Unit) -> String {
+    let mut label = super::points::net_label(u.method.name(), u.mode.name(), u.levels);
+    if plan.compare.keep_fp32_sets.len() > 1 && u.method != crate::config::QuantMethod::Fp32 {
+        let kept = u.keep_fp32.as_deref().unwrap_or(&[]);
+        label.push_str(&super::points::policy_suffix(&crate::sweep::plan::layers_label(kept)));
+    }
+    label
 }
 
 /// Merge's part: reads the units' saved pictures and writes the side-by-side samples into
 /// the grid's run `tb`.
 pub fn write_grid_samples(tb: &mut Tb, run: &Path, plan: &Plan) -> Result<()> {
     let mut book = SampleBook::default();
-    for u in shown_units(plan) {
+    for (u, label) in shown_units(plan) {
         let Some((inputs, preds)) = load_unit_samples(&unit_dir(run, u))? else { continue };
         if book.inputs.is_empty() {
             book.inputs = inputs;
         }
-        let label = super::points::net_label(u.method.name(), u.mode.name(), u.levels);
         let levels = (u.method != crate::config::QuantMethod::Fp32).then_some(u.levels);
         book.add(label, levels, preds);
     }

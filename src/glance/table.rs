@@ -72,7 +72,12 @@ pub fn markdown(points: &[GridPoint], metric: &str, sigmas: &[f64]) -> String {
         } else {
             (f.levels.to_string(), f.mode.clone())
         };
-        let mut r = vec![f.method.clone(), n, mode];
+        // A layer policy names its kept layers in the method column: `gq (fp32: conv1, fc)`.
+        let method = match f.policy.as_deref().filter(|k| !k.is_empty()) {
+            Some(kept) => format!("{} (fp32: {})", f.method, kept.replace('+', ", ")),
+            None => f.method.clone(),
+        };
+        let mut r = vec![method, n, mode];
         if variants {
             r.push(f.variant.clone().unwrap_or_default());
         }
@@ -110,11 +115,14 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
 /// Row name of the terminal table: `fp32 (32-bit float)`, `gq qat N=8`, then the
 /// programming variant when the grid has several.
 fn row_name(p: &GridPoint) -> String {
-    let name = if p.is_fp32() {
+    let mut name = if p.is_fp32() {
         "fp32 (32-bit float)".into()
     } else {
         format!("{} {} N={}", p.method, p.mode, p.levels)
     };
+    if let Some(kept) = p.policy.as_deref().filter(|k| !k.is_empty()) {
+        name.push_str(&format!(" (fp32: {})", kept.replace('+', ", ")));
+    }
     match &p.variant {
         Some(v) => format!("{name} {v}"),
         None => name,
@@ -194,6 +202,7 @@ mod tests {
                     mode: mode.into(),
                     sigma: s,
                     variant: None,
+                    policy: None,
                     seeds: 1,
                     trials: if s == 0.0 { 1 } else { trials },
                     mean: 0.9 - s - if m == "fp32" { 0.0 } else { 0.01 },
