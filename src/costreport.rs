@@ -243,6 +243,7 @@ fn pareto_chart(
             draw: Draw::Line,
             points: vec![PlotPoint { x: 1.0, y: f, ci: None }],
         }),
+        y_bounds: Some((0.0, 100.0)),
     };
     render(path, &chart)?;
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -149,6 +149,7 @@ pub fn write_charts(
                 "fp32 (32-bit float)",
                 fp32_at(points, s0).map(|f| vec![pt(0.0, f)]).unwrap_or_default(),
             ),
+            y_bounds: Some((0.0, 100.0)),
         },
     );
     let fp32: Vec<&GridPoint> = points.iter().filter(|p| p.is_fp32()).collect();
@@ -171,6 +172,7 @@ pub fn write_charts(
                     "fp32 (32-bit float)",
                     fp32.iter().map(|f| pt(100.0 * f.sigma, f)).collect(),
                 ),
+                y_bounds: Some((0.0, 100.0)),
             },
         );
         if fp32.is_empty() {
@@ -204,6 +206,7 @@ pub fn write_charts(
                         .map(|f| PlotPoint { x: 100.0 * f.sigma, y: 0.0, ci: f.ci_pct() })
                         .collect(),
                 ),
+                y_bounds: Some((-100.0, 100.0)),
             },
         );
     }

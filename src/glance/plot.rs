@@ -78,6 +78,9 @@ pub struct Chart {
     pub lines: Vec<Line>,
     /// Dashed black line with a shaded CI band; a single point spans the whole x range.
     pub reference: Option<Line>,
+    /// The values the quantity can take (0-100 for a metric in %): the y axis stops one
+    /// point beyond them, and a CI bar or band reaching past is cut at the axis.
+    pub y_bounds: Option<(f64, f64)>,
 }
 
 impl XAxis {
@@ -171,7 +174,11 @@ fn draw(path: &Path, chart: &Chart) -> Result<ChartLayout, String> {
         return Err("no finite values to plot".into());
     }
     let pad_y = ((y1 - y0) * 0.08).max(0.5);
-    let (y0, y1) = (y0 - pad_y, y1 + pad_y);
+    let (mut y0, mut y1) = (y0 - pad_y, y1 + pad_y);
+    if let Some((lo, hi)) = chart.y_bounds {
+        y0 = y0.max(lo - 1.0);
+        y1 = y1.min(hi + 1.0);
+    }
 
     let p = layout.plot;
     let plot_area = root.clone().shrink((p.x, p.y), (p.w, p.h));
