@@ -79,6 +79,18 @@ fn plan_cells_merge_equals_one_process(verb: &str, config: &str, ckpt: &str, ext
         csv_a,
         "{verb}: cells + merge differ from one process"
     );
+    // What merge writes for TensorBoard (the grid's run with the scenes side by side, every
+    // network's run) is the same bytes however the cells ran (layout: glance::tb_grid).
+    let merged = "events.out.tfevents.0000000000.gqcim-merge";
+    for run in ["tb", "tb/fp32", "tb/gq-qat-N2"] {
+        let (ea, eb) = (a.join(run).join(merged), b.join(run).join(merged));
+        let bytes = std::fs::read(&ea).unwrap_or_else(|e| panic!("{}: {e}", ea.display()));
+        assert!(bytes == std::fs::read(&eb).unwrap(), "{verb}: {run} differs");
+    }
+    let task = verb.trim_end_matches("-compare");
+    let tag = format!("samples/{task}/sample_0/N2");
+    let grid_run = std::fs::read(a.join("tb").join(merged)).unwrap();
+    assert!(grid_run.windows(tag.len()).any(|w| w == tag.as_bytes()), "{verb}: no {tag}");
 }
 
 #[test]
