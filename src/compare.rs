@@ -267,6 +267,14 @@ pub fn plan_grid(
 ) -> Result<Plan> {
     let seeds =
         if cfg.compare.seeds.is_empty() { vec![cfg.seed] } else { cfg.compare.seeds.clone() };
+    // A refit schedule that cannot work is refused before any unit runs, not at the first
+    // fine-tuned unit.
+    if cfg.compare.modes.iter().any(|m| *m != TuneMode::Ptq) {
+        let total = crate::tasks::quantize::finetune_steps(cfg, task.train_len());
+        for &m in &cfg.compare.methods {
+            crate::tasks::quantize::refit_schedule(cfg, m, total)?;
+        }
+    }
     let config_yaml =
         std::fs::read_to_string(run.join("config.yaml")).unwrap_or_else(|_| cfg.to_yaml());
     let threads =

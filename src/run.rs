@@ -19,27 +19,34 @@ pub struct RunDir {
 /// The lock file of a run folder.
 pub const LOCK_FILE: &str = ".gqcim.lock";
 
-/// Takes the run folder's lock, or names the folder another process is writing.
-fn lock_run_folder(path: &Path) -> Result<std::fs::File> {
-    let lock_path = path.join(LOCK_FILE);
+/// An exclusive flock(2) on `path` (created if absent), or `None` when another process holds
+/// it. The kernel releases it however the holder ends, so a killed process leaves no stale
+/// lock behind.
+pub fn try_lock_file(path: &Path) -> Result<Option<std::fs::File>> {
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&lock_path)
-        .map_err(|e| file_err(&lock_path, "open the lock file", e))?;
+        .open(path)
+        .map_err(|e| file_err(path, "open the lock file", e))?;
     match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(GqcimError::File {
-            path: path.to_path_buf(),
-            msg: format!(
-                "run folder is in use by another gqcim process (it holds {}); wait for it to \
-                 finish or choose another --run-dir / run_name",
-                lock_path.display()
-            ),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => Err(file_err(&lock_path, "lock", e)),
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(file_err(path, "lock", e)),
     }
+}
+
+/// Takes the run folder's lock, or names the folder another process is writing.
+fn lock_run_folder(path: &Path) -> Result<std::fs::File> {
+    let lock_path = path.join(LOCK_FILE);
+    try_lock_file(&lock_path)?.ok_or_else(|| GqcimError::File {
+        path: path.to_path_buf(),
+        msg: format!(
+            "run folder is in use by another gqcim process (it holds {}); wait for it to \
+             finish or choose another --run-dir / run_name",
+            lock_path.display()
+        ),
+    })
 }
 
 /// `run_name` must stay inside `<out_dir>/<task>/`: relative, no `..`, not empty.

@@ -206,3 +206,18 @@ fn plan_cells_merge_kill_and_cache_all_give_one_results_csv() {
     assert!(stderr(&o).contains("corrupt cell result"), "{}", stderr(&o));
     assert_eq!(read(cell_json), "{ not json");
 }
+
+/// A refit schedule that can never fire is refused when the grid is planned, before any unit
+/// runs (it used to surface at the first fine-tuned unit, after the fp32 one).
+#[test]
+fn a_refit_that_never_triggers_is_refused_at_planning() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("r");
+    let mut args = vec!["compare".to_string(), "--plan".into()];
+    args.extend(grid_args(&d.path().join("out"), "[0.0]"));
+    args.extend(["--set".into(), "quant.refit_every=1000".into()]);
+    let o = gqcim(&with(args, &["--run-dir", run.to_str().unwrap()]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("quant.refit_every") && stderr(&o).contains("never triggers"));
+    assert!(!run.join("plan.json").exists(), "nothing planned");
+}

@@ -125,18 +125,7 @@ pub fn read_cell(run: &Path, plan: &Plan, unit: &Unit) -> Result<Option<CellFile
 pub fn try_claim_unit(run: &Path, unit: &Unit) -> Result<Option<std::fs::File>> {
     let dir = unit_dir(run, unit);
     std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, "create the cell folder", e))?;
-    let path = dir.join(".running.lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io_err(&path, "open the unit's lock file", e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(Some(f)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path, "lock", e)),
-    }
+    crate::run::try_lock_file(&dir.join(".running.lock"))
 }
 
 /// Reads a number that JSON wrote as `null` because it was NaN (serde_json writes non-finite

@@ -40,6 +40,33 @@ pub struct FinetuneStats {
 /// Straight-through fine-tuning with whatever weight paths the network carries: master
 /// weights (and LSQ steps) learn, the forward pass sees quantized (or noisy) weights.
 /// `on_epoch(epoch, mean loss, per-step losses)` runs after every epoch.
+
+/// Straight-through fine-tuning steps for `n_train` training samples (at least one).
+pub fn finetune_steps(cfg: &Config, n_train: i64) -> usize {
+    let f = &cfg.finetune;
+    let bs = f.batch_size.min(n_train).max(1);
+    let steps_per_epoch = (n_train / bs).max(1) as usize;
+    ((f.epochs * steps_per_epoch as f64).round() as usize).max(1)
+}
+
+/// The refit schedule of `method` over `total` fine-tuning steps (methods without refits get
+/// none); an explicit `quant.refit_every` that never triggers is an error naming the field.
+pub fn refit_schedule(cfg: &Config, method: QuantMethod, total: usize) -> Result<RefitSchedule> {
+    let refitting = matches!(
+        method,
+        QuantMethod::Gq
+            | QuantMethod::GqExact
+            | QuantMethod::GqNoise
+            | QuantMethod::UniformMinmax
+            | QuantMethod::UniformMse
+    );
+    if !refitting {
+        return Ok(RefitSchedule { every: usize::MAX, stop_at: 0 });
+    }
+    RefitSchedule::for_finetune(&cfg.quant, total)
+        .map_err(|e| crate::error::invalid("quant.refit_every", e))
+}
+
 pub fn finetune_loop(
     net: &Network,
     task: &dyn TaskHarness,
@@ -71,22 +98,8 @@ pub fn finetune_loop(
     let device = net.vs.device();
     let n_train = task.train_len();
     let bs = f.batch_size.min(n_train);
-    let steps_per_epoch = (n_train / bs).max(1) as usize;
-    let total = ((f.epochs * steps_per_epoch as f64).round() as usize).max(1);
-    let refitting = matches!(
-        cfg.quant.method,
-        QuantMethod::Gq
-            | QuantMethod::GqExact
-            | QuantMethod::GqNoise
-            | QuantMethod::UniformMinmax
-            | QuantMethod::UniformMse
-    );
-    let schedule = if refitting {
-        RefitSchedule::for_finetune(&cfg.quant, total)
-            .map_err(|e| crate::error::invalid("quant.refit_every", e))?
-    } else {
-        RefitSchedule { every: usize::MAX, stop_at: 0 }
-    };
+    let total = finetune_steps(cfg, n_train);
+    let schedule = refit_schedule(cfg, cfg.quant.method, total)?;
     let start = Instant::now();
     net.layers.set_training(true);
     let clock0 = dep
