@@ -37,10 +37,6 @@ pub struct FinetuneStats {
     pub final_train_loss: f64,
 }
 
-/// Straight-through fine-tuning with whatever weight paths the network carries: master
-/// weights (and LSQ steps) learn, the forward pass sees quantized (or noisy) weights.
-/// `on_epoch(epoch, mean loss, per-step losses)` runs after every epoch.
-
 /// Straight-through fine-tuning steps for `n_train` training samples (at least one).
 pub fn finetune_steps(cfg: &Config, n_train: i64) -> usize {
     let f = &cfg.finetune;
@@ -67,6 +63,9 @@ pub fn refit_schedule(cfg: &Config, method: QuantMethod, total: usize) -> Result
         .map_err(|e| crate::error::invalid("quant.refit_every", e))
 }
 
+/// Straight-through fine-tuning with whatever weight paths the network carries: master
+/// weights (and LSQ steps) learn, the forward pass sees quantized (or noisy) weights.
+/// `on_epoch(epoch, mean loss, per-step losses)` runs after every epoch.
 pub fn finetune_loop(
     net: &Network,
     task: &dyn TaskHarness,
