@@ -15,7 +15,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export GQCIM_PYTHON := $(PY)
 export GQCIM_FMNIST_DIR := $(FMNIST_DIR)
 
-.PHONY: all build test cost fuzz slurm-deps slurm-up slurm-down classify-slurm detect-slurm segment-slurm bench detect detect-full train-detect segment segment-full train-segment classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
+.PHONY: all build test cost fuzz slurm-deps slurm-up slurm-down classify-slurm detect-slurm segment-slurm bench peer-check detect detect-full train-detect segment segment-full train-segment classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
 
 all: build
 
@@ -128,6 +128,13 @@ train-classify: build data
 $(VENV)/.gqcim-bench-ok: $(VENV)/.gqcim-venv-ok-2
 	$(VENV)/bin/pip install --quiet aihwkit==1.1.0 scikit-learn scipy
 	touch $@
+
+# Peer check (not part of `make test`): gqcim's pcm preset against aihwkit's PCMLikeNoiseModel
+# + GlobalDriftCompensation on the reference ResNet-20 with fixed 8-level quanta, 25 trials at
+# 1 s, 1 h, 1 day, 1 year, first 1000 test images, 1 thread; writes docs/peer_check_table.md.
+peer-check: build data $(VENV)/.gqcim-bench-ok
+	nice -n 10 $(PY) benches/peer_check.py --bin $(BIN) --checkpoint $(REF_CKPT) --trials 25 \
+		--images 1000 --threads 1 --out docs/peer_check_table.md
 
 # Benchmarks: gqcim against PyTorch eager, IBM aihwkit and scikit-learn, ratios from one run.
 bench: build $(VENV)/.gqcim-bench-ok

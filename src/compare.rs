@@ -3,7 +3,7 @@
 //! fine-tuning with or without device noise, each evaluated on the crossbar under a sweep of
 //! programming noise with Monte-Carlo trials.
 use crate::analog::cost::network_program_stats;
-use crate::analog::montecarlo::{monte_carlo, McStats};
+use crate::analog::montecarlo::{monte_carlo_times, McStats};
 use crate::analog::path::{AnalogPath, NoisyTrainPath};
 use crate::analog::writeverify::{fisher_scores, top_fraction_masks};
 use crate::checkpoint::write_text_atomic;
@@ -32,6 +32,8 @@ pub struct Cell {
     pub levels: usize,
     pub mode: String,
     pub sigma: f64,
+    /// Seconds after programming (the time axis, `analog.t_inference`); None without.
+    pub t_inference: Option<f64>,
     pub stats: McStats,
     /// The digital (noise-free) metric; NaN (null in JSON) when not measured.
     #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
@@ -47,6 +49,21 @@ pub struct Cell {
     /// policy of `compare.keep_fp32_sets` forms its own rows.
     #[serde(default)]
     pub fp32_layers: String,
+}
+
+impl Cell {
+    /// How the devices were read: the programming variant, and with a time axis the time
+    /// after programming (`single-shot t=1 h`). Rows, pairings and sub-runs split on it.
+    pub fn reading(&self) -> String {
+        match self.t_inference {
+            Some(t) => format!(
+                "{} t={}",
+                self.cost.programming,
+                crate::analog::montecarlo::time_label(Some(t))
+            ),
+            None => self.cost.programming.clone(),
+        }
+    }
 }
 
 /// Wraps every quantizing path with training-time device noise; layers in `quant.keep_fp32`
@@ -304,8 +321,12 @@ pub fn plan_grid(
     Ok(plan)
 }
 
-fn noise_at(sigma: f64) -> ProgrammingNoise {
-    if sigma > 0.0 {
+/// The programming noise of a σ cell: Gaussian σ of the window, or with
+/// `compare.device_noise` the `analog` section's own (a device preset's σ(g); σ is then 0).
+fn noise_at(cfg: &Config, sigma: f64) -> ProgrammingNoise {
+    if cfg.compare.device_noise {
+        cfg.analog.programming_noise.clone()
+    } else if sigma > 0.0 {
         ProgrammingNoise::Gaussian { sigma }
     } else {
         ProgrammingNoise::None
@@ -322,7 +343,7 @@ fn unit_config(cfg: &Config, u: &Unit) -> Config {
         c.quant.keep_fp32 = layers.clone();
     }
     if let Some(s) = u.fit_sigma {
-        c.analog.programming_noise = noise_at(s);
+        c.analog.programming_noise = noise_at(cfg, s);
     }
     c
 }
@@ -438,7 +459,7 @@ pub fn run_cell(
     // gives the digital metric, so the network is not evaluated twice.
     let ideal_at_zero = !any_wv && u.sigmas.contains(&0.0) && {
         let mut a = c.analog.clone();
-        a.programming_noise = ProgrammingNoise::None;
+        a.programming_noise = noise_at(cfg, 0.0);
         a.is_ideal()
     };
     let mut digital = if ideal_at_zero { f64::NAN } else { task.evaluate(&net)? };
@@ -459,7 +480,7 @@ pub fn run_cell(
         let si = plan.compare.sigmas.iter().position(|s| *s == sigma).unwrap_or(0);
         for v in &variants {
             let mut a = c.analog.clone();
-            a.programming_noise = noise_at(sigma);
+            a.programming_noise = noise_at(cfg, sigma);
             a.programming = v.programming.clone();
             let masks = match (&scores, a.programming.is_write_verify()) {
                 (Some(s), true) if a.programming.verify_fraction < 1.0 => {
@@ -474,31 +495,39 @@ pub fn run_cell(
             }
             // The same trial seeds for every network of a fine-tuning seed at a given sigma.
             let seed = u.seed.wrapping_add(1000 * si as u64);
+            // Programming statistics per evaluation: trials x times, in that order (a
+            // trial's devices are programmed once and read at every time).
             let mut prog_stats = Vec::new();
-            let stats = monte_carlo(&net, &a, seed, |n| {
+            let by_time = monte_carlo_times(&net, &a, seed, true, |n| {
                 prog_stats.push(network_program_stats(n));
                 task.evaluate(n)
             })?;
-            if sigma == 0.0 && ideal_at_zero {
-                digital = stats.mean;
+            let times = by_time.len();
+            for (k, ts) in by_time.into_iter().enumerate() {
+                let stats = ts.stats;
+                if sigma == 0.0 && ideal_at_zero && k == 0 {
+                    digital = stats.mean;
+                }
+                let at_k: Vec<_> = prog_stats.iter().skip(k).step_by(times).cloned().collect();
+                let cost = cell_cost(&net, &a, cfg, &preset, v, &at_k)?;
+                cells.push(Cell {
+                    method: u.method.name().into(),
+                    levels: u.levels,
+                    mode: u.mode.name().into(),
+                    sigma,
+                    t_inference: ts.t_inference,
+                    stats,
+                    digital_accuracy: f64::NAN,
+                    finetune: ft.clone(),
+                    same_as: None,
+                    cost,
+                    fp32_layers: if u.method == QuantMethod::Fp32 {
+                        String::new()
+                    } else {
+                        layers_label(&c.quant.keep_fp32)
+                    },
+                });
             }
-            let cost = cell_cost(&net, &a, cfg, &preset, v, &prog_stats)?;
-            cells.push(Cell {
-                method: u.method.name().into(),
-                levels: u.levels,
-                mode: u.mode.name().into(),
-                sigma,
-                stats,
-                digital_accuracy: f64::NAN,
-                finetune: ft.clone(),
-                same_as: None,
-                cost,
-                fp32_layers: if u.method == QuantMethod::Fp32 {
-                    String::new()
-                } else {
-                    layers_label(&c.quant.keep_fp32)
-                },
-            });
         }
     }
     for cell in &mut cells {
@@ -555,12 +584,12 @@ pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -
     let mut csv = String::from(
         "method,levels,mode,sigma,trials,mean,std,ci95,min,max,digital,programming,tolerance,\
          verify_fraction,pulses,verify_reads,unconverged,program_time_s,program_energy_j,\
-         adc_bits,inference_energy_j,inference_latency_s,area_mm2,fp32_layers\n",
+         adc_bits,inference_energy_j,inference_latency_s,area_mm2,fp32_layers,t_inference\n",
     );
     for c in cells {
         let s = &c.stats;
         csv.push_str(&format!(
-            "{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{}\n",
+            "{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{}\n",
             c.method,
             c.levels,
             c.mode,
@@ -573,7 +602,8 @@ pub fn write_outputs(run: &RunDir, cfg: &Config, cells: &[Cell], metric: &str) -
             s.max,
             c.digital_accuracy,
             cost_columns(&c.cost),
-            c.fp32_layers
+            c.fp32_layers,
+            c.t_inference.map(|t| t.to_string()).unwrap_or_default()
         ));
     }
     write_text_atomic(&run.path.join("results.csv"), &csv)?;

@@ -389,6 +389,13 @@ pub enum ReadNoise {
     None,
     /// Gaussian, sigma relative to the device's conductance g.
     Gaussian { sigma: f64 },
+    /// Accumulated 1/f noise (PCM), drawn once per trial at the inference time t:
+    /// g += |g|·Q·sqrt(ln((t + t0 + t_read)/(2·t_read)))·ε with
+    /// Q = min(q_max, q0 / max(floor, (g_p/g_max)^exponent)) (aihwkit PCMLikeNoiseModel).
+    OneOverF { q0: f64, exponent: f64, floor: f64, q_max: f64, t_read: f64, t0: f64 },
+    /// Accumulated additive noise in µS (ReRAM CMO), once per trial at time t:
+    /// sigma = k·|log10 g|·sqrt(ln((t + t_read)/(2·t_read))) (aihwkit ReRamCMONoiseModel).
+    LogTime { k: f64, t_read: f64 },
 }
 
 /// Conductance drift after programming.
@@ -399,7 +406,54 @@ pub enum Drift {
     None,
     /// g(t) = g(t0)·(t/t0)^(-nu), nu ~ N(nu_mean, nu_std) per device; with `compensation`,
     /// one digital scale per layer from a calibration batch (global drift compensation).
+    /// With `analog.t_inference` set, `t` is ignored and g(t) = g·((t + t0)/t0)^(-nu).
     PowerLaw { nu_mean: f64, nu_std: f64, t0: f64, t: f64, compensation: bool },
+    /// State-dependent power law (PCM): nu ~ N(nu_mean(g), nu_std(g)) per device from its
+    /// target conductance (|nu| with `fold`), g(t) = g·((t + t0)/t0)^(-nu), t counted from
+    /// the end of programming (aihwkit PCMLikeNoiseModel).
+    GPowerLaw {
+        nu_mean: LogLinear,
+        nu_std: LogLinear,
+        t0: f64,
+        #[serde(default)]
+        fold: bool,
+    },
+    /// ReRAM relaxation in µS: g(t) = g + mean_slope·ln t + (std_slope·ln t + std_intercept)·ε
+    /// for t >= 1 s, ε drawn at each inference time (aihwkit ReRamCMONoiseModel).
+    LogRelaxation { mean_slope: f64, std_slope: f64, std_intercept: f64 },
+}
+
+/// f(g) = clamp(slope·ln(g/g_max) + intercept, min, max): a drift statistic of the programmed
+/// state (aihwkit pcm.py, generate_drift_coefficients).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogLinear {
+    pub slope: f64,
+    pub intercept: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Which conductances are clipped after every perturbation.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Clip {
+    /// To the window [g_min, g_max].
+    #[default]
+    Window,
+    /// At zero only (aihwkit's PCM model: no negative conductances, no upper bound).
+    NonNegative,
+}
+
+/// Digital drift compensation calibrated on a held-out batch after programming.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftCompensation {
+    None,
+    /// One scale per layer (aihwkit GlobalDriftCompensation).
+    Global,
+    /// One scale per output column (aihwkit PerColumnDriftCompensation).
+    PerColumn,
 }
 
 /// Stuck-at faults: fractions of devices stuck at g_min and at g_max.
@@ -459,6 +513,21 @@ pub struct AnalogConfig {
     pub calibration_samples: i64,
     /// Single-shot (with `programming_noise`) or write-verify programming.
     pub programming: crate::analog::writeverify::ProgrammingConfig,
+    /// The preset this section was built from (`analog: {preset: pcm, ...overrides}`); the
+    /// preset is expanded into the fields above before parsing, kept here for the record.
+    pub preset: Option<String>,
+    /// A preset YAML file (e.g. from `gqcim fit-device`), expanded like `preset`.
+    pub preset_file: Option<PathBuf>,
+    /// Clipping after each perturbation: window (default) or non-negative.
+    pub clip: Clip,
+    /// Times after programming (s) at which every trial is evaluated (the time axis); empty:
+    /// one evaluation at the drift's own `t`.
+    pub t_inference: Vec<f64>,
+    /// none | global | per-column; unset: `drift.compensation` of the power-law drift.
+    pub drift_compensation: Option<DriftCompensation>,
+    /// Time after programming (s) at which gq-noise's closed-form moments include drift and
+    /// accumulated read noise; unset: programming noise and faults only.
+    pub fit_time: Option<f64>,
 }
 
 impl Default for AnalogConfig {
@@ -480,6 +549,12 @@ impl Default for AnalogConfig {
             trials: 3,
             calibration_samples: 256,
             programming: Default::default(),
+            preset: None,
+            preset_file: None,
+            clip: Clip::Window,
+            t_inference: Vec::new(),
+            drift_compensation: None,
+            fit_time: None,
         }
     }
 }
@@ -491,9 +566,23 @@ impl AnalogConfig {
             || self.stuck_at.at_gmin > 0.0
             || self.stuck_at.at_gmax > 0.0
             || self.read_noise != ReadNoise::None
-            || matches!(self.drift, Drift::PowerLaw { nu_std, .. } if nu_std > 0.0)
+            || match &self.drift {
+                Drift::None => false,
+                Drift::PowerLaw { nu_std, .. } => *nu_std > 0.0,
+                Drift::GPowerLaw { nu_std, .. } => nu_std.max > 0.0,
+                Drift::LogRelaxation { .. } => true,
+            }
             || self.output_noise > 0.0
             || self.programming.is_stochastic()
+    }
+
+    /// The drift compensation in effect: the explicit mode, else the power-law's flag.
+    pub fn compensation(&self) -> DriftCompensation {
+        match (self.drift_compensation, &self.drift) {
+            (Some(m), _) => m,
+            (None, Drift::PowerLaw { compensation: true, .. }) => DriftCompensation::Global,
+            _ => DriftCompensation::None,
+        }
     }
 
     /// True when the crossbar is exact apart from quantization (no noise, faults, drift or
@@ -507,7 +596,7 @@ impl AnalogConfig {
 
     /// True when the forward pass cannot use one cached weight per trial.
     pub fn needs_per_forward_work(&self) -> bool {
-        self.read_noise != ReadNoise::None
+        matches!(self.read_noise, ReadNoise::Gaussian { .. })
             || !self.dac.is_ideal()
             || !self.adc.is_ideal()
             || self.output_noise > 0.0
@@ -536,6 +625,7 @@ impl AnalogConfig {
                 return Err(invalid(f("drift.t"), format!("need 0 < t0 <= t, got t0 {t0}, t {t}")));
             }
         }
+        crate::device::validate_device_fields(self, section)?;
         for (name, c) in [("dac", &self.dac), ("adc", &self.adc)] {
             if let Converter::Uniform { bits, range } = c {
                 in_range(&f(&format!("{name}.bits")), *bits, 1, 24)?;
@@ -662,6 +752,9 @@ pub struct CompareConfig {
     /// units, e.g. `[[], [conv1, fc]]` = all layers quantized vs first and last kept fp32.
     /// Empty: one policy, `quant.keep_fp32` as configured.
     pub keep_fp32_sets: Vec<Vec<String>>,
+    /// Evaluate under the `analog` section's own programming noise (a device preset's
+    /// sigma(g)) instead of the Gaussian sweep; `sigmas` must then be [0].
+    pub device_noise: bool,
 }
 
 impl Default for CompareConfig {
@@ -679,6 +772,7 @@ impl Default for CompareConfig {
             verify_fractions: Vec::new(),
             single_shot_baseline: false,
             keep_fp32_sets: Vec::new(),
+            device_noise: false,
         }
     }
 }
@@ -873,6 +967,12 @@ impl Config {
         for s in &c.sigmas {
             in_range("compare.sigmas", *s, 0.0, 10.0)?;
         }
+        if c.device_noise && c.sigmas != [0.0] {
+            return Err(invalid(
+                "compare.sigmas",
+                "with compare.device_noise the device's own noise is used; set sigmas to [0.0]",
+            ));
+        }
         for (i, t) in c.tolerances.iter().enumerate() {
             let mut p = self.analog.programming.clone();
             p.tolerance = p.tolerance.with_value(*t);
@@ -971,6 +1071,7 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
         apply_override(&mut tree, o).map_err(|m| cfg_err(format!("--set {o}: {m}")))?;
     }
     check_numbers(&tree, "").map_err(cfg_err)?;
+    crate::device::presets::expand_in_tree(&mut tree, origin).map_err(cfg_err)?;
     serde_path_to_error::deserialize(tree).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner().to_string();

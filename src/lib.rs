@@ -8,6 +8,7 @@ pub mod compare;
 pub mod config;
 pub mod costreport;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod fuzzing;
 pub mod glance;

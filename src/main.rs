@@ -248,6 +248,27 @@ enum Command {
         #[arg(long)]
         skip_aihwkit: bool,
     },
+    /// Fit a device preset (sigma(g), drift nu(g), 1/f read noise) to measurements.
+    FitDevice {
+        /// CSV with columns g_target, g (µS), t (s after programming) and optionally device.
+        #[arg(long)]
+        csv: PathBuf,
+        /// The preset YAML to write (use with `analog: {preset_file: ...}`).
+        #[arg(long)]
+        out: PathBuf,
+        /// PNG of data vs fit (sigma(g); drift in `<stem>_drift.png`).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Degree of the programming-noise polynomial sigma(g).
+        #[arg(long, default_value_t = 2)]
+        degree: usize,
+        /// Fit programming noise only (one read time, no device ids needed).
+        #[arg(long)]
+        no_drift: bool,
+        /// g_max of the window in µS (default: the largest target).
+        #[arg(long)]
+        g_max: Option<f64>,
+    },
     /// Evaluate a checkpoint on the test split (`--analog`: Monte-Carlo on the crossbar).
     Eval {
         #[command(flatten)]
@@ -457,6 +478,11 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = load_config(&args)?;
             gqcim::tasks::quantize::export_command(&cfg, &checkpoint, &out)
                 .context("export failed")?;
+        }
+        Command::FitDevice { csv, out, plot, degree, no_drift, g_max } => {
+            let opts = gqcim::device::fit::FitOptions { degree, drift: !no_drift, g_max };
+            gqcim::device::fit::fit_device_command(&csv, &out, plot.as_deref(), &opts)
+                .context("fit-device failed")?;
         }
         Command::Eval { mut args, checkpoint, analog, trials } => {
             if analog {

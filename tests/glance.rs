@@ -332,6 +332,7 @@ fn layer_policies_are_sub_runs_of_their_own() {
         same_as: None,
         cost: Default::default(),
         fp32_layers: kept.into(),
+        t_inference: None,
     };
     let mut cells = Vec::new();
     for s in [0.0, 0.02] {

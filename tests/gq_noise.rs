@@ -14,16 +14,12 @@ use gqcim::quant::{uniform_mse, LloydOptions};
 use tch::{Device, Kind, Tensor};
 
 fn device(sigma: f64) -> DeviceModel {
-    DeviceModel {
-        g_min: 1.0,
-        g_max: 25.0,
-        noise: if sigma > 0.0 {
-            ProgrammingNoise::Gaussian { sigma }
-        } else {
-            ProgrammingNoise::None
-        },
-        stuck: StuckAt::default(),
-    }
+    DeviceModel::programming_only(
+        1.0,
+        25.0,
+        if sigma > 0.0 { ProgrammingNoise::Gaussian { sigma } } else { ProgrammingNoise::None },
+        StuckAt::default(),
+    )
 }
 
 fn gaussian(n: i64, seed: i64) -> Tensor {

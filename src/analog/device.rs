@@ -1,5 +1,7 @@
 //! Conductance mapping and device non-idealities, all on the tensor side.
-use crate::config::{Drift, ProgrammingNoise, StuckAt};
+use crate::config::{Drift, DriftCompensation, ProgrammingNoise, ReadNoise, StuckAt};
+pub use crate::device::poly_sigma;
+use crate::device::DeviceModel;
 use tch::{Kind, Tensor};
 
 /// Weights of one layer as a differential pair of conductance maps (µS) and the scale that
@@ -46,53 +48,63 @@ pub fn map_to_pairs(w: &Tensor, g_min: f64, g_max: f64, per_column: bool) -> Pai
     PairMap { g_pos, g_neg, alpha }
 }
 
+// The device physics lives in `crate::device::DeviceModel` (shared with gq-noise); these
+// functions are its per-effect entry points for one-off uses and tests.
+
 /// Adds programming noise to conductances (µS), then clips to the window.
 pub fn program_noise(g: &Tensor, noise: &ProgrammingNoise, g_min: f64, g_max: f64) -> Tensor {
-    let noisy = match noise {
-        ProgrammingNoise::None => return g.shallow_clone(),
-        ProgrammingNoise::Gaussian { sigma } => g + g.randn_like() * (sigma * (g_max - g_min)),
-        ProgrammingNoise::Polynomial { coeffs } => g + g.randn_like() * poly_sigma(g, coeffs),
-    };
-    noisy.clamp(g_min, g_max)
-}
-
-/// sigma(g) = c0 + c1·g + c2·g² + ..., clamped at zero.
-pub fn poly_sigma(g: &Tensor, coeffs: &[f64]) -> Tensor {
-    let mut acc = g.zeros_like();
-    for c in coeffs.iter().rev() {
-        acc = acc * g + *c;
-    }
-    acc.clamp_min(0.0)
+    DeviceModel::programming_only(g_min, g_max, noise.clone(), StuckAt::default()).program(g)
 }
 
 /// Sets a random fraction of devices to g_min and another to g_max.
 pub fn stuck_at(g: &Tensor, s: &StuckAt, g_min: f64, g_max: f64) -> Tensor {
-    if s.at_gmin == 0.0 && s.at_gmax == 0.0 {
-        return g.shallow_clone();
-    }
-    let u = g.rand_like();
-    let low = u.lt(s.at_gmin);
-    let high = u.ge(s.at_gmin).logical_and(&u.lt(s.at_gmin + s.at_gmax));
-    g.where_scalarother(&low.logical_not(), g_min).where_scalarother(&high.logical_not(), g_max)
+    DeviceModel::programming_only(g_min, g_max, ProgrammingNoise::None, s.clone()).stuck_at(g)
 }
 
-/// Power-law drift g·(t/t0)^(-nu) with nu drawn per device, then clipped to the window.
+/// Drift at the drift's own time (the legacy power law: g·(t/t0)^(-nu), nu drawn per
+/// device), then clipped to the window.
 pub fn drift(g: &Tensor, d: &Drift, g_min: f64, g_max: f64) -> Tensor {
-    match d {
-        Drift::None => g.shallow_clone(),
-        Drift::PowerLaw { nu_mean, nu_std, t0, t, .. } => {
-            let nu = g.randn_like() * *nu_std + *nu_mean;
-            // Capped at f32::MAX: an infinite factor on a device at g = 0 would give
-            // 0 * inf = NaN; capped, it stays 0 (or clips to g_max).
-            let factor = (nu * -(t / t0).ln()).exp().clamp_max(f32::MAX as f64);
-            (g * factor).clamp(g_min, g_max)
-        }
-    }
+    let m = DeviceModel {
+        drift: d.clone(),
+        ..DeviceModel::programming_only(g_min, g_max, ProgrammingNoise::None, StuckAt::default())
+    };
+    let nu = m.draw_nu(g);
+    m.at_time(g, nu.as_ref(), None)
 }
 
 /// Read noise g·(1 + sigma·eps), fresh per call, clipped.
 pub fn read_noise(g: &Tensor, sigma: f64, g_min: f64, g_max: f64) -> Tensor {
-    (g * (g.randn_like() * sigma + 1.0)).clamp(g_min, g_max)
+    let m = DeviceModel {
+        read: ReadNoise::Gaussian { sigma },
+        ..DeviceModel::programming_only(g_min, g_max, ProgrammingNoise::None, StuckAt::default())
+    };
+    m.read_fresh(g)
+}
+
+/// Drift compensation of `mode`: one scale per layer (global) or per output column such
+/// that the mean |output| of the drifted crossbar on calibration inputs equals that of the
+/// freshly programmed one (aihwkit compensation/drift.py reads out with one-hot inputs;
+/// gqcim with a held-out Gaussian batch). Returns a scalar or a [c_out, 1, ...] tensor.
+pub fn compensation_scale(
+    mode: DriftCompensation,
+    w0: &Tensor,
+    wt: &Tensor,
+    calibration: &Tensor,
+) -> Tensor {
+    match mode {
+        DriftCompensation::None => Tensor::ones([], (Kind::Float, wt.device())),
+        DriftCompensation::Global => drift_compensation(w0, wt, calibration),
+        DriftCompensation::PerColumn => {
+            let c = w0.size()[0];
+            let y0 = calibration.matmul(&w0.reshape([c, -1]).tr());
+            let yt = calibration.matmul(&wt.reshape([c, -1]).tr());
+            let num = y0.abs().sum_dim_intlist(0, false, Kind::Float);
+            let den = yt.abs().sum_dim_intlist(0, false, Kind::Float).clamp_min(1e-30);
+            let mut shape = vec![c];
+            shape.extend(std::iter::repeat_n(1, w0.dim() - 1));
+            (num / den).reshape(shape.as_slice())
+        }
+    }
 }
 
 /// Global drift compensation: one scale per layer such that the mean |output| of the

@@ -164,3 +164,78 @@ pub fn monte_carlo_layers(
     }
     Ok(McStats::from_trials(out))
 }
+
+/// The Monte-Carlo statistics at one time after programming (None: the drift's own time).
+#[derive(Debug, Clone, Serialize)]
+pub struct TimedStats {
+    pub t_inference: Option<f64>,
+    pub stats: McStats,
+}
+
+/// Reads every crossbar layer of this trial `t` seconds after programming.
+pub fn set_time(net: &Network, t: f64) {
+    for l in net.layers.layers() {
+        l.with_path(|p| {
+            if let Some(a) = as_analog(p) {
+                a.set_time(Some(t));
+            }
+        });
+    }
+}
+
+/// The time axis (`analog.t_inference`): every trial programs the devices once and reads
+/// them at each time (the same devices and drift exponents, aihwkit's
+/// `program_analog_weights` then `drift_analog_weights(t)`), so accuracy against time is
+/// one population of devices ageing. Without times, one entry as `monte_carlo_layers`.
+pub fn monte_carlo_times(
+    net: &Network,
+    cfg: &AnalogConfig,
+    base_seed: u64,
+    require_all: bool,
+    mut metric: impl FnMut(&Network) -> Result<f64>,
+) -> Result<Vec<TimedStats>> {
+    if cfg.t_inference.is_empty() {
+        let stats = monte_carlo_layers(net, cfg, base_seed, require_all, metric)?;
+        return Ok(vec![TimedStats { t_inference: None, stats }]);
+    }
+    let trials = if cfg.is_stochastic() { cfg.trials } else { 1 };
+    let mut per_time: Vec<Vec<Trial>> = vec![Vec::with_capacity(trials); cfg.t_inference.len()];
+    for t in 0..trials {
+        let seed = trial_seed(base_seed, t);
+        program_layers(net, cfg, seed, require_all)?;
+        for (k, &time) in cfg.t_inference.iter().enumerate() {
+            // Accumulated read noise and relaxation at this time, then per-forward noise.
+            tch::manual_seed((seed ^ 0x5EED).wrapping_add(0x9E37_79B9 * k as i64) & i64::MAX);
+            set_time(net, time);
+            per_time[k].push(Trial { trial: t, seed, metric: metric(net)? });
+        }
+    }
+    Ok(cfg
+        .t_inference
+        .iter()
+        .zip(per_time)
+        .map(|(t, v)| TimedStats { t_inference: Some(*t), stats: McStats::from_trials(v) })
+        .collect())
+}
+
+/// A time in seconds as a short label: 1 s, 1 h, 1 d, 30 d, 1 y.
+pub fn time_label(t: Option<f64>) -> String {
+    let Some(t) = t else { return "-".into() };
+    const Y: f64 = 365.0 * 86_400.0;
+    let (v, u) = if t >= Y {
+        (t / Y, "y")
+    } else if t >= 86_400.0 {
+        (t / 86_400.0, "d")
+    } else if t >= 3600.0 {
+        (t / 3600.0, "h")
+    } else if t >= 60.0 {
+        (t / 60.0, "min")
+    } else {
+        (t, "s")
+    };
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{} {u}", v.round())
+    } else {
+        format!("{v:.2} {u}")
+    }
+}

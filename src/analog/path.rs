@@ -2,12 +2,12 @@
 //! to differential conductance pairs, programmed once per Monte-Carlo trial with the
 //! configured variation, and read back on every forward pass.
 use super::device::{
-    drift, drift_compensation, map_to_pairs, program_noise, read_noise, stuck_at, weight_bound,
-    PairMap,
+    compensation_scale, map_to_pairs, program_noise, stuck_at, weight_bound, PairMap,
 };
 use super::periphery::forward_with_periphery;
 use super::writeverify::{program_pairs, single_shot_pulses, ProgramStats};
-use crate::config::{AnalogConfig, Drift, ReadNoise, TrainNoiseConfig};
+use crate::config::{AnalogConfig, DriftCompensation, ReadNoise, TrainNoiseConfig};
+use crate::device::DeviceModel;
 use crate::nets::layers::{LayerSpec, WeightPath};
 use serde_json::{json, Value};
 use tch::{Kind, Tensor};
@@ -21,9 +21,20 @@ pub struct AnalogPath {
     /// What the target came from (e.g. `gq-8`), for reports.
     pub source: String,
     pub cfg: AnalogConfig,
-    /// The conductances after programming, faults and drift (this trial).
+    /// The device model of `cfg` (shared with gq-noise).
+    pub device: DeviceModel,
+    /// The conductances at the current read time (after faults, programming noise, drift
+    /// and accumulated read noise) of this trial.
     pub programmed: PairMap,
-    /// Global drift compensation factor (1 without drift compensation).
+    /// The conductances right after programming (faults and programming noise).
+    fresh: PairMap,
+    /// Drift exponents of G+ and G− drawn at programming (power-law drifts).
+    nu: Option<(Tensor, Tensor)>,
+    /// The held-out calibration batch of this trial (drift compensation).
+    calibration: Option<Tensor>,
+    /// Seconds after programming of the current read (None: the drift's own time).
+    pub t_inference: Option<f64>,
+    /// Drift compensation factor: scalar, or [c_out, 1, ...] per column (1 without).
     pub gdc: Tensor,
     /// alpha·(G+ − G−)·gdc, cached once per trial for the plain forward pass.
     effective: Tensor,
@@ -49,7 +60,12 @@ impl AnalogPath {
             target,
             source,
             cfg: cfg.clone(),
+            device: DeviceModel::from_analog(cfg),
+            fresh: ideal.shallow_clone(),
             programmed: ideal,
+            nu: None,
+            calibration: None,
+            t_inference: None,
             gdc,
             effective,
             w_max,
@@ -66,26 +82,26 @@ impl AnalogPath {
     }
 
     /// Programs the devices for one trial (draws from the global generator, which the
-    /// caller seeds once per trial). Order: ideal map, stuck-at faults, programming noise
-    /// (on the devices that are not stuck), drift; clipping after each perturbation.
+    /// caller seeds once per trial) and reads them at the first time of
+    /// `analog.t_inference` (or the drift's own time). Order: ideal map, programming noise
+    /// (or write-verify, which replaces it), stuck-at faults, drift exponents; clipping after
+    /// each perturbation.
     pub fn program(&mut self, calibration: Option<&Tensor>) {
         tch::no_grad(|| {
             let c = &self.cfg;
+            let d = &self.device;
             let ideal = map_to_pairs(&self.target, c.g_min, c.g_max, c.per_column_scale);
             let start = std::time::Instant::now();
             let (prog, mut stats) = if c.programming.is_write_verify() {
                 // Write-verify replaces the assumed programming noise; faults come after.
                 let (wv, stats) = program_pairs(&ideal, c, self.verify_mask.as_ref());
-                let fault = |g: &Tensor| stuck_at(g, &c.stuck_at, c.g_min, c.g_max);
+                let fault = |g: &Tensor| d.stuck_at(g);
                 (
                     PairMap { g_pos: fault(&wv.g_pos), g_neg: fault(&wv.g_neg), alpha: wv.alpha },
                     stats,
                 )
             } else {
-                let perturb = |g: &Tensor| {
-                    let noisy = program_noise(g, &c.programming_noise, c.g_min, c.g_max);
-                    stuck_at(&noisy, &c.stuck_at, c.g_min, c.g_max)
-                };
+                let perturb = |g: &Tensor| d.stuck_at(&d.program(g));
                 let prog = PairMap {
                     g_pos: perturb(&ideal.g_pos),
                     g_neg: perturb(&ideal.g_neg),
@@ -98,34 +114,53 @@ impl AnalogPath {
             };
             stats.sim_seconds = start.elapsed().as_secs_f64();
             self.program_stats = stats;
-            let w_t0 = prog.weight();
+            // Exponents from the target conductances (aihwkit draws them from g_target).
+            self.nu = match (d.draw_nu(&ideal.g_pos), d.draw_nu(&ideal.g_neg)) {
+                (Some(p), Some(n)) => Some((p, n)),
+                _ => None,
+            };
+            self.fresh = prog;
+            self.calibration = calibration.map(|t| t.shallow_clone());
+        });
+        self.set_time(self.cfg.t_inference.first().copied());
+    }
+
+    /// Reads this trial's devices `t` seconds after programming: drift, accumulated read
+    /// noise (drawn now), and drift compensation calibrated on the held-out batch.
+    pub fn set_time(&mut self, t: Option<f64>) {
+        tch::no_grad(|| {
+            let d = &self.device;
+            let (np, nn) = match &self.nu {
+                Some((p, n)) => (Some(p), Some(n)),
+                None => (None, None),
+            };
             let drifted = PairMap {
-                g_pos: drift(&prog.g_pos, &c.drift, c.g_min, c.g_max),
-                g_neg: drift(&prog.g_neg, &c.drift, c.g_min, c.g_max),
-                alpha: prog.alpha.shallow_clone(),
+                g_pos: d.at_time(&self.fresh.g_pos, np, t),
+                g_neg: d.at_time(&self.fresh.g_neg, nn, t),
+                alpha: self.fresh.alpha.shallow_clone(),
             };
             let w_t = drifted.weight();
-            self.gdc = match (&c.drift, calibration) {
-                (Drift::PowerLaw { compensation: true, .. }, Some(cal)) => {
-                    drift_compensation(&w_t0, &w_t, cal)
+            self.gdc = match (self.cfg.compensation(), &self.calibration) {
+                (DriftCompensation::None, _) | (_, None) => {
+                    Tensor::ones([], (Kind::Float, w_t.device()))
                 }
-                _ => Tensor::ones([], (Kind::Float, w_t.device())),
+                (mode, Some(cal)) => compensation_scale(mode, &self.fresh.weight(), &w_t, cal),
             };
             self.effective = &w_t * &self.gdc;
             self.programmed = drifted;
+            self.t_inference = t;
         })
     }
 
     /// The weights as read now: the cached trial weights, or with fresh read noise.
     fn read(&self) -> Tensor {
         match self.cfg.read_noise {
-            ReadNoise::None => self.effective.shallow_clone(),
-            ReadNoise::Gaussian { sigma } => {
-                let (lo, hi) = (self.cfg.g_min, self.cfg.g_max);
-                let gp = read_noise(&self.programmed.g_pos, sigma, lo, hi);
-                let gn = read_noise(&self.programmed.g_neg, sigma, lo, hi);
+            ReadNoise::Gaussian { .. } => {
+                let gp = self.device.read_fresh(&self.programmed.g_pos);
+                let gn = self.device.read_fresh(&self.programmed.g_neg);
                 (gp - gn) * &self.programmed.alpha * &self.gdc
             }
+            _ => self.effective.shallow_clone(),
         }
     }
 }
@@ -157,7 +192,8 @@ impl WeightPath for AnalogPath {
         json!({
             "path": self.describe(),
             "w_max": Vec::<f64>::try_from(self.w_max.flatten(0, -1).to_kind(Kind::Double)).unwrap_or_default(),
-            "drift_compensation": self.gdc.double_value(&[]),
+            "drift_compensation": self.gdc.mean(Kind::Double).double_value(&[]),
+            "t_inference": self.t_inference,
             "programming_mse": err,
         })
     }

@@ -16,10 +16,10 @@ use tch::Kind;
 
 /// The grid's merged cells as points; `seeds` fine-tuning seeds were pooled in each.
 pub fn points(cells: &[Cell], seeds: usize) -> Vec<GridPoint> {
-    let mut variants: Vec<&str> = Vec::new();
+    let mut variants: Vec<String> = Vec::new();
     for c in cells {
-        if !variants.contains(&c.cost.programming.as_str()) {
-            variants.push(&c.cost.programming);
+        if !variants.contains(&c.reading()) {
+            variants.push(c.reading());
         }
     }
     let mut policies: Vec<&str> = Vec::new();

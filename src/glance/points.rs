@@ -45,7 +45,7 @@ impl GridPoint {
             levels: c.levels,
             mode: c.mode.clone(),
             sigma: c.sigma,
-            variant: several_variants.then(|| c.cost.programming.clone()),
+            variant: several_variants.then(|| c.reading()),
             policy: (several_policies && c.method != "fp32").then(|| c.fp32_layers.clone()),
             seeds: seeds.max(1),
             trials: c.stats.trials.len(),
@@ -203,6 +203,7 @@ pub fn read_results_csv(path: &std::path::Path) -> Result<Vec<GridPoint>> {
     // Optional columns: the programming variant (several only in cost grids) and the seeds.
     let cp = header.iter().position(|h| *h == "programming");
     let cpol = header.iter().position(|h| *h == "fp32_layers");
+    let ctime = header.iter().position(|h| *h == "t_inference");
     let cseeds = header.iter().position(|h| *h == "seeds");
     let (cm, cl, cmo, cs, ct, cme, cc) = (
         col("method")?,
@@ -227,7 +228,17 @@ pub fn read_results_csv(path: &std::path::Path) -> Result<Vec<GridPoint>> {
             levels: get(cl).parse().map_err(|_| bad("levels"))?,
             mode: get(cmo).to_string(),
             sigma: num(cs, "sigma")?,
-            variant: cp.map(|c| get(c).to_string()),
+            // As `Cell::reading`: the programming variant, then the time after programming.
+            variant: match (cp.map(&get), ctime.map(&get).filter(|t| !t.is_empty())) {
+                (p, Some(t)) => Some(format!(
+                    "{} t={}",
+                    p.unwrap_or("single-shot"),
+                    crate::analog::montecarlo::time_label(Some(
+                        t.parse::<f64>().map_err(|_| bad("t_inference"))?
+                    ))
+                )),
+                (p, None) => p.map(String::from),
+            },
             policy: cpol.map(|c| get(c).to_string()).filter(|_| get(cm) != "fp32"),
             seeds: match cseeds {
                 Some(c) => get(c).parse().map_err(|_| bad("seeds"))?,

@@ -2,7 +2,8 @@
 //! conductance window that minimise the expected squared error between the fp32 weights
 //! and the weights as they will be read back from the device.
 //!
-//! Device model (the evaluation-time `analog` section): each weight is a differential pair
+//! Device model (the evaluation-time `analog` section, `crate::device::DeviceModel`): each
+//! weight is a differential pair
 //! w = alpha·(G+ − G−) in the window [g_min, g_max], alpha = w_max / (g_max − g_min), where
 //! w_max is the layer's largest |quantum| (the window's full scale). Every device is stuck
 //! at g_min / g_max with probabilities a / b, else programmed to its target with Gaussian
@@ -25,84 +26,12 @@
 use super::levels::SortedWeights;
 use super::lloyd::LloydOptions;
 use super::paths::fit_gq;
-use crate::config::{ProgrammingNoise, StuckAt};
 use tch::Tensor;
 
-/// The device a layer's quanta are chosen for.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeviceModel {
-    pub g_min: f64,
-    pub g_max: f64,
-    pub noise: ProgrammingNoise,
-    pub stuck: StuckAt,
-}
-
-impl DeviceModel {
-    pub fn is_ideal(&self) -> bool {
-        self.noise == ProgrammingNoise::None
-            && self.stuck.at_gmin == 0.0
-            && self.stuck.at_gmax == 0.0
-    }
-
-    fn sigma_at(&self, g: f64) -> f64 {
-        match &self.noise {
-            ProgrammingNoise::None => 0.0,
-            ProgrammingNoise::Gaussian { sigma } => sigma * (self.g_max - self.g_min),
-            ProgrammingNoise::Polynomial { coeffs } => {
-                coeffs.iter().rev().fold(0.0, |acc, c| acc * g + c).max(0.0)
-            }
-        }
-    }
-
-    /// Mean and second moment of one device programmed to g.
-    fn device_moments(&self, g: f64) -> (f64, f64) {
-        let (lo, hi) = (self.g_min, self.g_max);
-        let (m1, m2) = clipped_normal_moments(g, self.sigma_at(g), lo, hi);
-        let (a, b) = (self.stuck.at_gmin, self.stuck.at_gmax);
-        let ok = 1.0 - a - b;
-        (ok * m1 + a * lo + b * hi, ok * m2 + a * lo * lo + b * hi * hi)
-    }
-
-    /// Mean and variance of the read-back weight for level q in a window of full scale w_max.
-    pub fn level_moments(&self, q: f64, w_max: f64) -> (f64, f64) {
-        let span = self.g_max - self.g_min;
-        let alpha = w_max / span;
-        let gp = self.g_min + q.clamp(0.0, w_max) / alpha;
-        let gn = self.g_min + (-q).clamp(0.0, w_max) / alpha;
-        let (p1, p2) = self.device_moments(gp);
-        let (n1, n2) = self.device_moments(gn);
-        let mean = alpha * (p1 - n1);
-        let var = alpha * alpha * ((p2 - p1 * p1).max(0.0) + (n2 - n1 * n1).max(0.0));
-        (mean, var)
-    }
-}
-
-fn phi(x: f64) -> f64 {
-    (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
-}
-
-fn big_phi(x: f64) -> f64 {
-    0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
-}
-
-/// E[X] and E[X²] of X = clip(Y, lo, hi), Y ~ N(mu, s²).
-pub fn clipped_normal_moments(mu: f64, s: f64, lo: f64, hi: f64) -> (f64, f64) {
-    if s <= 0.0 {
-        let x = mu.clamp(lo, hi);
-        return (x, x * x);
-    }
-    let (a, b) = ((lo - mu) / s, (hi - mu) / s);
-    let (fa, fb) = (big_phi(a), big_phi(b));
-    let (pa, pb) = (phi(a), phi(b));
-    let mid = fb - fa;
-    let m1 = lo * fa + hi * (1.0 - fb) + mu * mid + s * (pa - pb);
-    let m2 = lo * lo * fa
-        + hi * hi * (1.0 - fb)
-        + (mu * mu + s * s) * mid
-        + 2.0 * mu * s * (pa - pb)
-        + s * s * (a * pa - b * pb);
-    (m1, m2)
-}
+/// The device a layer's quanta are chosen for: the shared model (`crate::device`), whose
+/// closed-form moments include a preset's state-dependent sigma(g), and drift and
+/// accumulated read noise at `t` when given.
+pub use crate::device::{clipped_normal_moments, DeviceModel};
 
 /// Sorted weights with full f64 prefix sums, for exact interval costs.
 struct Prefix {

@@ -50,12 +50,7 @@ impl FitSettings {
             lloyd: LloydOptions { max_iter: q.max_iter, tol: q.tol },
             exact_bins: q.exact_bins,
             sign_split: q.sign_split,
-            device: DeviceModel {
-                g_min: a.g_min,
-                g_max: a.g_max,
-                noise: a.programming_noise.clone(),
-                stuck: a.stuck_at.clone(),
-            },
+            device: DeviceModel::from_analog(a),
         }
     }
 }

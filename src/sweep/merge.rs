@@ -101,6 +101,7 @@ fn rows(files: &[(usize, CellFile)]) -> Vec<Vec<Cell>> {
                     && h.sigma.to_bits() == c.sigma.to_bits()
                     && h.cost.programming == c.cost.programming
                     && h.fp32_layers == c.fp32_layers
+                    && h.t_inference.map(f64::to_bits) == c.t_inference.map(f64::to_bits)
             };
             match rows.iter_mut().find(|r| same(r)) {
                 Some(r) => r.push(c.clone()),
@@ -242,11 +243,12 @@ pub fn merge_run(run_dir: &mut crate::run::RunDir, extra: Value) -> Result<Value
     grid_tb.commit()?;
     write_network_runs(run, &tags, &grid_points, &plan.compare.levels)?;
     let mut csv = String::from(
-        "method,mode,levels,sigma,baseline,delta,ci95,basis,verdict,programming,fp32_layers\n",
+        "method,mode,levels,sigma,baseline,delta,ci95,basis,verdict,programming,fp32_layers,\
+         t_inference\n",
     );
     for d in &diffs {
         csv.push_str(&format!(
-            "{},{},{},{},{} {},{:.6},{:.6},{},{},{},{}\n",
+            "{},{},{},{},{} {},{:.6},{:.6},{},{},{},{},{}\n",
             d.method,
             d.mode,
             d.levels,
@@ -261,7 +263,8 @@ pub fn merge_run(run_dir: &mut crate::run::RunDir, extra: Value) -> Result<Value
                 .unwrap_or_default(),
             d.verdict,
             d.programming,
-            d.fp32_layers
+            d.fp32_layers,
+            d.t_inference.map(|t| t.to_string()).unwrap_or_default()
         ));
     }
     write_text_atomic(&run.join("differences.csv"), &csv)?;
@@ -330,6 +333,7 @@ mod tests {
             same_as: None,
             cost: Default::default(),
             fp32_layers: String::new(),
+            t_inference: None,
         };
         let cf = super::CellFile {
             plan_hash: String::new(),
@@ -358,6 +362,7 @@ mod tests {
             sigma: 0.07,
             programming: String::new(),
             fp32_layers: String::new(),
+            t_inference: None,
             baseline_method: "uniform-mse".into(),
             baseline_mode: "qat-noise".into(),
             mean: 0.0123,

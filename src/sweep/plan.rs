@@ -149,7 +149,9 @@ pub fn expand_units(cc: &CompareConfig, seeds: &[u64]) -> Vec<Unit> {
     }
     let offset = units.len();
     for (i, mut u) in planned.iter().cloned().enumerate() {
-        if u.method == QuantMethod::GqNoise && u.fit_sigma == Some(0.0) {
+        // An ideal device makes gq-noise's fit and refits exactly gq's (not so under the
+        // device's own noise, `compare.device_noise`).
+        if u.method == QuantMethod::GqNoise && u.fit_sigma == Some(0.0) && !cc.device_noise {
             u.alias_of = planned
                 .iter()
                 .position(|g| {

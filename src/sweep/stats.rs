@@ -125,6 +125,9 @@ pub struct PairedDifference {
     /// Layer policy both rows share (`conv1+fc` kept fp32; empty: every layer quantized).
     #[serde(default)]
     pub fp32_layers: String,
+    /// Seconds after programming both rows were read at (the time axis); None without.
+    #[serde(default)]
+    pub t_inference: Option<f64>,
     pub baseline_method: String,
     pub baseline_mode: String,
     /// Mean of (method − baseline), as a fraction.
@@ -177,9 +180,16 @@ fn is_uniform(method: &str) -> bool {
 /// `rows` are per-seed cell lists of one (method, N, mode, σ, programming, policy) each.
 pub fn against_best_uniform(rows: &[Vec<&Cell>]) -> Vec<PairedDifference> {
     let mut out = Vec::new();
-    let group =
-        |c: &Cell| (c.levels, c.sigma.to_bits(), c.cost.programming.clone(), c.fp32_layers.clone());
-    let mut keys: Vec<(usize, u64, String, String)> = Vec::new();
+    let group = |c: &Cell| {
+        (
+            c.levels,
+            c.sigma.to_bits(),
+            c.cost.programming.clone(),
+            c.fp32_layers.clone(),
+            c.t_inference.map(f64::to_bits),
+        )
+    };
+    let mut keys: Vec<(usize, u64, String, String, Option<u64>)> = Vec::new();
     for r in rows {
         let k = group(r[0]);
         if r[0].method != "fp32" && !keys.contains(&k) {
@@ -187,7 +197,7 @@ pub fn against_best_uniform(rows: &[Vec<&Cell>]) -> Vec<PairedDifference> {
         }
     }
     for key in keys {
-        let (levels, _, programming, fp32_layers) = key.clone();
+        let (levels, _, programming, fp32_layers, _) = key.clone();
         let here: Vec<&Vec<&Cell>> =
             rows.iter().filter(|r| r[0].method != "fp32" && group(r[0]) == key).collect();
         let best = here
@@ -207,6 +217,7 @@ pub fn against_best_uniform(rows: &[Vec<&Cell>]) -> Vec<PairedDifference> {
                 sigma: r[0].sigma,
                 programming: programming.clone(),
                 fp32_layers: fp32_layers.clone(),
+                t_inference: r[0].t_inference,
                 baseline_method: best[0].method.clone(),
                 baseline_mode: best[0].mode.clone(),
                 mean: m,
@@ -240,6 +251,7 @@ mod tests {
             same_as: None,
             cost: Default::default(),
             fp32_layers: String::new(),
+            t_inference: None,
         }
     }
 

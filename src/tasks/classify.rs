@@ -425,11 +425,27 @@ fn analog_eval(
     let digital_q = evaluate(net, test_ds, norm, cfg.eval.batch_size)?;
     crate::analog::montecarlo::deploy_analog(net, &cfg.analog);
     let mut trial_seconds = Vec::new();
-    let stats = crate::analog::montecarlo::monte_carlo(net, &cfg.analog, cfg.seed, |n| {
-        let r = evaluate(n, test_ds, norm, cfg.eval.batch_size)?;
-        trial_seconds.push(r.seconds);
-        Ok(r.accuracy)
-    })?;
+    let by_time =
+        crate::analog::montecarlo::monte_carlo_times(net, &cfg.analog, cfg.seed, true, |n| {
+            let r = evaluate(n, test_ds, norm, cfg.eval.batch_size)?;
+            trial_seconds.push(r.seconds);
+            Ok(r.accuracy)
+        })?;
+    // The first time of the axis is the headline (the only one without a time axis).
+    let stats = by_time[0].stats.clone();
+    for (k, ts) in by_time.iter().enumerate() {
+        if ts.t_inference.is_some() {
+            run.tb.scalar("analog/accuracy_mean_by_time", ts.stats.mean, k);
+            println!(
+                "t = {:>7}: accuracy {:.2}% ± {:.2} (95% CI ± {:.2}) over {} trials",
+                crate::analog::montecarlo::time_label(ts.t_inference),
+                100.0 * ts.stats.mean,
+                100.0 * ts.stats.std,
+                100.0 * ts.stats.ci95,
+                ts.stats.trials.len()
+            );
+        }
+    }
     for t in &stats.trials {
         run.tb.scalar("analog/accuracy_trial", t.metric, t.trial);
     }
@@ -451,6 +467,7 @@ fn analog_eval(
         "digital_fp32_accuracy": digital_fp32.accuracy,
         "digital_quantized_accuracy": digital_q.accuracy,
         "analog": stats,
+        "analog_by_time": by_time,
         "fp32_eval_seconds": digital_fp32.seconds,
         "trial_eval_seconds": trial_seconds,
         "metrics": {"test_accuracy": stats.mean},
