@@ -15,7 +15,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export GQCIM_PYTHON := $(PY)
 export GQCIM_FMNIST_DIR := $(FMNIST_DIR)
 
-.PHONY: all build test cost fuzz slurm-deps slurm-up slurm-down classify-slurm detect-slurm segment-slurm bench peer-check detect detect-full train-detect segment segment-full train-segment classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
+.PHONY: all build test cost fuzz slurm-deps slurm-up slurm-down classify-slurm detect-slurm segment-slurm bench peer-check devices-pcm study-classify study-detect study-segment detect detect-full train-detect segment segment-full train-segment classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
 
 all: build
 
@@ -193,6 +193,41 @@ segment: build data
 segment-full: build data
 	$(BIN) segment-compare --config $(SEG_CONFIG) --checkpoint $(SEG_CKPT) $(FULL_GRID) \
 		--set data.fmnist_root=$(FMNIST_DIR) --run-dir runs/segment/compare-full-$(RUN_TS)
+
+# The study (issue 15, docs/study.md): each task's two grids under configs/study/ (all methods
+# fine-tuned straight-through; noise-aware fine-tuning of gq, gq-noise, uniform-mse and lsq),
+# 3 seeds, whole test set, 5 trials per sigma. Fixed run folders: re-running resumes (cells
+# done are kept, fine-tuned networks come from the cache). STUDY_WORKERS processes x
+# GRID_THREADS threads; on a cluster use the *-slurm targets' pattern with these configs.
+STUDY_WORKERS ?= $(GRID_WORKERS)
+study-classify: build data
+	$(BIN) compare --config configs/study/classify.yaml --checkpoint $(REF_CKPT) \
+		--set data.root=$(FMNIST_DIR) --set threads=$(GRID_THREADS) --workers $(STUDY_WORKERS) \
+		--run-dir runs/study/classify
+	$(BIN) compare --config configs/study/classify_noise_aware.yaml --checkpoint $(REF_CKPT) \
+		--set data.root=$(FMNIST_DIR) --set threads=$(GRID_THREADS) --workers $(STUDY_WORKERS) \
+		--run-dir runs/study/classify-noise-aware
+study-detect: build data
+	$(BIN) detect-compare --config configs/study/detect.yaml --checkpoint $(DET_CKPT) \
+		--set data.fmnist_root=$(FMNIST_DIR) --set threads=$(GRID_THREADS) --workers $(STUDY_WORKERS) \
+		--run-dir runs/study/detect
+	$(BIN) detect-compare --config configs/study/detect_noise_aware.yaml --checkpoint $(DET_CKPT) \
+		--set data.fmnist_root=$(FMNIST_DIR) --set threads=$(GRID_THREADS) --workers $(STUDY_WORKERS) \
+		--run-dir runs/study/detect-noise-aware
+study-segment: build data
+	$(BIN) segment-compare --config configs/study/segment.yaml --checkpoint $(SEG_CKPT) \
+		--set data.fmnist_root=$(FMNIST_DIR) --set threads=$(GRID_THREADS) --workers $(STUDY_WORKERS) \
+		--run-dir runs/study/segment
+	$(BIN) segment-compare --config configs/study/segment_noise_aware.yaml --checkpoint $(SEG_CKPT) \
+		--set data.fmnist_root=$(FMNIST_DIR) --set threads=$(GRID_THREADS) --workers $(STUDY_WORKERS) \
+		--run-dir runs/study/segment-noise-aware
+
+# Accuracy over time after programming on PCM (docs/devices.md, issue 16): fp32, gq-noise and
+# uniform-mse at N = 4, 8, fine-tuned without and with the preset's noise, 1 s ... 1 year.
+devices-pcm: build data
+	$(BIN) compare --config configs/devices_pcm.yaml --checkpoint $(REF_CKPT) \
+		--set data.root=$(FMNIST_DIR) --set threads=$(GRID_THREADS) --workers $(GRID_WORKERS) \
+		--run-dir runs/classify/devices-pcm-$(RUN_TS)
 
 # Train the reference segmenter from scratch (about 25 min on 2 cores).
 train-segment: build data

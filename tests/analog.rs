@@ -318,3 +318,67 @@ fn grouped_dilated_convs_run_on_the_crossbar() {
         assert!(rel < 1e-3, "tile_rows {tile_rows}: analog vs digital differ by {rel} (relative)");
     }
 }
+
+/// The stacked-tiles periphery (one grouped conv / batched matmul for all tiles of a layer)
+/// gives the tile-by-tile loop's outputs: exactly up to float summation order without an
+/// ADC; with one, the codes agree except where a partial sum sits within float noise of a
+/// rounding boundary (at most one ADC step, on a tiny fraction of outputs).
+#[test]
+fn stacked_tile_periphery_equals_the_tile_by_tile_loop() {
+    use gqcim::analog::periphery::{forward_per_tile, forward_with_periphery};
+    use gqcim::nets::layers::{LayerOp, LayerSpec};
+    let _rng = rng_lock();
+    tch::manual_seed(7);
+    let opts = (Kind::Float, Device::Cpu);
+    // (op, weight shape, input shape, tile_rows): 3 tiles of 28 channels with 8 padded, one
+    // tile, a strided padded conv, a linear layer of 3 row tiles (last one short).
+    let conv = |stride, padding| LayerOp::Conv2d { stride, padding, dilation: 1, groups: 1 };
+    let cases: Vec<(LayerOp, Vec<i64>, Vec<i64>, i64)> = vec![
+        (conv(1, 1), vec![24, 64, 3, 3], vec![3, 64, 8, 8], 256),
+        (conv(1, 1), vec![16, 16, 3, 3], vec![3, 16, 8, 8], 256),
+        (conv(2, 1), vec![32, 40, 3, 3], vec![2, 40, 9, 9], 90),
+        (LayerOp::Linear, vec![10, 600], vec![5, 600], 256),
+    ];
+    for (i, (op, ws, xs_shape, tile_rows)) in cases.into_iter().enumerate() {
+        let w = Tensor::randn(ws.as_slice(), opts) * 0.1;
+        let bias = Tensor::randn([ws[0]], opts) * 0.01;
+        let layer = LayerSpec { name: format!("l{i}"), op, weight: w.copy(), bias: Some(bias) };
+        let x = Tensor::randn(xs_shape.as_slice(), opts).relu();
+        let w_max = w.abs().max();
+        for (dac, adc) in [
+            (Converter::Ideal, Converter::Ideal),
+            (
+                Converter::Uniform { bits: 8, range: 1.0 },
+                Converter::Uniform { bits: 8, range: 12.0 },
+            ),
+        ] {
+            let cfg = AnalogConfig { tile_rows, dac, adc: adc.clone(), ..Default::default() };
+            let (a, b) = tch::no_grad(|| {
+                (
+                    forward_with_periphery(&layer, &x, &w, &w_max, &cfg),
+                    forward_per_tile(&layer, &x, &w, &w_max, &cfg),
+                )
+            });
+            assert_eq!(a.size(), b.size(), "case {i}: shapes");
+            let diff = (&a - &b).abs();
+            let scale = b.abs().max().double_value(&[]).max(1e-6);
+            match adc {
+                Converter::Ideal => {
+                    let m = diff.max().double_value(&[]);
+                    assert!(m <= 1e-5 * scale, "case {i}: max diff {m} (scale {scale})");
+                }
+                Converter::Uniform { bits, range } => {
+                    // One ADC step in output units: step x w_max x the largest input scale.
+                    let step = 2.0 * range / ((1u64 << bits) - 1) as f64;
+                    let x_max = x.abs().max().double_value(&[]);
+                    let one_step = step * w_max.double_value(&[]) * x_max;
+                    let m = diff.max().double_value(&[]);
+                    assert!(m <= 1.01 * one_step + 1e-5 * scale, "case {i}: {m} > one step");
+                    let off = diff.gt(1e-5 * scale).to_kind(Kind::Double).mean(Kind::Double);
+                    let off = off.double_value(&[]);
+                    assert!(off < 0.005, "case {i}: {:.3}% of outputs differ", 100.0 * off);
+                }
+            }
+        }
+    }
+}

@@ -129,6 +129,9 @@ fn variant_label(d: &PairedDifference) -> String {
     if !d.fp32_layers.is_empty() {
         out.push_str(&format!(" (fp32: {})", d.fp32_layers.replace('+', ", ")));
     }
+    if let Some(t) = d.t_inference {
+        out.push_str(&format!(" @ {}", crate::analog::montecarlo::time_label(Some(t))));
+    }
     out
 }
 
@@ -229,6 +232,14 @@ pub fn merge_run(run_dir: &mut crate::run::RunDir, extra: Value) -> Result<Value
     let seeds = plan.compare.seeds.len().max(1);
     let table_path = run.join("table.md");
     let mut table = std::fs::read_to_string(&table_path).unwrap_or_default();
+    if plan.compare.device_noise {
+        // σ = 0 names the grid's Gaussian sweep, which the device's own noise replaces.
+        table = format!(
+            "Device noise (`compare.device_noise`): every cell is read under the `analog` \
+             section's own device model (preset's σ(g), drift, read noise); the σ = 0% column \
+             is that device, not an ideal crossbar.\n\n{table}"
+        );
+    }
     table.push_str(&differences_md(&diffs, seeds));
     write_text_atomic(&table_path, &table)?;
     let text_path = run.join("table.txt");
