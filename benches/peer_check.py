@@ -72,7 +72,7 @@ def gqcim_side(args, work):
     t = time.perf_counter()
     out = run([args.bin, "eval", *common, "--analog", "--trials", str(args.trials), "--set", "quant.method=gq",
                "--set", "quant.levels=8", "--set", "analog.preset=pcm", "--set", f"analog.t_inference={times}",
-               "--run-dir", edir])
+               *[a for kv in args.gqcim_set for a in ("--set", kv)], "--run-dir", edir])
     wall = time.perf_counter() - t
     log(out)
     r = json.load(open(os.path.join(edir, "results.json")))
@@ -152,20 +152,39 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="docs/peer_check_table.md", help="the table (docs/peer_check.md explains it)")
+    p.add_argument("--gqcim-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra --set for gqcim's evaluation (an ablation, e.g. analog.resplit_after_programming=true)")
+    p.add_argument("--aihwkit-from", metavar="TABLE",
+                   help="reuse the aihwkit side (per-time mean, std, CI) of an earlier table's JSON block "
+                        "instead of running aihwkit again (same trials, images, seed)")
     args = p.parse_args()
     setup_threads(args.threads)
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory() as work:
         quanta, g, g_res, g_wall = gqcim_side(args, work)
-        a, a_digital, a_wall, a_ver = aihwkit_side(args, quanta)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        if args.aihwkit_from:
+            text = open(args.aihwkit_from).read()
+            earlier = json.loads(text[text.index("```json") + 7:text.rindex("```")])
+            for k in ("trials", "images"):
+                if earlier[k] != getattr(args, k):
+                    raise SystemExit(f"{args.aihwkit_from}: {k} {earlier[k]} != {getattr(args, k)}")
+            # Per time: (mean, std, 95% CI) of the aihwkit side, as the earlier run wrote them.
+            a_stats = {r[0]: (r[4], r[5], r[6]) for r in earlier["rows"]}
+            a_digital, a_wall, a_ver = earlier["aihwkit_digital_quantized"], earlier["aihwkit_wall_s"], earlier["aihwkit"]
+            a_trials = earlier.get("aihwkit_trials")
+        else:
+            a, a_digital, a_wall, a_ver = aihwkit_side(args, quanta)
+            a_stats = {t: (float(np.mean(a[t])), float(np.std(a[t], ddof=1)), ci95(a[t])) for t in args.times}
+            a_trials = {str(t): a[t] for t in args.times}
+    # The code version is the binary's own (embedded at build time), not the checkout's HEAD.
+    commit = str(g_res.get("git_commit", ""))[:7]
     rows = []
     for t in args.times:
-        gv, av = g[t], a[t]
-        gm, am = float(np.mean(gv)), float(np.mean(av))
-        gc, ac = ci95(gv), ci95(av)
+        gv = g[t]
+        gm, gc = float(np.mean(gv)), ci95(gv)
+        am, as_, ac = a_stats[t]
         comb = math.sqrt(gc ** 2 + ac ** 2)
-        rows.append((t, gm, float(np.std(gv, ddof=1)), gc, am, float(np.std(av, ddof=1)), ac, gm - am, comb))
+        rows.append((t, gm, float(np.std(gv, ddof=1)), gc, am, as_, ac, gm - am, comb))
     lines = [
         "| t after programming | gqcim pcm: mean ± std (95% CI) | aihwkit PCMLikeNoiseModel: mean ± std (95% CI) "
         "| difference | combined 95% CI | within? |",
@@ -181,7 +200,8 @@ def main():
         "commit": commit, "trials": args.trials, "images": args.images, "threads": args.threads,
         "gqcim_digital_quantized": g_res["digital_quantized_accuracy"], "aihwkit_digital_quantized": a_digital,
         "gqcim_wall_s": g_wall, "aihwkit_wall_s": a_wall, "aihwkit": a_ver, "torch": torch.__version__,
-        "rows": rows,
+        "gqcim_set": args.gqcim_set, "aihwkit_from": args.aihwkit_from, "rows": rows,
+        "gqcim_trials": {str(t): g[t] for t in args.times}, "aihwkit_trials": a_trials,
     }
     print(json.dumps(summary))
     if args.out:

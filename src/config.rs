@@ -496,6 +496,11 @@ pub struct AnalogConfig {
     pub g_max: f64,
     /// One weight scale per output column instead of per layer.
     pub per_column_scale: bool,
+    /// After programming, re-split each programmed weight into a fresh pair (the "off"
+    /// device exactly at g_min) before drift and read noise act, as aihwkit's inference
+    /// tiles do (`convert_to_conductances` on the programmed weights). Default false: the
+    /// devices keep their own programmed conductances, the off one's noise included.
+    pub resplit_after_programming: bool,
     /// Crossbar tile size: a tile's partial sum of `tile_rows` inputs is digitised separately.
     pub tile_rows: i64,
     pub tile_cols: i64,
@@ -537,6 +542,7 @@ impl Default for AnalogConfig {
             g_min: 1.0,
             g_max: 25.0,
             per_column_scale: false,
+            resplit_after_programming: false,
             tile_rows: 256,
             tile_cols: 256,
             programming_noise: ProgrammingNoise::None,

@@ -145,6 +145,37 @@ fn mean_abs_output(p: &mut AnalogPath, x: &Tensor) -> f64 {
     x.matmul(&w.tr()).abs().mean(Kind::Double).double_value(&[])
 }
 
+/// `analog.resplit_after_programming` (aihwkit's convention): after programming, each
+/// weight's "off" device sits exactly at g_min and the pair still holds the programmed
+/// weight; without it the off device keeps its own programming noise.
+#[test]
+fn resplit_puts_the_off_device_at_g_min_and_keeps_the_weight() {
+    let _rng = rng_lock();
+    let w = Tensor::randn([32, 64], (Kind::Float, Device::Cpu)) * 0.05;
+    let mut a = analog_of("pcm");
+    a.t_inference = vec![0.0];
+    a.read_noise = ReadNoise::None;
+    a.drift_compensation = Some(DriftCompensation::None);
+    let off_min = |p: &AnalogPath| {
+        let g = &p.programmed;
+        g.g_pos.minimum(&g.g_neg).abs().max().double_value(&[])
+    };
+    let program = |a: &AnalogConfig| {
+        tch::manual_seed(3);
+        let mut p = AnalogPath::new(w.shallow_clone(), "fp32".into(), a);
+        p.program(None);
+        let wt = (&p.programmed.g_pos - &p.programmed.g_neg) * &p.programmed.alpha;
+        (off_min(&p), wt)
+    };
+    let (off_kept, w_kept) = program(&a);
+    assert!(off_kept > 0.1, "without resplit the off devices keep their noise: {off_kept}");
+    a.resplit_after_programming = true;
+    let (off_split, w_split) = program(&a);
+    assert_eq!(off_split, a.g_min, "every off device at g_min after the resplit");
+    let d = (w_split - w_kept).abs().max().double_value(&[]);
+    assert!(d < 1e-6, "the resplit keeps each programmed weight: max diff {d}");
+}
+
 #[test]
 fn drift_compensation_restores_the_output_scale_at_one_day() {
     let _rng = rng_lock();

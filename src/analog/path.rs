@@ -114,6 +114,7 @@ impl AnalogPath {
             };
             stats.sim_seconds = start.elapsed().as_secs_f64();
             self.program_stats = stats;
+            let prog = if c.resplit_after_programming { resplit(&prog, c.g_min) } else { prog };
             // Exponents from the target conductances (aihwkit draws them from g_target).
             self.nu = match (d.draw_nu(&ideal.g_pos), d.draw_nu(&ideal.g_neg)) {
                 (Some(p), Some(n)) => Some((p, n)),
@@ -197,6 +198,13 @@ impl WeightPath for AnalogPath {
             "programming_mse": err,
         })
     }
+}
+
+/// The programmed weights as a fresh differential pair: the sign's device at
+/// g_min + |G+ − G−|, the other exactly at g_min (aihwkit's conductance converter).
+fn resplit(p: &PairMap, g_min: f64) -> PairMap {
+    let w = &p.g_pos - &p.g_neg;
+    PairMap { g_pos: w.relu() + g_min, g_neg: (-&w).relu() + g_min, alpha: p.alpha.shallow_clone() }
 }
 
 /// Noise-aware fine-tuning: the inner (quantizing) path's weights are mapped to conductance
