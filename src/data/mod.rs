@@ -2,8 +2,12 @@
 //! normalisation and tensor-side augmentation.
 pub mod augment;
 pub mod cifar;
+pub mod detection_sets;
 pub mod idx;
+pub mod jitter;
+pub mod rgb;
 pub mod scenes;
+pub mod seg_sets;
 pub mod voc;
 pub mod voc_seg;
 

@@ -2,6 +2,7 @@
 pub mod classify;
 pub mod detect;
 pub mod detect_metrics;
+pub mod detect_own;
 pub mod harness;
 pub mod quantize;
 pub mod seg_metrics;
