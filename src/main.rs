@@ -51,6 +51,29 @@ impl QuantArgs {
     }
 }
 
+/// Shortcuts for `--set analog.enabled=true` and `--set analog.trials=...` (detect-eval,
+/// segment-eval).
+#[derive(clap::Args)]
+struct AnalogArgs {
+    /// Evaluate on the simulated crossbar (sets analog.enabled).
+    #[arg(long)]
+    analog: bool,
+    /// Monte-Carlo trials (sets analog.trials).
+    #[arg(long)]
+    trials: Option<usize>,
+}
+
+impl AnalogArgs {
+    fn into_overrides(self, args: &mut ConfigArgs) {
+        if self.analog {
+            args.overrides.push("analog.enabled=true".into());
+        }
+        if let Some(t) = self.trials {
+            args.overrides.push(format!("analog.trials={t}"));
+        }
+    }
+}
+
 /// How a comparison grid runs (`compare`, `detect-compare`, `segment-compare`).
 #[derive(clap::Args)]
 struct GridArgs {
@@ -148,12 +171,15 @@ enum Command {
         #[arg(long)]
         resume: bool,
     },
-    /// Evaluate a detection checkpoint (VOC mAP@0.5, COCO mAP@[.5:.95]).
+    /// Evaluate a detection checkpoint (VOC mAP@0.5, COCO mAP@[.5:.95]; `--analog`:
+    /// Monte-Carlo on the crossbar).
     DetectEval {
         #[command(flatten)]
         args: ConfigArgs,
         #[arg(long)]
         checkpoint: PathBuf,
+        #[command(flatten)]
+        analog: AnalogArgs,
     },
     /// The comparison grid of the config's `compare` section on a trained detector.
     DetectCompare {
@@ -180,12 +206,15 @@ enum Command {
         #[arg(long)]
         resume: bool,
     },
-    /// Evaluate a segmentation checkpoint (mIoU, pixel accuracy, per-class IoU).
+    /// Evaluate a segmentation checkpoint (mIoU, pixel accuracy, per-class IoU; `--analog`:
+    /// Monte-Carlo on the crossbar).
     SegmentEval {
         #[command(flatten)]
         args: ConfigArgs,
         #[arg(long)]
         checkpoint: PathBuf,
+        #[command(flatten)]
+        analog: AnalogArgs,
     },
     /// The comparison grid of the config's `compare` section on a trained segmenter.
     SegmentCompare {
@@ -370,7 +399,8 @@ fn run(cli: Cli) -> Result<()> {
             gqcim::tasks::detect::train(&cfg, &args.config, args.run_dir.as_deref(), resume)
                 .context("detection training failed")?;
         }
-        Command::DetectEval { args, checkpoint } => {
+        Command::DetectEval { mut args, checkpoint, analog } => {
+            analog.into_overrides(&mut args);
             let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
             gqcim::tasks::detect::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
                 .context("detection evaluation failed")?;
@@ -410,7 +440,8 @@ fn run(cli: Cli) -> Result<()> {
             gqcim::tasks::segment::train(&cfg, &args.config, args.run_dir.as_deref(), resume)
                 .context("segmentation training failed")?;
         }
-        Command::SegmentEval { args, checkpoint } => {
+        Command::SegmentEval { mut args, checkpoint, analog } => {
+            analog.into_overrides(&mut args);
             let cfg = gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)?;
             gqcim::tasks::segment::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
                 .context("segmentation evaluation failed")?;

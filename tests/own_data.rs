@@ -429,6 +429,17 @@ fn detection_trains_evaluates_and_runs_the_grid_on_each_layout() {
         if kind != "voc" {
             continue;
         }
+        // On the crossbar: Monte-Carlo trials of the same checkpoint.
+        let an = d.path().join("eval-analog");
+        let (ck_s, an_s) = (ck.to_str().unwrap(), an.to_str().unwrap());
+        let args = ["detect-eval", "--config", c, "--checkpoint", ck_s, "--run-dir", an_s];
+        ok(&run_gqcim(
+            &[&args[..], &["--analog", "--trials", "2", "--set", "analog.output_noise=0.01"]]
+                .concat(),
+        ));
+        let a = results(&an);
+        assert_eq!(a["command"], "detect eval --analog");
+        assert_eq!(a["analog"]["analog"]["trials"].as_array().unwrap().len(), 2);
         let grid = d.path().join("grid");
         let mut args: Vec<String> = [
             "detect-compare",
@@ -501,6 +512,18 @@ fn segmentation_trains_and_evaluates_on_voc_and_folder() {
             ev.to_str().unwrap(),
         ]));
         assert_eq!(results(&ev)["metrics"]["test_miou"].as_f64(), Some(miou), "{kind}");
+        if kind == "folder" {
+            let an = d.path().join("seg-analog");
+            let (ck_s, an_s) = (ck.to_str().unwrap(), an.to_str().unwrap());
+            let args = ["segment-eval", "--config", c, "--checkpoint", ck_s, "--run-dir", an_s];
+            ok(&run_gqcim(
+                &[&args[..], &["--analog", "--trials", "2", "--set", "analog.output_noise=0.01"]]
+                    .concat(),
+            ));
+            let a = results(&an);
+            assert_eq!(a["analog"]["metric"], "miou");
+            assert_eq!(a["analog"]["analog"]["trials"].as_array().unwrap().len(), 2);
+        }
     }
 }
 

@@ -1471,12 +1471,20 @@ pub fn eval(
     let mut net = build_detector(&cfg.model, device);
     load_strict(&mut net.vs, checkpoint_path)?;
     let mut run = create_run_dir(cfg, "eval", config_path, run_dir)?;
-    let (res, dets) =
-        evaluate(&net, &grid, &test.images.to_device(device), &test_gts, &cfg.eval, &norm)?;
+    let images = test.images.to_device(device);
+    let (res, dets) = evaluate(&net, &grid, &images, &test_gts, &cfg.eval, &norm)?;
     log_eval(&mut run.tb, &res, 0);
     log_detections(&mut run.tb, &test, &dets, &cfg.eval, ("test", &names), 0);
     run.tb.flush()?;
-    let results = json!({
+    let analog = if cfg.analog.enabled {
+        let (base, e) = (cfg.base_config(), &cfg.eval);
+        Some(super::analog_eval::analog_trials(&base, &net, &mut run, "map50", |n| {
+            Ok(evaluate(n, &grid, &images, &test_gts, e, &norm)?.0.map50)
+        })?)
+    } else {
+        None
+    };
+    let mut results = json!({
         "command": "detect eval",
         "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
         "seed": cfg.seed,
@@ -1488,6 +1496,10 @@ pub fn eval(
         "metrics": metrics_json(&res, &names),
         "images_per_second": res.images as f64 / res.seconds.max(1e-9),
     });
+    if let Some(a) = analog {
+        results["command"] = json!("detect eval --analog");
+        results["analog"] = a;
+    }
     run.write_results(&results)?;
     println!(
         "test mAP@0.5 {:.2}%, COCO mAP@[.5:.95] {:.2}% ({} scenes, {:.0} img/s); run folder {}",

@@ -1057,7 +1057,15 @@ pub fn eval(
     log_weight_histograms(&mut run, &net, 0);
     log_samples(&mut run.tb, &net, &data, cfg.eval.sample_images, "test", 0);
     run.tb.flush()?;
-    let results = json!({
+    let analog = if cfg.analog.enabled {
+        let (base, bs) = (cfg.base_config(), cfg.eval.batch_size);
+        Some(super::analog_eval::analog_trials(&base, &net, &mut run, "miou", |n| {
+            Ok(evaluate(n, &data, bs)?.miou)
+        })?)
+    } else {
+        None
+    };
+    let mut results = json!({
         "command": "segment-eval",
         "task": "segment",
         "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
@@ -1073,6 +1081,10 @@ pub fn eval(
         "eval_seconds": res.seconds,
         "images_per_second": res.images as f64 / res.seconds.max(1e-9),
     });
+    if let Some(a) = analog {
+        results["command"] = json!("segment-eval --analog");
+        results["analog"] = a;
+    }
     run.write_results(&results)?;
     println!(
         "test mIoU: {:.2}%, pixel accuracy {:.2}% ({} scenes); run folder {}",
