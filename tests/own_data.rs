@@ -621,4 +621,13 @@ fn bad_datasets_are_errors_naming_the_file() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("model.num_classes") && e.contains("3 classes"), "{e}");
+
+    // Own-dataset keys on a scenes config would be ignored: an error instead.
+    for (verb, cfg) in [("detect-train", "detect_scenes"), ("segment-train", "segment_scenes")] {
+        let cfg = repo_root().join(format!("configs/{cfg}.yaml"));
+        let o = run_gqcim(&[verb, "--config", cfg.to_str().unwrap(), "--set", "data.root=/x"]);
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(e.contains("data.root") && e.contains("data.dataset"), "{e}");
+    }
 }

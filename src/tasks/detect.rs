@@ -254,6 +254,22 @@ impl Default for DetectEvalConfig {
     }
 }
 
+/// The first own-dataset key set on a scenes config (a likely mistake: it would be ignored).
+fn own_keys_set(d: &DetectDataConfig) -> Option<&'static str> {
+    let set = [
+        ("root", d.root.is_some()),
+        ("train_split", d.train_split.is_some()),
+        ("test_split", d.test_split.is_some()),
+        ("classes", d.classes.is_some()),
+        ("input_size", d.input_size.is_some()),
+        ("mean", d.mean.is_some()),
+        ("std", d.std.is_some()),
+        ("horizontal_flip", d.horizontal_flip.is_some()),
+        ("scale_jitter", d.scale_jitter.is_some()),
+    ];
+    set.iter().find(|(_, on)| *on).map(|(k, _)| *k)
+}
+
 fn is_scenes(d: &DetDataset) -> bool {
     *d == DetDataset::Scenes
 }
@@ -274,6 +290,11 @@ impl DetectConfig {
         let coarsest = self.model.strides().last().copied().unwrap_or(1);
         if self.data.dataset != DetDataset::Scenes {
             self.validate_own(coarsest)?;
+        } else if let Some(key) = own_keys_set(&self.data) {
+            return Err(invalid(
+                format!("data.{key}"),
+                "is read only for a dataset on disk; set data.dataset to voc, yolo or coco",
+            ));
         } else if self.data.scenes.canvas % coarsest != 0 {
             return Err(invalid(
                 "data.scenes.canvas",

@@ -245,6 +245,21 @@ impl Default for SegmentConfig {
     }
 }
 
+/// The first own-dataset key set on a scenes config (a likely mistake: it would be ignored).
+fn own_keys_set(d: &SegDataConfig) -> Option<&'static str> {
+    let set = [
+        ("root", d.root.is_some()),
+        ("train_split", d.train_split.is_some()),
+        ("test_split", d.test_split.is_some()),
+        ("classes", d.classes.is_some()),
+        ("input_size", d.input_size.is_some()),
+        ("mean", d.mean.is_some()),
+        ("std", d.std.is_some()),
+        ("scale_jitter", d.scale_jitter.is_some()),
+    ];
+    set.iter().find(|(_, on)| *on).map(|(k, _)| *k)
+}
+
 fn is_scenes(d: &SegDataset) -> bool {
     *d == SegDataset::Scenes
 }
@@ -282,6 +297,11 @@ impl SegmentConfig {
             in_range("data.scale_jitter", d.scale_jitter.unwrap_or(0.0), 0.0, 0.9)?;
             let c = self.model.in_channels;
             crate::data::rgb::check_stats(d.mean.as_deref(), d.std.as_deref(), c)?;
+        } else if let Some(key) = own_keys_set(&self.data) {
+            return Err(invalid(
+                format!("data.{key}"),
+                "is read only for a dataset on disk; set data.dataset to voc or folder",
+            ));
         } else if self.model.in_channels != 1 {
             return Err(invalid(
                 "model.in_channels",
