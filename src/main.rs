@@ -190,6 +190,17 @@ enum Command {
         #[command(flatten)]
         grid: GridArgs,
     },
+    /// Write a detection dataset's split (VOC, YOLO or COCO layout) as COCO instances JSON in
+    /// the images' own pixels, for `metrics detection --gt`.
+    DetectGt {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// The split (default: data.test_split).
+        #[arg(long)]
+        split: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Score predictions against ground truth given in COCO JSON.
     Metrics {
         /// Only `detection` for now.
@@ -426,6 +437,11 @@ fn run(cli: Cli) -> Result<()> {
                 grid.into(),
             )
             .context("segmentation comparison failed")?;
+        }
+        Command::DetectGt { args, split, out } => {
+            let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
+            let n = gqcim::tasks::detect_own::write_ground_truth(&cfg, split.as_deref(), &out)?;
+            println!("wrote {n} boxes to {}", out.display());
         }
         Command::Metrics { kind, gt, pred } => {
             if kind != "detection" {

@@ -263,17 +263,33 @@ fn three_layouts_give_the_same_boxes_and_pixels_and_ground_truth_scores_one() {
     assert_eq!(a.images.int64_value(&[0, 0, 50, 5]), 114);
     assert_eq!(a.images.int64_value(&[0, 0, 10, 10]), i64::from(COLOURS[0][0]));
 
-    // Through the CLI: the COCO file scores its own boxes as mAP 1.0.
-    let gt = coco.join("annotations/instances_val.json");
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&gt).unwrap()).unwrap();
+    // Through the CLI: each dataset's own ground truth (COCO's file; VOC and YOLO exported
+    // by detect-gt) scores its boxes as mAP 1.0.
+    for (kind, root, extra) in [("voc", &voc, "  classes: [cat, dog]\n"), ("yolo", &yolo, "")] {
+        let cfg = detect_yaml(d.path(), kind, root, extra);
+        let gt = d.path().join(format!("{kind}-gt.json"));
+        ok(&run_gqcim(&[
+            "detect-gt",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            gt.to_str().unwrap(),
+        ]));
+        gt_scores_one(&gt, d.path());
+    }
+    gt_scores_one(&coco.join("annotations/instances_val.json"), d.path());
+}
+
+/// `metrics detection` of a COCO ground-truth file against its own boxes as predictions.
+fn gt_scores_one(gt: &Path, dir: &Path) {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(gt).unwrap()).unwrap();
     let preds: Vec<serde_json::Value> = v["annotations"]
         .as_array()
         .unwrap()
         .iter()
         .map(|a| json!({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.8}))
         .collect();
-    let pred = d.path().join("pred.json");
+    let pred = dir.join("pred.json");
     std::fs::write(&pred, serde_json::to_string(&preds).unwrap()).unwrap();
     let o = run_gqcim(&[
         "metrics",
@@ -289,6 +305,7 @@ fn three_layouts_give_the_same_boxes_and_pixels_and_ground_truth_scores_one() {
     for k in ["map", "map50", "voc_map50"] {
         assert!((m[k].as_f64().unwrap() - 1.0).abs() < 1e-12, "{k}: {m}");
     }
+    assert_eq!(m["num_gt"], 3, "{}", gt.display());
 }
 
 #[test]

@@ -192,3 +192,21 @@ pub enum TrainSource {
     Scenes(crate::data::Dataset),
     Fixed(Tensor, Tensor),
 }
+
+/// `gqcim detect-gt`: writes a split of the configured dataset (default: the test split) as
+/// COCO instances JSON in the images' own pixels (`data::coco_out`); returns the box count.
+pub fn write_ground_truth(
+    cfg: &DetectConfig,
+    split: Option<&str>,
+    out: &std::path::Path,
+) -> Result<usize> {
+    let own = OwnData::of(cfg).ok_or_else(|| {
+        invalid("data.dataset", "scenes have no files to export; set voc, yolo or coco")
+    })?;
+    let split = split.unwrap_or(&own.test_split);
+    let listing = list_split(own.dataset, &own.root, split, own.classes.as_deref())?;
+    let v = crate::data::coco_out::listing_to_coco(&listing, &own.root);
+    let text = serde_json::to_string(&v).unwrap_or_default();
+    std::fs::write(out, text).map_err(|e| crate::error::file_err(out, "write", e))?;
+    Ok(listing.anns.iter().map(|a| a.boxes.len()).sum())
+}
