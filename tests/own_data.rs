@@ -10,6 +10,7 @@ use gqcim::data::jitter::Jitter;
 use gqcim::data::rgb::{load_letterboxed, Fit};
 use gqcim::data::seg_sets::{load_seg_split, SegDataset};
 use gqcim::data::voc_seg::voc_colormap;
+use gqcim::glance::samples::{plan_legend, task_legend};
 use gqcim::tasks::detect::score;
 use gqcim::tasks::detect_metrics::Detection;
 use gqcim::tasks::detect_own::ground_truth;
@@ -485,6 +486,11 @@ fn detection_trains_evaluates_and_runs_the_grid_on_each_layout() {
         ok(&run_gqcim(&a));
         let csv = std::fs::read_to_string(grid.join("results.csv")).unwrap();
         assert_eq!(csv.lines().count(), 1 + 4, "fp32 and gq at two sigmas: {csv}");
+        // The grid's pictures carry the dataset's legend (cat, dog), not the scenes'.
+        let yaml = std::fs::read_to_string(&cfg).unwrap();
+        let own = plan_legend("detect", &yaml, 300).unwrap();
+        let scenes = task_legend("detect", 300).unwrap();
+        assert!(own.h < scenes.h, "two classes fit fewer legend rows than ten");
     }
 }
 

@@ -371,3 +371,37 @@ pub fn list_split(
     }
     Ok(listing)
 }
+
+/// The class names of a dataset without listing its images (the legend of grid pictures):
+/// `classes`, VOC's 20, data.yaml's `names`, or the COCO file's categories.
+pub fn class_names(
+    dataset: DetDataset,
+    root: &Path,
+    split: &str,
+    classes: Option<&[String]>,
+) -> Result<Vec<String>> {
+    if let Some(c) = classes {
+        return Ok(c.to_vec());
+    }
+    match dataset {
+        DetDataset::Scenes | DetDataset::Voc => {
+            Ok(VOC_CLASSES.iter().map(|s| s.to_string()).collect())
+        }
+        DetDataset::Yolo => {
+            let yaml = root.join("data.yaml");
+            let text =
+                super::read_text_bounded(&yaml, super::MAX_ANNOTATION_BYTES, "YOLO data.yaml")?;
+            let y: serde_yaml::Mapping = serde_yaml::from_str(&text)
+                .map_err(|e| data_err(&yaml, format!("not a YOLO data.yaml: {e}")))?;
+            let names = y.get("names").ok_or_else(|| data_err(&yaml, "no `names:`"))?;
+            yolo_names(names, &yaml)
+        }
+        DetDataset::Coco => {
+            let json =
+                join_inside(&root.join("annotations"), &format!("instances_{split}.json"), root)?;
+            let text =
+                super::read_text_bounded(&json, super::MAX_COCO_JSON_BYTES, "COCO JSON file")?;
+            Ok(crate::tasks::detect_metrics::parse_coco_gt(&text, &json)?.1.category_names)
+        }
+    }
+}

@@ -210,3 +210,17 @@ pub fn write_ground_truth(
     std::fs::write(out, text).map_err(|e| crate::error::file_err(out, "write", e))?;
     Ok(listing.anns.iter().map(|a| a.boxes.len()).sum())
 }
+
+/// The class names of an own-dataset detection config given as YAML (None for scenes or a
+/// config or dataset that cannot be read).
+pub fn class_names_of_yaml(yaml: &str) -> Option<Vec<String>> {
+    let cfg = DetectConfig::from_yaml_str(yaml, "plan", &[]).ok()?;
+    let own = OwnData::of(&cfg)?;
+    crate::data::detection_sets::class_names(
+        own.dataset,
+        &own.root,
+        &own.test_split,
+        own.classes.as_deref(),
+    )
+    .ok()
+}

@@ -775,6 +775,17 @@ pub fn mask_legend(width: usize) -> Picture {
     mask_legend_of(&scene_names(), width)
 }
 
+/// The class names of an own-dataset segmentation config given as YAML (None for scenes or
+/// a config or dataset that cannot be read).
+pub fn class_names_of_yaml(yaml: &str) -> Option<Vec<String>> {
+    let cfg = SegmentConfig::from_yaml_str(yaml, "plan", &[]).ok()?;
+    let d = &cfg.data;
+    if d.dataset == SegDataset::Scenes {
+        return None;
+    }
+    class_names(d.dataset, d.root.as_deref()?, d.classes.as_deref()).ok()
+}
+
 /// The colour legend for a dataset's class names.
 pub fn mask_legend_of(names: &[String], width: usize) -> Picture {
     let entries: Vec<(Swatch, String)> = names
