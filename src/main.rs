@@ -201,14 +201,18 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Score predictions against ground truth given in COCO JSON.
+    /// Score predictions against ground truth: `detection` (COCO JSON files) or
+    /// `segmentation` (folders of masks with the same names; needs --num-classes).
     Metrics {
-        /// Only `detection` for now.
+        /// `detection` or `segmentation`.
         kind: String,
         #[arg(long)]
         gt: PathBuf,
         #[arg(long)]
         pred: PathBuf,
+        /// Segmentation: number of classes, background included.
+        #[arg(long)]
+        num_classes: Option<usize>,
     },
     /// Train the DeepLab-style segmenter on Fashion-MNIST scene masks.
     SegmentTrain {
@@ -443,11 +447,17 @@ fn run(cli: Cli) -> Result<()> {
             let n = gqcim::tasks::detect_own::write_ground_truth(&cfg, split.as_deref(), &out)?;
             println!("wrote {n} boxes to {}", out.display());
         }
-        Command::Metrics { kind, gt, pred } => {
-            if kind != "detection" {
-                anyhow::bail!("metrics `{kind}`: expected `detection`");
-            }
-            let v = gqcim::tasks::detect_metrics::score_coco_files(&gt, &pred)?;
+        Command::Metrics { kind, gt, pred, num_classes } => {
+            let v = match (kind.as_str(), num_classes) {
+                ("detection", _) => gqcim::tasks::detect_metrics::score_coco_files(&gt, &pred)?,
+                ("segmentation", Some(k)) if (1..=255).contains(&k) => {
+                    gqcim::tasks::seg_score::score_mask_dirs(&gt, &pred, k)?
+                }
+                ("segmentation", _) => {
+                    anyhow::bail!("metrics segmentation: --num-classes K (1..=255) is required")
+                }
+                _ => anyhow::bail!("metrics `{kind}`: expected `detection` or `segmentation`"),
+            };
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Command::SegmentTrain { args, resume } => {

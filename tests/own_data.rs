@@ -320,6 +320,21 @@ fn segmentation_layouts_agree_and_score_miou_one() {
     let b = load_seg_split(SegDataset::Folder, &folder, "train", &classes, 3, 32).unwrap();
     // Palette masks and id masks of the same scenes are the same labels, scored mIoU 1.0.
     assert!(a.masks.equal(&b.masks));
+    // Through the CLI: the folder's id masks as predictions for the VOC palette masks.
+    let (g, p) = (voc.join("SegmentationClass"), folder.join("train/masks"));
+    let o = run_gqcim(&[
+        "metrics",
+        "segmentation",
+        "--gt",
+        g.to_str().unwrap(),
+        "--pred",
+        p.to_str().unwrap(),
+        "--num-classes",
+        "3",
+    ]);
+    ok(&o);
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((m["miou"].as_f64(), m["images"].as_u64()), (Some(1.0), Some(4)), "{m}");
     let mut cm = ConfusionMatrix::new(3, Device::Cpu);
     cm.update(&a.masks.to_kind(Kind::Int64), &b.masks.to_kind(Kind::Int64), 255);
     assert_eq!(cm.miou(), 1.0);

@@ -18,6 +18,9 @@
 //!   and whose greedy pass, over at most k candidates per image, runs on the host.
 //! - Metrics: Pascal VOC all-point mAP@0.5 (the primary metric, as a fraction) and COCO
 //!   mAP@[.5:.95] via `detect_metrics`, on a test scene set fixed by `data.test_seed`.
+//! - Data: generated scenes by default; `data.dataset: voc | yolo | coco` reads a dataset on
+//!   disk instead (`detect_own`: letterboxed RGB cache, flip + zoom augmentation). The scene
+//!   path computes exactly what it computed before own datasets existed.
 use super::classify::{epoch_seed, learning_rate, log_weight_histograms, say};
 use super::detect_metrics::{coco_map, voc_map, Detection, GroundTruth};
 use super::detect_own::{self, OwnData, TrainSource};

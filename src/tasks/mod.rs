@@ -7,6 +7,7 @@ pub mod detect_own;
 pub mod harness;
 pub mod quantize;
 pub mod seg_metrics;
+pub mod seg_score;
 pub mod segment;
 
 use crate::config::Config;

@@ -10,6 +10,10 @@
 //! resumed run sees exactly the scenes an uninterrupted one would. Horizontal flips are
 //! drawn per sample and applied to the image and its mask together, on the tensor side.
 //!
+//! `data.dataset: voc | folder` reads a dataset on disk instead (`data::seg_sets`): images
+//! and masks letterboxed into one cache, the dataset's class names, and training batches
+//! flipped and zoomed with their masks (`data::jitter`).
+//!
 //! `SegmentHarness` plugs the task into straight-through fine-tuning and the comparison grid
 //! (`tasks::harness`): the metric is mIoU as a fraction.
 use super::classify::{epoch_seed, learning_rate, log_weight_histograms, say};
