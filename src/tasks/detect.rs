@@ -1285,9 +1285,10 @@ pub fn train(
     let steps_per_epoch = (n_train / bs).max(1) as usize;
     let total_steps = steps_per_epoch * t.epochs;
     let warmup_steps = (t.warmup_epochs * steps_per_epoch as f64).round() as usize;
+    let what = if own.is_some() { "images" } else { "scenes per pool" };
     log::info!(
-        "training {} on {n_train} scenes per pool ({} test scenes), {} epochs x {steps_per_epoch} \
-         steps, device {device:?}",
+        "training {} on {n_train} {what} ({} test), {} epochs x {steps_per_epoch} steps, device \
+         {device:?}",
         net.arch,
         test.len(),
         t.epochs
