@@ -15,7 +15,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export GQCIM_PYTHON := $(PY)
 export GQCIM_FMNIST_DIR := $(FMNIST_DIR)
 
-.PHONY: all build test cost fuzz slurm-deps slurm-up slurm-down classify-slurm detect-slurm segment-slurm bench peer-check devices-pcm study-classify study-detect study-segment detect detect-full train-detect segment segment-full train-segment classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
+.PHONY: all build test trees trees-data cost fuzz slurm-deps slurm-up slurm-down classify-slurm detect-slurm segment-slurm bench peer-check devices-pcm study-classify study-detect study-segment detect detect-full train-detect segment segment-full train-segment classify classify-full classify-quant train-classify data tensorboard venv fmt lint clean-runs
 
 all: build
 
@@ -232,6 +232,25 @@ devices-pcm: build data
 # Train the reference segmenter from scratch (about 25 min on 2 cores).
 train-segment: build data
 	$(BIN) segment-train --config $(SEG_CONFIG) --set data.fmnist_root=$(FMNIST_DIR)
+
+# Tree crowns on real NEON aerial RGB images (issue 18): fetch the `deepforest` wheel into the
+# venv (its data files only, no other download), tile its four annotated images into a VOC
+# folder (scripts/make_trees.py: 400x400 tiles, a crown kept where >= 50% of its area lies,
+# train/test split by source image), train the detector and run the crossbar grid of
+# configs/detect_trees.yaml. 43 training tiles: a tiny set (CPU ~2 img/s at 416 px).
+TREES_DIR ?= data/trees
+TREES_CONFIG ?= configs/detect_trees.yaml
+trees-data: venv
+	@$(PY) -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('deepforest') is None)" \
+		|| $(VENV)/bin/pip install --no-deps deepforest==2.1.0
+	$(PY) scripts/make_trees.py $(TREES_DIR)
+
+trees: build trees-data
+	$(BIN) detect-train --config $(TREES_CONFIG) --set data.root=$(TREES_DIR) \
+		--run-dir runs/detect/trees-train-$(RUN_TS)
+	$(BIN) detect-compare --config $(TREES_CONFIG) --set data.root=$(TREES_DIR) \
+		--checkpoint runs/detect/trees-train-$(RUN_TS)/model.safetensors \
+		--run-dir runs/detect/trees-compare-$(RUN_TS)
 
 # Slurm (single node, Debian packages) for the job-array test and `make *-slurm` locally.
 slurm-deps:

@@ -51,6 +51,29 @@ impl QuantArgs {
     }
 }
 
+/// Shortcuts for `--set analog.enabled=true` and `--set analog.trials=...` (detect-eval,
+/// segment-eval).
+#[derive(clap::Args)]
+struct AnalogArgs {
+    /// Evaluate on the simulated crossbar (sets analog.enabled).
+    #[arg(long)]
+    analog: bool,
+    /// Monte-Carlo trials (sets analog.trials).
+    #[arg(long)]
+    trials: Option<usize>,
+}
+
+impl AnalogArgs {
+    fn into_overrides(self, args: &mut ConfigArgs) {
+        if self.analog {
+            args.overrides.push("analog.enabled=true".into());
+        }
+        if let Some(t) = self.trials {
+            args.overrides.push(format!("analog.trials={t}"));
+        }
+    }
+}
+
 /// How a comparison grid runs (`compare`, `detect-compare`, `segment-compare`).
 #[derive(clap::Args)]
 struct GridArgs {
@@ -148,12 +171,15 @@ enum Command {
         #[arg(long)]
         resume: bool,
     },
-    /// Evaluate a detection checkpoint (VOC mAP@0.5, COCO mAP@[.5:.95]).
+    /// Evaluate a detection checkpoint (VOC mAP@0.5, COCO mAP@[.5:.95]; `--analog`:
+    /// Monte-Carlo on the crossbar).
     DetectEval {
         #[command(flatten)]
         args: ConfigArgs,
         #[arg(long)]
         checkpoint: PathBuf,
+        #[command(flatten)]
+        analog: AnalogArgs,
     },
     /// The comparison grid of the config's `compare` section on a trained detector.
     DetectCompare {
@@ -164,14 +190,29 @@ enum Command {
         #[command(flatten)]
         grid: GridArgs,
     },
-    /// Score predictions against ground truth given in COCO JSON.
+    /// Write a detection dataset's split (VOC, YOLO or COCO layout) as COCO instances JSON in
+    /// the images' own pixels, for `metrics detection --gt`.
+    DetectGt {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// The split (default: data.test_split).
+        #[arg(long)]
+        split: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Score predictions against ground truth: `detection` (COCO JSON files) or
+    /// `segmentation` (folders of masks with the same names; needs --num-classes).
     Metrics {
-        /// Only `detection` for now.
+        /// `detection` or `segmentation`.
         kind: String,
         #[arg(long)]
         gt: PathBuf,
         #[arg(long)]
         pred: PathBuf,
+        /// Segmentation: number of classes, background included.
+        #[arg(long)]
+        num_classes: Option<usize>,
     },
     /// Train the DeepLab-style segmenter on Fashion-MNIST scene masks.
     SegmentTrain {
@@ -180,12 +221,15 @@ enum Command {
         #[arg(long)]
         resume: bool,
     },
-    /// Evaluate a segmentation checkpoint (mIoU, pixel accuracy, per-class IoU).
+    /// Evaluate a segmentation checkpoint (mIoU, pixel accuracy, per-class IoU; `--analog`:
+    /// Monte-Carlo on the crossbar).
     SegmentEval {
         #[command(flatten)]
         args: ConfigArgs,
         #[arg(long)]
         checkpoint: PathBuf,
+        #[command(flatten)]
+        analog: AnalogArgs,
     },
     /// The comparison grid of the config's `compare` section on a trained segmenter.
     SegmentCompare {
@@ -391,7 +435,8 @@ fn run(cli: Cli) -> Result<()> {
             gqcim::tasks::detect::train(&cfg, &args.config, args.run_dir.as_deref(), resume)
                 .context("detection training failed")?;
         }
-        Command::DetectEval { args, checkpoint } => {
+        Command::DetectEval { mut args, checkpoint, analog } => {
+            analog.into_overrides(&mut args);
             let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
             gqcim::tasks::detect::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
                 .context("detection evaluation failed")?;
@@ -418,11 +463,22 @@ fn run(cli: Cli) -> Result<()> {
             )
             .context("segmentation comparison failed")?;
         }
-        Command::Metrics { kind, gt, pred } => {
-            if kind != "detection" {
-                anyhow::bail!("metrics `{kind}`: expected `detection`");
-            }
-            let v = gqcim::tasks::detect_metrics::score_coco_files(&gt, &pred)?;
+        Command::DetectGt { args, split, out } => {
+            let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
+            let n = gqcim::tasks::detect_own::write_ground_truth(&cfg, split.as_deref(), &out)?;
+            println!("wrote {n} boxes to {}", out.display());
+        }
+        Command::Metrics { kind, gt, pred, num_classes } => {
+            let v = match (kind.as_str(), num_classes) {
+                ("detection", _) => gqcim::tasks::detect_metrics::score_coco_files(&gt, &pred)?,
+                ("segmentation", Some(k)) if (1..=255).contains(&k) => {
+                    gqcim::tasks::seg_score::score_mask_dirs(&gt, &pred, k)?
+                }
+                ("segmentation", _) => {
+                    anyhow::bail!("metrics segmentation: --num-classes K (1..=255) is required")
+                }
+                _ => anyhow::bail!("metrics `{kind}`: expected `detection` or `segmentation`"),
+            };
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Command::SegmentTrain { args, resume } => {
@@ -431,7 +487,8 @@ fn run(cli: Cli) -> Result<()> {
             gqcim::tasks::segment::train(&cfg, &args.config, args.run_dir.as_deref(), resume)
                 .context("segmentation training failed")?;
         }
-        Command::SegmentEval { args, checkpoint } => {
+        Command::SegmentEval { mut args, checkpoint, analog } => {
+            analog.into_overrides(&mut args);
             let cfg = gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)?;
             gqcim::tasks::segment::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
                 .context("segmentation evaluation failed")?;

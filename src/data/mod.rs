@@ -2,8 +2,13 @@
 //! normalisation and tensor-side augmentation.
 pub mod augment;
 pub mod cifar;
+pub mod coco_out;
+pub mod detection_sets;
 pub mod idx;
+pub mod jitter;
+pub mod rgb;
 pub mod scenes;
+pub mod seg_sets;
 pub mod voc;
 pub mod voc_seg;
 

@@ -88,7 +88,7 @@ impl SkipCounts {
 }
 
 /// Applies the skip/clip policy to one box in 0-based continuous coordinates.
-fn place_box(
+pub(crate) fn place_box(
     class: usize,
     [x1, y1, x2, y2]: [f64; 4],
     difficult: bool,
@@ -232,7 +232,16 @@ pub fn parse_voc_xml(
     if filename.is_empty() {
         return Err(x.err(filename_node, "<filename> is empty"));
     }
-    let image = images_dir.join(filename);
+    // An absolute `<filename>` or one with `..` would read outside the dataset.
+    let image = super::rgb::join_inside(images_dir, filename, xml).map_err(|_| {
+        x.err(
+            filename_node,
+            format!(
+                "<filename> `{filename}` must be a relative path inside {}",
+                images_dir.display()
+            ),
+        )
+    })?;
     probe.require(&image, &format!("{} line {}", xml.display(), x.line(filename_node)))?;
 
     let mut size = (0u32, 0u32);

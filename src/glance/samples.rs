@@ -112,6 +112,21 @@ pub fn task_legend(task: &str, width: usize) -> Option<Picture> {
     }
 }
 
+/// [`task_legend`] with the class names of the dataset the grid's config reads (own
+/// datasets name their classes; scenes, or a config that cannot be read, keep the scenes').
+pub fn plan_legend(task: &str, config_yaml: &str, width: usize) -> Option<Picture> {
+    let names = match task {
+        "detect" => crate::tasks::detect_own::class_names_of_yaml(config_yaml),
+        "segment" => crate::tasks::segment::class_names_of_yaml(config_yaml),
+        _ => None,
+    };
+    match (task, names) {
+        ("detect", Some(n)) => Some(crate::tasks::detect::legend_of(&n, width)),
+        ("segment", Some(n)) => Some(crate::tasks::segment::mask_legend_of(&n, width)),
+        _ => task_legend(task, width),
+    }
+}
+
 #[derive(Default)]
 pub struct SampleBook {
     /// Per sample: captioned panels shared by all networks.
@@ -226,7 +241,7 @@ pub fn write_grid_samples(tb: &mut Tb, run: &Path, plan: &Plan) -> Result<()> {
         let levels = (u.method != crate::config::QuantMethod::Fp32).then_some(u.levels);
         book.add(label, levels, preds);
     }
-    let task = plan.task.clone();
-    book.write(tb, &plan.task, &plan.compare.levels, &|w| task_legend(&task, w));
+    let (task, yaml) = (plan.task.clone(), plan.config_yaml.clone());
+    book.write(tb, &plan.task, &plan.compare.levels, &|w| plan_legend(&task, &yaml, w));
     Ok(())
 }

@@ -18,8 +18,12 @@
 //!   and whose greedy pass, over at most k candidates per image, runs on the host.
 //! - Metrics: Pascal VOC all-point mAP@0.5 (the primary metric, as a fraction) and COCO
 //!   mAP@[.5:.95] via `detect_metrics`, on a test scene set fixed by `data.test_seed`.
+//! - Data: generated scenes by default; `data.dataset: voc | yolo | coco` reads a dataset on
+//!   disk instead (`detect_own`: letterboxed RGB cache, flip + zoom augmentation). The scene
+//!   path computes exactly what it computed before own datasets existed.
 use super::classify::{epoch_seed, learning_rate, log_weight_histograms, say};
 use super::detect_metrics::{coco_map, voc_map, Detection, GroundTruth};
+use super::detect_own::{self, OwnData, TrainSource};
 use super::harness::TaskHarness;
 use crate::checkpoint::{self, load_strict, save_varstore};
 use crate::checkpoint_set::CheckpointSet;
@@ -27,6 +31,8 @@ use crate::config::{
     AnalogConfig, CompareConfig, Config, DataConfig, DeviceChoice, FinetuneConfig, QuantConfig,
     Task, TrainConfig, TrainNoiseConfig,
 };
+use crate::data::detection_sets::DetDataset;
+use crate::data::rgb::InputNorm;
 use crate::data::scenes::{generate, SceneBox, SceneConfig, SceneSet};
 use crate::data::{self, Dataset};
 use crate::error::{invalid, Result};
@@ -44,6 +50,11 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Reduction, Tensor};
+
+/// The scenes' class names as owned strings (what own datasets give).
+pub fn fmnist_names() -> Vec<String> {
+    FMNIST_CLASSES.iter().map(|s| s.to_string()).collect()
+}
 
 /// Fashion-MNIST class names, for results.json.
 pub const FMNIST_CLASSES: [&str; 10] = [
@@ -121,9 +132,42 @@ impl Default for DetectConfig {
     }
 }
 
+/// The data section. `dataset: scenes` (the default) composes Fashion-MNIST scenes; `voc`,
+/// `yolo` and `coco` read a dataset on disk (`tasks::detect_own`, layouts in
+/// `data::detection_sets`). The own-dataset keys are optional and left out of the saved
+/// config when unset, so scene configs save, hash and resume exactly as before.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectDataConfig {
+    #[serde(skip_serializing_if = "is_scenes")]
+    pub dataset: DetDataset,
+    /// Own datasets: the dataset folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// Split names in the dataset's convention (VOC/YOLO: train, val; COCO: train2017,
+    /// val2017 when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_split: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_split: Option<String>,
+    /// Class names: VOC's (default: the 20 VOC classes); for YOLO and COCO a check against
+    /// the dataset's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
+    /// Own datasets: side of the square, letterboxed input (default 320).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_size: Option<i64>,
+    /// Own datasets: per-channel statistics on the [0, 1] scale (default ImageNet's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f64>>,
+    /// Own datasets: random left-right flips of image and boxes (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub horizontal_flip: Option<bool>,
+    /// Own datasets: zoom factors drawn from [1 - j, 1 + j] (default 0.2; 0 = off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale_jitter: Option<f64>,
     /// Folder with the Fashion-MNIST IDX files the scenes are composed from.
     pub fmnist_root: PathBuf,
     /// Canvas, items per scene, sizes, background; `train_scenes` is the size of a training
@@ -139,6 +183,16 @@ pub struct DetectDataConfig {
 impl Default for DetectDataConfig {
     fn default() -> Self {
         DetectDataConfig {
+            dataset: DetDataset::Scenes,
+            root: None,
+            train_split: None,
+            test_split: None,
+            classes: None,
+            input_size: None,
+            mean: None,
+            std: None,
+            horizontal_flip: None,
+            scale_jitter: None,
             fmnist_root: PathBuf::from("/usr/share/datasets/fashion-mnist"),
             scenes: SceneConfig::default(),
             test_seed: 20_240_601,
@@ -203,6 +257,26 @@ impl Default for DetectEvalConfig {
     }
 }
 
+/// The first own-dataset key set on a scenes config (a likely mistake: it would be ignored).
+fn own_keys_set(d: &DetectDataConfig) -> Option<&'static str> {
+    let set = [
+        ("root", d.root.is_some()),
+        ("train_split", d.train_split.is_some()),
+        ("test_split", d.test_split.is_some()),
+        ("classes", d.classes.is_some()),
+        ("input_size", d.input_size.is_some()),
+        ("mean", d.mean.is_some()),
+        ("std", d.std.is_some()),
+        ("horizontal_flip", d.horizontal_flip.is_some()),
+        ("scale_jitter", d.scale_jitter.is_some()),
+    ];
+    set.iter().find(|(_, on)| *on).map(|(k, _)| *k)
+}
+
+fn is_scenes(d: &DetDataset) -> bool {
+    *d == DetDataset::Scenes
+}
+
 fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: T) -> Result<()> {
     if v < lo || v > hi || v.partial_cmp(&v).is_none() {
         return Err(invalid(field, format!("expected a value in [{lo}, {hi}], got {v}")));
@@ -217,7 +291,14 @@ impl DetectConfig {
         self.data.scenes.validate("data.scenes")?;
         self.model.validate("model")?;
         let coarsest = self.model.strides().last().copied().unwrap_or(1);
-        if self.data.scenes.canvas % coarsest != 0 {
+        if self.data.dataset != DetDataset::Scenes {
+            self.validate_own(coarsest)?;
+        } else if let Some(key) = own_keys_set(&self.data) {
+            return Err(invalid(
+                format!("data.{key}"),
+                "is read only for a dataset on disk; set data.dataset to voc, yolo or coco",
+            ));
+        } else if self.data.scenes.canvas % coarsest != 0 {
             return Err(invalid(
                 "data.scenes.canvas",
                 format!(
@@ -226,10 +307,10 @@ impl DetectConfig {
                 ),
             ));
         }
-        if self.model.in_channels != 1 {
+        if self.data.dataset == DetDataset::Scenes && self.model.in_channels != 1 {
             return Err(invalid("model.in_channels", "scenes are single-channel: expected 1"));
         }
-        if self.model.num_classes < 10 {
+        if self.data.dataset == DetDataset::Scenes && self.model.num_classes < 10 {
             return Err(invalid(
                 "model.num_classes",
                 format!("scenes hold the 10 Fashion-MNIST classes, got {}", self.model.num_classes),
@@ -268,6 +349,24 @@ impl DetectConfig {
         in_range("eval.pre_nms_top_k", e.pre_nms_top_k, 1, 100_000)?;
         in_range("eval.draw_score", e.draw_score, 0.0, 1.0)?;
         self.base_config().validate_deploy()
+    }
+
+    /// The own-dataset keys (the class count is checked against the dataset at load).
+    fn validate_own(&self, coarsest: i64) -> Result<()> {
+        let d = &self.data;
+        if d.root.is_none() {
+            return Err(invalid("data.root", format!("{:?} needs the dataset folder", d.dataset)));
+        }
+        let size = d.input_size.unwrap_or(super::detect_own::DEFAULT_INPUT_SIZE);
+        in_range("data.input_size", size, 32, 2048)?;
+        if size % coarsest != 0 {
+            return Err(invalid(
+                "data.input_size",
+                format!("must be a multiple of the coarsest stride {coarsest}, got {size}"),
+            ));
+        }
+        in_range("data.scale_jitter", d.scale_jitter.unwrap_or(0.0), 0.0, 0.9)?;
+        crate::data::rgb::check_stats(d.mean.as_deref(), d.std.as_deref(), self.model.in_channels)
     }
 
     /// Reads a YAML config, applies `key.path=value` overrides, parses and validates it.
@@ -683,12 +782,13 @@ pub struct DetEval {
     pub seconds: f64,
 }
 
-/// Runs the network over uint8 scene images [n, 1, h, w] in batches (eval mode, no grad).
+/// Runs the network over uint8 images [n, c, h, w] in batches (eval mode, no grad).
 pub fn predict(
     net: &Network,
     grid: &Grid,
     images: &Tensor,
     e: &DetectEvalConfig,
+    norm: &InputNorm,
 ) -> Result<Vec<Vec<Detection>>> {
     let n = images.size()[0];
     let device = net.vs.device();
@@ -697,7 +797,7 @@ pub fn predict(
         let mut i = 0;
         while i < n {
             let b = e.batch_size.min(n - i);
-            let x = scene_input(&images.narrow(0, i, b).to_device(device));
+            let x = norm.apply(&images.narrow(0, i, b).to_device(device));
             let raw = net.forward_t(&x, false);
             super::classify::check_finite_output(&raw, net, i)?;
             out.extend(postprocess(&raw, grid, e, i as u64));
@@ -732,6 +832,7 @@ pub fn evaluate(
     images: &Tensor,
     gts: &[GroundTruth],
     e: &DetectEvalConfig,
+    norm: &InputNorm,
 ) -> Result<(DetEval, Vec<Vec<Detection>>)> {
     let start = Instant::now();
     // mAP over no scene, or over scenes without a single object, is undefined (VOC's
@@ -745,7 +846,7 @@ pub fn evaluate(
             "the test scenes hold no ground-truth box at all, so mAP is undefined",
         ));
     }
-    let dets = predict(net, grid, images, e)?;
+    let dets = predict(net, grid, images, e, norm)?;
     let mut res = score(&dets, gts, grid.num_classes as usize);
     res.seconds = start.elapsed().as_secs_f64();
     Ok((res, dets))
@@ -767,11 +868,30 @@ pub fn draw_scene(
     dets: &[Detection],
     min_score: f32,
 ) -> Picture {
+    let names: Vec<String> = FMNIST_CLASSES.iter().map(|s| s.to_string()).collect();
+    draw_image(gray, 1, (h, w), scale, gts, dets, min_score, &names)
+}
+
+/// [`draw_scene`] for `channels` planes (1: grey, 3: RGB, as [c, h, w] bytes) with the
+/// dataset's class names on the tabs.
+#[allow(clippy::too_many_arguments)]
+pub fn draw_image(
+    pixels: &[u8],
+    channels: usize,
+    (h, w): (usize, usize),
+    scale: usize,
+    gts: &[SceneBox],
+    dets: &[Detection],
+    min_score: f32,
+    names: &[String],
+) -> Picture {
     let mut img = Picture::new(w, h, [0, 0, 0]);
+    let at = |c: usize, i: usize| pixels.get(c * h * w + i).copied().unwrap_or(0);
     for y in 0..h {
         for x in 0..w {
-            let v = gray.get(y * w + x).copied().unwrap_or(0);
-            img.set(x, y, [v, v, v]);
+            let i = y * w + x;
+            let v = at(0, i);
+            img.set(x, y, if channels == 3 { [v, at(1, i), at(2, i)] } else { [v, v, v] });
         }
     }
     let mut img = img.upscale(scale.max(1));
@@ -791,7 +911,7 @@ pub fn draw_scene(
     for d in shown.iter().rev() {
         let (x1, y1, _, _) = corners(d.bbox);
         let colour = CLASS_COLOURS[d.class % CLASS_COLOURS.len()];
-        let name = FMNIST_CLASSES.get(d.class).copied().unwrap_or("?");
+        let name = names.get(d.class).map_or("?", String::as_str);
         let label = format!("{name} {:.2}", d.score);
         let (tw, th) = text_size(&label, 12);
         let tab_h = th + 2;
@@ -807,9 +927,15 @@ pub fn draw_scene(
 
 /// The legend of detection pictures: ground-truth style, then one box colour per class.
 pub fn detection_legend(width: usize) -> Picture {
+    let names: Vec<String> = FMNIST_CLASSES.iter().map(|s| s.to_string()).collect();
+    legend_of(&names, width)
+}
+
+/// The legend for a dataset's class names (colours repeat past `CLASS_COLOURS`).
+pub fn legend_of(names: &[String], width: usize) -> Picture {
     let mut entries = vec![(Swatch::Dashed, "ground truth".to_string())];
-    for (i, name) in FMNIST_CLASSES.iter().enumerate() {
-        entries.push((Swatch::Box(CLASS_COLOURS[i]), name.to_string()));
+    for (i, name) in names.iter().enumerate() {
+        entries.push((Swatch::Box(CLASS_COLOURS[i % CLASS_COLOURS.len()]), name.to_string()));
     }
     entries.push((Swatch::Fill([255, 255, 255]), "tab: class score".to_string()));
     legend(&entries, width)
@@ -820,19 +946,24 @@ fn scene_pictures(
     scenes: &SceneSet,
     dets: &[Vec<Detection>],
     e: &DetectEvalConfig,
+    names: &[String],
 ) -> Vec<Picture> {
     let n = scenes.len().min(dets.len() as i64);
     if n <= 0 {
         return Vec::new();
     }
     let size = scenes.images.size();
-    let (h, w) = (size[2] as usize, size[3] as usize);
+    let (c, h, w) = (size[1] as usize, size[2] as usize, size[3] as usize);
     let pixels = scenes.images.narrow(0, 0, n).to_device(Device::Cpu).contiguous().view([-1]);
     let pixels = Vec::<u8>::try_from(pixels).unwrap_or_default();
+    // Scenes (grey) are drawn 3x as always; RGB inputs of own datasets are large already.
+    let scale = if c == 1 { 3 } else { 1 };
+    let plane = c * h * w;
     (0..n as usize)
         .map(|i| {
-            let gray = pixels.get(i * h * w..(i + 1) * h * w).unwrap_or(&[]);
-            draw_scene(gray, h, w, 3, &scenes.boxes[i], &dets[i], e.draw_score as f32)
+            let px = pixels.get(i * plane..(i + 1) * plane).unwrap_or(&[]);
+            let (gts, min) = (&scenes.boxes[i], e.draw_score as f32);
+            draw_image(px, c, (h, w), scale, gts, &dets[i], min, names)
         })
         .collect()
 }
@@ -844,7 +975,7 @@ fn log_detections(
     scenes: &SceneSet,
     dets: &[Vec<Detection>],
     e: &DetectEvalConfig,
-    prefix: &str,
+    (prefix, names): (&str, &[String]),
     step: usize,
 ) {
     let n = e.tb_images.min(dets.len()).min(scenes.len().max(0) as usize);
@@ -852,8 +983,8 @@ fn log_detections(
         return;
     }
     let scenes = scenes.first(n);
-    for (i, pic) in scene_pictures(&scenes, &dets[..n], e).iter().enumerate() {
-        let pic = stack(pic, &detection_legend(pic.w), 4);
+    for (i, pic) in scene_pictures(&scenes, &dets[..n], e, names).iter().enumerate() {
+        let pic = stack(pic, &legend_of(names, pic.w), 4);
         tb.image(&format!("{prefix}/detections_{i}"), &pic.to_chw(), pic.h, pic.w, step);
     }
 }
@@ -897,11 +1028,30 @@ pub struct DetectHarness {
     train_targets: Tensor,
     pub test: SceneSet,
     pub test_gts: Vec<GroundTruth>,
+    /// The dataset on disk (None: scenes) and its class names.
+    pub own: Option<OwnData>,
+    pub names: Vec<String>,
 }
 
 impl DetectHarness {
-    /// Loads Fashion-MNIST, composes the training pool of epoch 0 and the test set.
+    /// Loads Fashion-MNIST, composes the training pool of epoch 0 and the test set; or reads
+    /// the configured dataset from disk.
     pub fn new(cfg: &DetectConfig, device: Device) -> Result<DetectHarness> {
+        if let Some(own) = OwnData::of(cfg) {
+            let train = own.load_split(cfg, &own.train_split)?;
+            let test = own.load_split(cfg, &own.test_split)?;
+            let size = own.size;
+            return Ok(DetectHarness {
+                grid: Grid::new(&cfg.model, &cfg.loss, size, size, device),
+                train_images: train.images.to_device(device),
+                train_targets: detect_own::targets(&train).to_device(device),
+                test: detect_own::scene_set(&test, device),
+                test_gts: detect_own::ground_truth(&test),
+                names: test.classes,
+                own: Some(own),
+                cfg: cfg.clone(),
+            });
+        }
         let (train_items, test_items) = load_items(cfg)?;
         let train = train_pool(cfg, &train_items, 0);
         let test = test_scenes(cfg, &test_items);
@@ -927,19 +1077,29 @@ impl DetectHarness {
                 boxes: test.boxes,
             },
             test_gts,
+            own: None,
+            names: FMNIST_CLASSES.iter().map(|s| s.to_string()).collect(),
             cfg: cfg.clone(),
         }
     }
 
-    /// Keeps the first `n` test scenes (the grid's `compare.eval_limit`).
+    /// Keeps the first `n` test scenes (the grid's `compare.eval_limit`); the ground truth
+    /// keeps its difficult / crowd flags.
     pub fn limit_test(&mut self, n: usize) {
         self.test = self.test.first(n);
-        self.test_gts = ground_truth(&self.test.boxes);
+        let n = self.test.len().max(0) as u64;
+        self.test_gts.retain(|g| g.image_id < n);
+    }
+
+    /// The input normalisation (scenes or the dataset's statistics).
+    pub fn norm(&self) -> InputNorm {
+        detect_own::input_norm(self.own.as_ref())
     }
 
     /// Full evaluation (VOC and COCO) on the harness's test scenes.
     pub fn evaluate_full(&self, net: &Network) -> Result<DetEval> {
-        Ok(evaluate(net, &self.grid, &self.test.images, &self.test_gts, &self.cfg.eval)?.0)
+        let (imgs, gts) = (&self.test.images, &self.test_gts);
+        Ok(evaluate(net, &self.grid, imgs, gts, &self.cfg.eval, &self.norm())?.0)
     }
 }
 
@@ -965,8 +1125,12 @@ impl TaskHarness for DetectHarness {
     }
 
     fn batch_loss(&self, net: &Network, idx: &Tensor) -> Tensor {
-        let x = scene_input(&self.train_images.index_select(0, idx));
-        let targets = assign(&self.train_targets.index_select(0, idx), &self.grid, &self.cfg.loss);
+        let (x, gt) = detect_own::batch(
+            self.own.as_ref(),
+            &self.train_images.index_select(0, idx),
+            &self.train_targets.index_select(0, idx),
+        );
+        let targets = assign(&gt, &self.grid, &self.cfg.loss);
         let raw = net.forward_t(&x, true);
         detection_loss(&raw, &targets, &self.grid, &self.cfg.loss).total
     }
@@ -987,8 +1151,8 @@ impl TaskHarness for DetectHarness {
         }
         let scenes = self.test.first(n);
         // A network with non-finite outputs has nothing to draw; its evaluation reports it.
-        match predict(net, &self.grid, &scenes.images, &self.cfg.eval) {
-            Ok(dets) => scene_pictures(&scenes, &dets, &self.cfg.eval),
+        match predict(net, &self.grid, &scenes.images, &self.cfg.eval, &self.norm()) {
+            Ok(dets) => scene_pictures(&scenes, &dets, &self.cfg.eval, &self.names),
             Err(_) => Vec::new(),
         }
     }
@@ -1041,14 +1205,12 @@ pub fn create_run_dir(
     RunDir::create_at(place, command, config_path, explicit, &cfg.to_yaml())
 }
 
-fn metrics_json(r: &DetEval) -> Value {
+fn metrics_json(r: &DetEval, names: &[String]) -> Value {
     let per_class: serde_json::Map<String, Value> = r
         .per_class_ap50
         .iter()
         .enumerate()
-        .map(|(i, ap)| {
-            (FMNIST_CLASSES.get(i).map(|s| s.to_string()).unwrap_or(i.to_string()), json!(ap))
-        })
+        .map(|(i, ap)| (names.get(i).cloned().unwrap_or(i.to_string()), json!(ap)))
         .collect();
     json!({"map50": r.map50, "coco_map": r.coco_map, "coco_map50": r.coco_map50,
            "coco_map75": r.coco_map75, "ap50_per_class": per_class, "detections": r.detections,
@@ -1071,11 +1233,29 @@ pub fn train(
 ) -> Result<Value> {
     cfg.validate()?;
     let device = setup_device(&cfg.base_config())?;
-    let (train_items, test_items) = load_items(cfg)?;
-    let test = test_scenes(cfg, &test_items);
+    let own = OwnData::of(cfg);
+    let (train_src, test, test_gts, names) = match &own {
+        None => {
+            let (train_items, test_items) = load_items(cfg)?;
+            let test = test_scenes(cfg, &test_items);
+            let gts = ground_truth(&test.boxes);
+            (TrainSource::Scenes(train_items), test, gts, fmnist_names())
+        }
+        Some(o) => {
+            let (tr, te) = (o.load_split(cfg, &o.train_split)?, o.load_split(cfg, &o.test_split)?);
+            let targets = detect_own::targets(&tr);
+            let src = TrainSource::Fixed(tr.images, targets);
+            (
+                src,
+                detect_own::scene_set(&te, Device::Cpu),
+                detect_own::ground_truth(&te),
+                te.classes,
+            )
+        }
+    };
+    let norm = detect_own::input_norm(own.as_ref());
     let test_images = test.images.to_device(device);
-    let test_gts = ground_truth(&test.boxes);
-    let canvas = cfg.data.scenes.canvas;
+    let canvas = own.as_ref().map_or(cfg.data.scenes.canvas, |o| o.size);
     let grid = Grid::new(&cfg.model, &cfg.loss, canvas, canvas, device);
     tch::manual_seed(cfg.seed as i64);
     let mut net = build_detector(&cfg.model, device);
@@ -1097,14 +1277,18 @@ pub fn train(
         log::info!("resumed {} at epoch {start_epoch}", run.path.display());
     }
 
-    let n_train = cfg.data.scenes.train_scenes as i64;
+    let n_train = match &train_src {
+        TrainSource::Scenes(_) => cfg.data.scenes.train_scenes as i64,
+        TrainSource::Fixed(images, _) => images.size()[0],
+    };
     let bs = t.batch_size.min(n_train);
     let steps_per_epoch = (n_train / bs).max(1) as usize;
     let total_steps = steps_per_epoch * t.epochs;
     let warmup_steps = (t.warmup_epochs * steps_per_epoch as f64).round() as usize;
+    let what = if own.is_some() { "images" } else { "scenes per pool" };
     log::info!(
-        "training {} on {n_train} scenes per pool ({} test scenes), {} epochs x {steps_per_epoch} \
-         steps, device {device:?}",
+        "training {} on {n_train} {what} ({} test), {} epochs x {steps_per_epoch} steps, device \
+         {device:?}",
         net.arch,
         test.len(),
         t.epochs
@@ -1117,13 +1301,22 @@ pub fn train(
     let mut last = None;
     for epoch in start_epoch..t.epochs {
         let every = cfg.data.regenerate_every;
-        let pool_epoch = if every == 0 { 0 } else { epoch - epoch % every };
+        // A dataset on disk is one fixed pool.
+        let fixed = own.is_some();
+        let pool_epoch = if every == 0 || fixed { 0 } else { epoch - epoch % every };
         if pool.as_ref().map(|p| p.0) != Some(pool_epoch) {
-            let s0 = Instant::now();
-            let set = train_pool(cfg, &train_items, epoch);
-            scene_seconds += s0.elapsed().as_secs_f64();
-            let targets = set.boxes_tensor(cfg.data.scenes.max_items).to_device(device);
-            pool = Some((pool_epoch, set.images.to_device(device), targets));
+            match &train_src {
+                TrainSource::Scenes(train_items) => {
+                    let s0 = Instant::now();
+                    let set = train_pool(cfg, train_items, epoch);
+                    scene_seconds += s0.elapsed().as_secs_f64();
+                    let targets = set.boxes_tensor(cfg.data.scenes.max_items).to_device(device);
+                    pool = Some((pool_epoch, set.images.to_device(device), targets));
+                }
+                TrainSource::Fixed(images, targets) => {
+                    pool = Some((0, images.to_device(device), targets.to_device(device)));
+                }
+            }
         }
         let (_, images, targets) = pool.as_ref().expect("pool set above");
         tch::manual_seed(epoch_seed(cfg.seed, epoch));
@@ -1137,8 +1330,12 @@ pub fn train(
         for (i, idx) in batches.iter().enumerate() {
             let step = epoch * steps_per_epoch + i;
             let lr = learning_rate(t.lr, step, warmup_steps, total_steps);
-            let x = scene_input(&images.index_select(0, idx));
-            let tg = assign(&targets.index_select(0, idx), &grid, &cfg.loss);
+            let (x, gt) = detect_own::batch(
+                own.as_ref(),
+                &images.index_select(0, idx),
+                &targets.index_select(0, idx),
+            );
+            let tg = assign(&gt, &grid, &cfg.loss);
             let raw = net.forward_t(&x, true);
             let parts = detection_loss(&raw, &tg, &grid, &cfg.loss);
             opt.zero_grad();
@@ -1187,7 +1384,7 @@ pub fn train(
         let (train_loss, lb, lo, lc) =
             (mean(&loss_acc), mean(&box_acc), mean(&obj_acc), mean(&cls_acc));
         let positives = pos_acc.int64_value(&[]) as f64 / (nb * bs as f64);
-        let (test_res, dets) = evaluate(&net, &grid, &test_images, &test_gts, &cfg.eval)?;
+        let (test_res, dets) = evaluate(&net, &grid, &test_images, &test_gts, &cfg.eval, &norm)?;
         let e = epoch + 1;
         let lr_now =
             learning_rate(t.lr, (e * steps_per_epoch).saturating_sub(1), warmup_steps, total_steps);
@@ -1199,7 +1396,7 @@ pub fn train(
         run.tb.scalar("train/lr", lr_now, e);
         run.tb.scalar("train/images_per_second", nb * bs as f64 / secs, e);
         log_eval(&mut run.tb, &test_res, e);
-        log_detections(&mut run.tb, &test, &dets, &cfg.eval, "test", e);
+        log_detections(&mut run.tb, &test, &dets, &cfg.eval, ("test", &names), e);
         if t.histogram_every > 0 && e % t.histogram_every == 0 {
             log_weight_histograms(&mut run, &net, e);
         }
@@ -1212,7 +1409,7 @@ pub fn train(
             &opt,
             e,
             json!({"config_sha256": config_hash, "seed": cfg.seed, "arch": net.arch,
-                   "metrics": metrics_json(&test_res), "history": history}),
+                   "metrics": metrics_json(&test_res, &names), "history": history}),
         )?;
         say(
             &epochs_bar,
@@ -1231,11 +1428,11 @@ pub fn train(
     epochs_bar.finish_and_clear();
     let test_res = match last {
         Some(r) => r,
-        None => evaluate(&net, &grid, &test_images, &test_gts, &cfg.eval)?.0,
+        None => evaluate(&net, &grid, &test_images, &test_gts, &cfg.eval, &norm)?.0,
     };
     let final_model = run.path.join("model.safetensors");
     save_varstore(&net.vs, &final_model)?;
-    let results = json!({
+    let mut results = json!({
         "command": "detect train",
         "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
         "seed": cfg.seed,
@@ -1244,7 +1441,7 @@ pub fn train(
         "arch": net.arch,
         "parameters": net.vs.trainable_variables().iter().map(|t| t.numel()).sum::<usize>(),
         "hooked_layers": net.layers.layers().len(),
-        "metrics": metrics_json(&test_res),
+        "metrics": metrics_json(&test_res, &names),
         "history": history,
         "model": final_model.display().to_string(),
         "model_sha256": checkpoint::sha256_file(&final_model)?,
@@ -1253,6 +1450,10 @@ pub fn train(
         "scene_generation_seconds_this_process": scene_seconds,
         "train_images_per_second": if train_seconds > 0.0 { train_images as f64 / train_seconds } else { 0.0 },
     });
+    if own.is_some() {
+        results["classes"] = json!(names);
+        results["train_images"] = json!(n_train);
+    }
     run.write_results(&results)?;
     run.tb.flush()?;
     println!(
@@ -1274,26 +1475,41 @@ pub fn eval(
 ) -> Result<Value> {
     cfg.validate()?;
     let device = setup_device(&cfg.base_config())?;
-    let test_items = data::load_split(&cfg.fmnist(), false)?;
-    crate::data::scenes::check_items(&test_items.images, &cfg.data.scenes, "test")?;
-    let test = test_scenes(cfg, &test_items);
-    let canvas = cfg.data.scenes.canvas;
+    let own = OwnData::of(cfg);
+    let (test, test_gts, names) = match &own {
+        None => {
+            let test_items = data::load_split(&cfg.fmnist(), false)?;
+            crate::data::scenes::check_items(&test_items.images, &cfg.data.scenes, "test")?;
+            let test = test_scenes(cfg, &test_items);
+            let gts = ground_truth(&test.boxes);
+            (test, gts, fmnist_names())
+        }
+        Some(o) => {
+            let te = o.load_split(cfg, &o.test_split)?;
+            (detect_own::scene_set(&te, Device::Cpu), detect_own::ground_truth(&te), te.classes)
+        }
+    };
+    let norm = detect_own::input_norm(own.as_ref());
+    let canvas = own.as_ref().map_or(cfg.data.scenes.canvas, |o| o.size);
     let grid = Grid::new(&cfg.model, &cfg.loss, canvas, canvas, device);
     tch::manual_seed(cfg.seed as i64);
     let mut net = build_detector(&cfg.model, device);
     load_strict(&mut net.vs, checkpoint_path)?;
     let mut run = create_run_dir(cfg, "eval", config_path, run_dir)?;
-    let (res, dets) = evaluate(
-        &net,
-        &grid,
-        &test.images.to_device(device),
-        &ground_truth(&test.boxes),
-        &cfg.eval,
-    )?;
+    let images = test.images.to_device(device);
+    let (res, dets) = evaluate(&net, &grid, &images, &test_gts, &cfg.eval, &norm)?;
     log_eval(&mut run.tb, &res, 0);
-    log_detections(&mut run.tb, &test, &dets, &cfg.eval, "test", 0);
+    log_detections(&mut run.tb, &test, &dets, &cfg.eval, ("test", &names), 0);
     run.tb.flush()?;
-    let results = json!({
+    let analog = if cfg.analog.enabled {
+        let (base, e) = (cfg.base_config(), &cfg.eval);
+        Some(super::analog_eval::analog_trials(&base, &net, &mut run, "map50", |n| {
+            Ok(evaluate(n, &grid, &images, &test_gts, e, &norm)?.0.map50)
+        })?)
+    } else {
+        None
+    };
+    let mut results = json!({
         "command": "detect eval",
         "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
         "seed": cfg.seed,
@@ -1302,9 +1518,13 @@ pub fn eval(
         "arch": net.arch,
         "checkpoint": checkpoint_path.display().to_string(),
         "checkpoint_sha256": checkpoint::sha256_file(checkpoint_path)?,
-        "metrics": metrics_json(&res),
+        "metrics": metrics_json(&res, &names),
         "images_per_second": res.images as f64 / res.seconds.max(1e-9),
     });
+    if let Some(a) = analog {
+        results["command"] = json!("detect eval --analog");
+        results["analog"] = a;
+    }
     run.write_results(&results)?;
     println!(
         "test mAP@0.5 {:.2}%, COCO mAP@[.5:.95] {:.2}% ({} scenes, {:.0} img/s); run folder {}",

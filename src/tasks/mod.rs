@@ -1,10 +1,13 @@
 //! Vision tasks: losses, metrics, training and evaluation loops.
+pub mod analog_eval;
 pub mod classify;
 pub mod detect;
 pub mod detect_metrics;
+pub mod detect_own;
 pub mod harness;
 pub mod quantize;
 pub mod seg_metrics;
+pub mod seg_score;
 pub mod segment;
 
 use crate::config::Config;

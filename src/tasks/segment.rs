@@ -10,6 +10,10 @@
 //! resumed run sees exactly the scenes an uninterrupted one would. Horizontal flips are
 //! drawn per sample and applied to the image and its mask together, on the tensor side.
 //!
+//! `data.dataset: voc | folder` reads a dataset on disk instead (`data::seg_sets`): images
+//! and masks letterboxed into one cache, the dataset's class names, and training batches
+//! flipped and zoomed with their masks (`data::jitter`).
+//!
 //! `SegmentHarness` plugs the task into straight-through fine-tuning and the comparison grid
 //! (`tasks::harness`): the metric is mIoU as a fraction.
 use super::classify::{epoch_seed, learning_rate, log_weight_histograms, say};
@@ -21,7 +25,10 @@ use crate::config::{
     AnalogConfig, CompareConfig, Config, DataConfig, DeviceChoice, FinetuneConfig, QuantConfig,
     Task, TrainConfig, TrainNoiseConfig,
 };
+use crate::data::jitter::Jitter;
+use crate::data::rgb::InputNorm;
 use crate::data::scenes::{generate, SceneConfig, SceneSet};
+use crate::data::seg_sets::{class_names, load_seg_split, SegDataset, SegSplitData};
 use crate::data::voc_seg::IGNORE_INDEX;
 use crate::data::{self, Dataset};
 use crate::error::{invalid, Result};
@@ -44,6 +51,11 @@ use tch::{Device, Kind, Tensor};
 /// items' intensities, so the classifier's normalisation carries over.
 pub const NORM_MEAN: f64 = 0.2860;
 pub const NORM_STD: f64 = 0.3530;
+
+/// The scene class names as owned strings (what own datasets give).
+pub fn scene_names() -> Vec<String> {
+    CLASS_NAMES.iter().map(|s| s.to_string()).collect()
+}
 
 /// Mask ids of the scenes: 0 = background, 1..=10 = FMNIST class + 1.
 pub const CLASS_NAMES: [&str; 11] = [
@@ -105,9 +117,37 @@ pub struct SegmentConfig {
     pub compare: CompareConfig,
 }
 
+/// The data section. `dataset: scenes` (the default) composes Fashion-MNIST scenes; `voc`
+/// and `folder` read a dataset on disk (`data::seg_sets`). The own-dataset keys are optional
+/// and left out of the saved config when unset, so scene configs save and resume as before.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SegDataConfig {
+    #[serde(skip_serializing_if = "is_scenes")]
+    pub dataset: SegDataset,
+    /// Own datasets: the dataset folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// Split names (default train, val).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_split: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_split: Option<String>,
+    /// Class names, background first (VOC default: background + the 20 VOC classes;
+    /// folder default: `<root>/classes.txt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
+    /// Own datasets: side of the square, letterboxed input (default 256).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_size: Option<i64>,
+    /// Own datasets: per-channel statistics on the [0, 1] scale (default ImageNet's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f64>>,
+    /// Own datasets: zoom factors drawn from [1 - j, 1 + j] (default 0.2; 0 = off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale_jitter: Option<f64>,
     /// Folder holding the four Fashion-MNIST IDX files (raw or `.gz`).
     pub fmnist_root: PathBuf,
     /// Scene composition; `train_scenes` is the pool size per epoch, `test_scenes` the
@@ -124,6 +164,15 @@ pub struct SegDataConfig {
 impl Default for SegDataConfig {
     fn default() -> Self {
         SegDataConfig {
+            dataset: SegDataset::Scenes,
+            root: None,
+            train_split: None,
+            test_split: None,
+            classes: None,
+            input_size: None,
+            mean: None,
+            std: None,
+            scale_jitter: None,
             fmnist_root: PathBuf::from("/usr/share/datasets/fashion-mnist"),
             scenes: SceneConfig {
                 canvas: 64,
@@ -200,6 +249,30 @@ impl Default for SegmentConfig {
     }
 }
 
+/// The first own-dataset key set on a scenes config (a likely mistake: it would be ignored).
+fn own_keys_set(d: &SegDataConfig) -> Option<&'static str> {
+    let set = [
+        ("root", d.root.is_some()),
+        ("train_split", d.train_split.is_some()),
+        ("test_split", d.test_split.is_some()),
+        ("classes", d.classes.is_some()),
+        ("input_size", d.input_size.is_some()),
+        ("mean", d.mean.is_some()),
+        ("std", d.std.is_some()),
+        ("scale_jitter", d.scale_jitter.is_some()),
+    ];
+    set.iter().find(|(_, on)| *on).map(|(k, _)| *k)
+}
+
+fn is_scenes(d: &SegDataset) -> bool {
+    *d == SegDataset::Scenes
+}
+
+/// Input size of own datasets when `data.input_size` is unset.
+pub const DEFAULT_INPUT_SIZE: i64 = 256;
+/// Zoom range of own datasets when `data.scale_jitter` is unset: factors in [0.8, 1.2].
+pub const DEFAULT_SCALE_JITTER: f64 = 0.2;
+
 fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: T) -> Result<()> {
     if v < lo || v > hi || v.partial_cmp(&v).is_none() {
         return Err(invalid(field, format!("expected a value in [{lo}, {hi}], got {v}")));
@@ -215,7 +288,25 @@ impl SegmentConfig {
         s.validate("data.scenes")?;
         in_range("data.scenes.train_scenes", s.train_scenes, 2, 10_000_000)?;
         in_range("data.scenes.test_scenes", s.test_scenes, 1, 10_000_000)?;
-        if self.model.in_channels != 1 {
+        let own = self.data.dataset != SegDataset::Scenes;
+        if own {
+            let d = &self.data;
+            if d.root.is_none() {
+                return Err(invalid(
+                    "data.root",
+                    format!("{:?} needs the dataset folder", d.dataset),
+                ));
+            }
+            in_range("data.input_size", d.input_size.unwrap_or(DEFAULT_INPUT_SIZE), 32, 2048)?;
+            in_range("data.scale_jitter", d.scale_jitter.unwrap_or(0.0), 0.0, 0.9)?;
+            let c = self.model.in_channels;
+            crate::data::rgb::check_stats(d.mean.as_deref(), d.std.as_deref(), c)?;
+        } else if let Some(key) = own_keys_set(&self.data) {
+            return Err(invalid(
+                format!("data.{key}"),
+                "is read only for a dataset on disk; set data.dataset to voc or folder",
+            ));
+        } else if self.model.in_channels != 1 {
             return Err(invalid(
                 "model.in_channels",
                 format!(
@@ -224,7 +315,7 @@ impl SegmentConfig {
                 ),
             ));
         }
-        if self.model.num_classes != CLASS_NAMES.len() as i64 {
+        if !own && self.model.num_classes != CLASS_NAMES.len() as i64 {
             return Err(invalid(
                 "model.num_classes",
                 format!(
@@ -327,11 +418,33 @@ pub fn train_pool_seed(seed: u64, epoch: usize) -> u64 {
 pub struct SegSplit {
     pub images: Tensor,
     pub masks: Tensor,
+    pub norm: InputNorm,
 }
 
 impl SegSplit {
     pub fn from_scenes(set: &SceneSet, device: Device) -> SegSplit {
-        SegSplit { images: set.images.to_device(device), masks: set.masks.to_device(device) }
+        SegSplit {
+            images: set.images.to_device(device),
+            masks: set.masks.to_device(device),
+            norm: InputNorm::Scenes,
+        }
+    }
+
+    /// A decoded dataset split (letterboxed, `norm` the dataset's statistics).
+    pub fn from_own(split: &SegSplitData, norm: InputNorm, device: Device) -> SegSplit {
+        SegSplit {
+            images: split.images.to_device(device),
+            masks: split.masks.to_device(device),
+            norm,
+        }
+    }
+
+    /// uint8 images -> normalised float input.
+    pub fn input(&self, images: &Tensor) -> Tensor {
+        match &self.norm {
+            InputNorm::Scenes => normalize(images),
+            own => own.apply(images),
+        }
     }
 
     pub fn len(&self) -> i64 {
@@ -345,12 +458,16 @@ impl SegSplit {
     /// The first `n` samples (all when there are fewer).
     pub fn first(&self, n: usize) -> SegSplit {
         let n = (n as i64).min(self.len());
-        SegSplit { images: self.images.narrow(0, 0, n), masks: self.masks.narrow(0, 0, n) }
+        SegSplit {
+            images: self.images.narrow(0, 0, n),
+            masks: self.masks.narrow(0, 0, n),
+            norm: self.norm.clone(),
+        }
     }
 
     /// Normalised images [b, 1, S, S] and int64 masks [b, S, S] of samples start..start+b.
     pub fn batch(&self, start: i64, b: i64) -> (Tensor, Tensor) {
-        let x = normalize(&self.images.narrow(0, start, b));
+        let x = self.input(&self.images.narrow(0, start, b));
         (x, self.masks.narrow(0, start, b).to_kind(Kind::Int64))
     }
 }
@@ -364,6 +481,10 @@ pub struct SegmentData {
     source: Option<(Dataset, SceneConfig, u64)>,
     pool_epoch: usize,
     horizontal_flip: bool,
+    /// Own datasets: zoom range of the training batches (None: scenes, flips only).
+    scale_jitter: Option<f64>,
+    /// Mask class names (index = class id).
+    pub names: Vec<String>,
 }
 
 impl SegmentData {
@@ -386,6 +507,8 @@ impl SegmentData {
             source: Some((train_items, scenes.clone(), seed)),
             pool_epoch: 0,
             horizontal_flip,
+            scale_jitter: None,
+            names: scene_names(),
         }
     }
 
@@ -402,12 +525,57 @@ impl SegmentData {
             source: None,
             pool_epoch: 0,
             horizontal_flip,
+            scale_jitter: None,
+            names: scene_names(),
         }
+    }
+
+    /// Reads the configured dataset from disk (`data.dataset: voc | folder`): the test split,
+    /// and the training split when `with_train` (else the test split stands in for it).
+    pub fn load_own(cfg: &SegmentConfig, with_train: bool, device: Device) -> Result<SegmentData> {
+        let d = &cfg.data;
+        let root = d.root.clone().unwrap_or_default();
+        let names = class_names(d.dataset, &root, d.classes.as_deref())?;
+        let k = names.len() as i64;
+        if cfg.model.num_classes != k {
+            return Err(invalid(
+                "model.num_classes",
+                format!(
+                    "is {} but the dataset in {} has {k} classes ({}); set model.num_classes: {k}",
+                    cfg.model.num_classes,
+                    root.display(),
+                    names.join(", ")
+                ),
+            ));
+        }
+        let (c, size) = (cfg.model.in_channels, d.input_size.unwrap_or(DEFAULT_INPUT_SIZE));
+        let (m, s) = crate::data::rgb::default_stats(c);
+        let norm =
+            InputNorm::Stats { mean: d.mean.clone().unwrap_or(m), std: d.std.clone().unwrap_or(s) };
+        let split = |name: &Option<String>, default: &str| -> Result<SegSplit> {
+            let name = name.as_deref().unwrap_or(default);
+            let data = load_seg_split(d.dataset, &root, name, &names, c, size)?;
+            Ok(SegSplit::from_own(&data, norm.clone(), device))
+        };
+        let test = split(&d.test_split, "val")?;
+        let train = if with_train { split(&d.train_split, "train")? } else { test.first(0) };
+        Ok(SegmentData {
+            train,
+            test,
+            source: None,
+            pool_epoch: 0,
+            horizontal_flip: d.horizontal_flip,
+            scale_jitter: Some(d.scale_jitter.unwrap_or(DEFAULT_SCALE_JITTER)),
+            names,
+        })
     }
 
     /// Loads the FMNIST splits named by the config and composes the scenes: train scenes from
     /// the train split only, test scenes from the test split only.
     pub fn load(cfg: &SegmentConfig, device: Device) -> Result<SegmentData> {
+        if cfg.data.dataset != SegDataset::Scenes {
+            return Self::load_own(cfg, true, device);
+        }
         let fm = cfg.fmnist();
         let train = data::load_split(&fm, true)?;
         let test = data::load_split(&fm, false)?;
@@ -441,8 +609,13 @@ impl SegmentData {
     /// A training batch: gathered, normalised, flipped (image and mask together) when
     /// `data.horizontal_flip` is on. idx: int64 [b] -> (float [b, 1, S, S], int64 [b, S, S]).
     pub fn train_batch(&self, idx: &Tensor) -> (Tensor, Tensor) {
-        let x = normalize(&self.train.images.index_select(0, idx));
+        let x = self.train.input(&self.train.images.index_select(0, idx));
         let y = self.train.masks.index_select(0, idx).to_kind(Kind::Int64);
+        if let Some(j) = self.scale_jitter {
+            // Own datasets: one flip-and-zoom draw per sample moves image and mask together.
+            let draw = Jitter::draw(x.size()[0], self.horizontal_flip, j, x.device());
+            return (draw.images(&x), draw.masks(&y));
+        }
         if self.horizontal_flip {
             random_hflip_pair(&x, &y)
         } else {
@@ -460,6 +633,8 @@ pub struct SegEval {
     pub per_class: Vec<Option<f64>>,
     pub images: i64,
     pub seconds: f64,
+    /// Class names (index = class id), for the per-class keys.
+    pub names: Vec<String>,
 }
 
 impl SegEval {
@@ -470,7 +645,7 @@ impl SegEval {
             .iter()
             .enumerate()
             .map(|(c, v)| {
-                let name = CLASS_NAMES.get(c).map(|s| s.to_string()).unwrap_or(c.to_string());
+                let name = self.names.get(c).cloned().unwrap_or(c.to_string());
                 (name, json!(v))
             })
             .collect();
@@ -507,13 +682,14 @@ pub fn evaluate(net: &Network, data: &SegmentData, batch_size: i64) -> Result<Se
         }
         Ok(())
     })?;
-    let cm = cm.unwrap_or_else(|| ConfusionMatrix::new(CLASS_NAMES.len() as i64, device));
+    let cm = cm.unwrap_or_else(|| ConfusionMatrix::new(data.names.len() as i64, device));
     Ok(SegEval {
         miou: cm.miou(),
         pixel_acc: cm.pixel_accuracy(),
         per_class: cm.per_class_iou(),
         images: n,
         seconds: start.elapsed().as_secs_f64(),
+        names: data.names.clone(),
     })
 }
 
@@ -587,19 +763,36 @@ fn mask_picture(mask: &Tensor) -> Picture {
 
 /// The grey input scene [1, h, w] uint8 as an upscaled, framed picture.
 fn input_picture(img: &Tensor) -> Picture {
-    let (h, w) = (img.size()[1] as usize, img.size()[2] as usize);
+    let (c, h, w) = (img.size()[0] as usize, img.size()[1] as usize, img.size()[2] as usize);
     let v =
         Vec::<u8>::try_from(img.to_device(Device::Cpu).contiguous().view([-1])).unwrap_or_default();
     let mut p = Picture::new(w, h, [0, 0, 0]);
     for (i, g) in v.iter().enumerate().take(w * h) {
-        p.set(i % w, i / w, [*g, *g, *g]);
+        let at = |k: usize| v.get(k * w * h + i).copied().unwrap_or(0);
+        p.set(i % w, i / w, if c == 3 { [*g, at(1), at(2)] } else { [*g, *g, *g] });
     }
     framed(p.upscale(SAMPLE_SCALE))
 }
 
 /// The colour legend of mask pictures.
 pub fn mask_legend(width: usize) -> Picture {
-    let entries: Vec<(Swatch, String)> = CLASS_NAMES
+    mask_legend_of(&scene_names(), width)
+}
+
+/// The class names of an own-dataset segmentation config given as YAML (None for scenes or
+/// a config or dataset that cannot be read).
+pub fn class_names_of_yaml(yaml: &str) -> Option<Vec<String>> {
+    let cfg = SegmentConfig::from_yaml_str(yaml, "plan", &[]).ok()?;
+    let d = &cfg.data;
+    if d.dataset == SegDataset::Scenes {
+        return None;
+    }
+    class_names(d.dataset, d.root.as_deref()?, d.classes.as_deref()).ok()
+}
+
+/// The colour legend for a dataset's class names.
+pub fn mask_legend_of(names: &[String], width: usize) -> Picture {
+    let entries: Vec<(Swatch, String)> = names
         .iter()
         .enumerate()
         .map(|(k, name)| (Swatch::Fill(mask_colour(k as u8)), name.to_string()))
@@ -649,7 +842,7 @@ pub fn log_samples(
             common.iter().map(|(cap, p)| captioned(p, std::slice::from_ref(cap))).collect();
         panels.push(captioned(pred, &["prediction".to_string()]));
         let body = grid(&panels, panels.len(), 6);
-        let pic = stack(&body, &mask_legend(body.w), 6);
+        let pic = stack(&body, &mask_legend_of(&data.names, body.w), 6);
         tb.image(&format!("{prefix}/sample_{i}"), &pic.to_chw(), pic.h, pic.w, step);
     }
 }
@@ -658,7 +851,7 @@ fn log_eval(tb: &mut Tb, res: &SegEval, step: usize) {
     tb.scalar("test/miou", res.miou, step);
     tb.scalar("test/pixel_accuracy", res.pixel_acc, step);
     for (c, iou) in res.per_class.iter().enumerate() {
-        if let (Some(v), Some(name)) = (iou, CLASS_NAMES.get(c)) {
+        if let (Some(v), Some(name)) = (iou, res.names.get(c)) {
             tb.scalar(&format!("test/iou/{}", name.replace('/', "-")), *v, step);
         }
     }
@@ -730,8 +923,8 @@ pub fn train(
         "training {} on {} scenes of {}x{} per epoch ({} test), {} epochs x {} steps, device {:?}",
         net.arch,
         n_train,
-        cfg.data.scenes.canvas,
-        cfg.data.scenes.canvas,
+        data.train.images.size()[3],
+        data.train.images.size()[2],
         data.test.len(),
         t.epochs,
         steps_per_epoch,
@@ -857,7 +1050,7 @@ pub fn train(
         "parameters": net.vs.trainable_variables().iter().map(|t| t.numel()).sum::<usize>(),
         "metrics": eval_json(&test),
         "untrained": initial.as_ref().map(eval_json),
-        "class_names": CLASS_NAMES,
+        "class_names": data.names,
         "history": history,
         "model": final_model.display().to_string(),
         "model_sha256": checkpoint::sha256_file(&final_model)?,
@@ -886,7 +1079,12 @@ pub fn eval(
     run_dir: Option<&Path>,
 ) -> Result<Value> {
     let device = setup(cfg)?;
-    let data = SegmentData::load(cfg, device)?;
+    // Evaluation reads no training split.
+    let data = if cfg.data.dataset == SegDataset::Scenes {
+        SegmentData::load(cfg, device)?
+    } else {
+        SegmentData::load_own(cfg, false, device)?
+    };
     let net = load_network(cfg, checkpoint_path, device)?;
     let mut run = create_run_dir(cfg, "eval", config_path, run_dir)?;
     let res = evaluate(&net, &data, cfg.eval.batch_size)?;
@@ -894,7 +1092,15 @@ pub fn eval(
     log_weight_histograms(&mut run, &net, 0);
     log_samples(&mut run.tb, &net, &data, cfg.eval.sample_images, "test", 0);
     run.tb.flush()?;
-    let results = json!({
+    let analog = if cfg.analog.enabled {
+        let (base, bs) = (cfg.base_config(), cfg.eval.batch_size);
+        Some(super::analog_eval::analog_trials(&base, &net, &mut run, "miou", |n| {
+            Ok(evaluate(n, &data, bs)?.miou)
+        })?)
+    } else {
+        None
+    };
+    let mut results = json!({
         "command": "segment-eval",
         "task": "segment",
         "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
@@ -906,10 +1112,14 @@ pub fn eval(
         "checkpoint": checkpoint_path.display().to_string(),
         "checkpoint_sha256": checkpoint::sha256_file(checkpoint_path)?,
         "metrics": eval_json(&res),
-        "class_names": CLASS_NAMES,
+        "class_names": data.names,
         "eval_seconds": res.seconds,
         "images_per_second": res.images as f64 / res.seconds.max(1e-9),
     });
+    if let Some(a) = analog {
+        results["command"] = json!("segment-eval --analog");
+        results["analog"] = a;
+    }
     run.write_results(&results)?;
     println!(
         "test mIoU: {:.2}%, pixel accuracy {:.2}% ({} scenes); run folder {}",
