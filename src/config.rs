@@ -445,6 +445,19 @@ pub enum Clip {
     NonNegative,
 }
 
+/// The held-out inputs drift compensation reads each layer with.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CalibrationInputs {
+    /// `calibration_samples` standard-normal input vectors: mean |W x| weighs each output
+    /// like an activation would (an L2-like norm of the rows).
+    #[default]
+    Gaussian,
+    /// The unit vectors e_i (fan_in of them), aihwkit's readout: mean |W e_i| = mean |w|
+    /// (an L1 norm of the weights).
+    OneHot,
+}
+
 /// Digital drift compensation calibrated on a held-out batch after programming.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -516,6 +529,8 @@ pub struct AnalogConfig {
     pub trials: usize,
     /// Calibration inputs per layer for global drift compensation.
     pub calibration_samples: i64,
+    /// gaussian (default) or one-hot (aihwkit's readout) calibration inputs.
+    pub calibration_inputs: CalibrationInputs,
     /// Single-shot (with `programming_noise`) or write-verify programming.
     pub programming: crate::analog::writeverify::ProgrammingConfig,
     /// The preset this section was built from (`analog: {preset: pcm, ...overrides}`); the
@@ -554,6 +569,7 @@ impl Default for AnalogConfig {
             output_noise: 0.0,
             trials: 3,
             calibration_samples: 256,
+            calibration_inputs: CalibrationInputs::Gaussian,
             programming: Default::default(),
             preset: None,
             preset_file: None,

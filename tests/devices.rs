@@ -176,6 +176,30 @@ fn resplit_puts_the_off_device_at_g_min_and_keeps_the_weight() {
     assert!(d < 1e-6, "the resplit keeps each programmed weight: max diff {d}");
 }
 
+/// One-hot calibration inputs (aihwkit's readout): the global compensation factor is the
+/// ratio of the mean absolute weights, fresh over drifted.
+#[test]
+fn one_hot_calibration_compensates_by_mean_absolute_weight() {
+    let _rng = rng_lock();
+    tch::manual_seed(21);
+    let w = Tensor::randn([16, 40], (Kind::Float, Device::Cpu)) * 0.05;
+    let mut a = analog_of("pcm");
+    a.read_noise = ReadNoise::None;
+    a.drift_compensation = Some(DriftCompensation::Global);
+    a.calibration_inputs = gqcim::config::CalibrationInputs::OneHot;
+    a.t_inference = vec![0.0];
+    let mut p = AnalogPath::new(w.shallow_clone(), "fp32".into(), &a);
+    p.program(Some(&Tensor::eye(40, (Kind::Float, Device::Cpu))));
+    let weight = |p: &AnalogPath| (&p.programmed.g_pos - &p.programmed.g_neg) * &p.programmed.alpha;
+    let mean_abs = |t: &Tensor| t.abs().mean(Kind::Double).double_value(&[]);
+    let fresh = mean_abs(&weight(&p));
+    p.set_time(Some(86_400.0));
+    let drifted = mean_abs(&weight(&p));
+    let gdc = p.gdc.double_value(&[]);
+    assert!(drifted < 0.9 * fresh, "PCM drift shrinks the weights: {drifted} vs {fresh}");
+    assert!(rel(gdc, fresh / drifted) < 1e-4, "gdc {gdc} vs {}", fresh / drifted);
+}
+
 #[test]
 fn drift_compensation_restores_the_output_scale_at_one_day() {
     let _rng = rng_lock();

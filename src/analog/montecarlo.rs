@@ -2,7 +2,7 @@
 //! (seeded), the effective weights are built once per trial, and the whole test set is
 //! evaluated; statistics over trials with a Student-t 95% confidence interval.
 use super::path::AnalogPath;
-use crate::config::AnalogConfig;
+use crate::config::{AnalogConfig, CalibrationInputs};
 use crate::error::{invalid, Result};
 use crate::nets::Network;
 use serde::{Deserialize, Serialize};
@@ -51,8 +51,11 @@ pub fn program_layers(
     for l in net.layers.layers() {
         let fan_in = l.spec.weight.size()[1..].iter().product::<i64>();
         let device = l.spec.weight.device();
-        let calibration = tch::no_grad(|| {
-            Tensor::randn([cfg.calibration_samples, fan_in], (Kind::Float, device))
+        let calibration = tch::no_grad(|| match cfg.calibration_inputs {
+            CalibrationInputs::Gaussian => {
+                Tensor::randn([cfg.calibration_samples, fan_in], (Kind::Float, device))
+            }
+            CalibrationInputs::OneHot => Tensor::eye(fan_in, (Kind::Float, device)),
         });
         let mut done = false;
         l.with_path(|p| {
