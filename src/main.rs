@@ -2,7 +2,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use gqcim::config::Config;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -181,6 +181,43 @@ enum Command {
         #[command(flatten)]
         analog: AnalogArgs,
     },
+    /// Post-training quantization of a detector (`quant` section or --method/--levels), then
+    /// mAP on the whole test set before and after.
+    DetectQuantize {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        quant: QuantArgs,
+    },
+    /// Straight-through quantization-aware fine-tuning of a detector, then mAP.
+    DetectFinetune {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        quant: QuantArgs,
+    },
+    /// Post-training quantization of a segmenter, then mIoU before and after.
+    SegmentQuantize {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        quant: QuantArgs,
+    },
+    /// Straight-through quantization-aware fine-tuning of a segmenter, then mIoU.
+    SegmentFinetune {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        quant: QuantArgs,
+    },
     /// The comparison grid of the config's `compare` section on a trained detector.
     DetectCompare {
         #[command(flatten)]
@@ -254,6 +291,9 @@ enum Command {
         /// Monte-Carlo trials per layer (sets analog.trials).
         #[arg(long)]
         trials: Option<usize>,
+        /// The config's task: classify, detect or segment (its own config format).
+        #[arg(long, default_value = "classify")]
+        task: String,
     },
     /// Write each layer's level table and conductance tiles (safetensors + JSON index).
     Export {
@@ -266,6 +306,9 @@ enum Command {
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
+        /// The config's task: classify, detect or segment (its own config format).
+        #[arg(long, default_value = "classify")]
+        task: String,
     },
     /// Benchmarks against PyTorch eager and aihwkit (ratios measured in one run).
     Bench {
@@ -340,6 +383,29 @@ fn load_config(args: &ConfigArgs) -> Result<Config> {
     Ok(Config::load(&args.config, &args.overrides)?)
 }
 
+/// `detect-` and `segment-quantize|finetune`: the task's config with the quant overrides,
+/// through tasks::quantize_any.
+fn task_quantize(
+    task: &str,
+    mut args: ConfigArgs,
+    checkpoint: &Path,
+    quant: QuantArgs,
+    finetune: bool,
+) -> Result<()> {
+    quant.into_overrides(&mut args);
+    let run_dir = args.run_dir.as_deref();
+    let what = if finetune { "fine-tuning" } else { "quantization" };
+    if task == "detect" {
+        let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
+        gqcim::tasks::detect::quantize(&cfg, &args.config, checkpoint, run_dir, finetune)
+    } else {
+        let cfg = gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)?;
+        gqcim::tasks::segment::quantize(&cfg, &args.config, checkpoint, run_dir, finetune)
+    }
+    .with_context(|| format!("{task} {what} failed"))?;
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train { args, resume } => {
@@ -411,7 +477,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             gqcim::bench::bench_command(&opts).context("benchmark failed")?;
         }
-        Command::Sensitivity { mut args, checkpoint, quant, sigma, trials } => {
+        Command::Sensitivity { mut args, checkpoint, quant, sigma, trials, task } => {
             quant.into_overrides(&mut args);
             if let Some(t) = trials {
                 args.overrides.push(format!("analog.trials={t}"));
@@ -419,15 +485,35 @@ fn run(cli: Cli) -> Result<()> {
             if !(sigma > 0.0 && sigma <= 10.0) {
                 anyhow::bail!("--sigma: expected a value in (0, 10], got {sigma}");
             }
-            let cfg = load_config(&args)?;
-            gqcim::sensitivity::sensitivity_command(
-                &cfg,
-                &args.config,
-                &checkpoint,
-                sigma,
-                args.run_dir.as_deref(),
-            )
-            .context("sensitivity study failed")?;
+            if task == "classify" {
+                let cfg = load_config(&args)?;
+                gqcim::sensitivity::sensitivity_command(
+                    &cfg,
+                    &args.config,
+                    &checkpoint,
+                    sigma,
+                    args.run_dir.as_deref(),
+                )
+                .context("sensitivity study failed")?;
+            } else {
+                let (s, record) = gqcim::tasks::task_setup(&task, &args.config, &args.overrides)?;
+                let run = gqcim::run::RunDir::create(
+                    &s.cfg,
+                    "sensitivity",
+                    &args.config,
+                    args.run_dir.as_deref(),
+                )?;
+                gqcim::sensitivity::sensitivity_with(
+                    &s.cfg,
+                    s.harness.as_ref(),
+                    s.device,
+                    &checkpoint,
+                    sigma,
+                    run,
+                    record,
+                )
+                .context("sensitivity study failed")?;
+            }
         }
         Command::DetectTrain { args, resume } => {
             let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
@@ -440,6 +526,18 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
             gqcim::tasks::detect::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
                 .context("detection evaluation failed")?;
+        }
+        Command::DetectQuantize { args, checkpoint, quant } => {
+            task_quantize("detect", args, &checkpoint, quant, false)?
+        }
+        Command::DetectFinetune { args, checkpoint, quant } => {
+            task_quantize("detect", args, &checkpoint, quant, true)?
+        }
+        Command::SegmentQuantize { args, checkpoint, quant } => {
+            task_quantize("segment", args, &checkpoint, quant, false)?
+        }
+        Command::SegmentFinetune { args, checkpoint, quant } => {
+            task_quantize("segment", args, &checkpoint, quant, true)?
         }
         Command::DetectCompare { args, checkpoint, grid } => {
             let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
@@ -530,11 +628,18 @@ fn run(cli: Cli) -> Result<()> {
                 println!("wrote {}", p.display());
             }
         }
-        Command::Export { mut args, checkpoint, quant, out } => {
+        Command::Export { mut args, checkpoint, quant, out, task } => {
             quant.into_overrides(&mut args);
-            let cfg = load_config(&args)?;
-            gqcim::tasks::quantize::export_command(&cfg, &checkpoint, &out)
-                .context("export failed")?;
+            if task == "classify" {
+                let cfg = load_config(&args)?;
+                gqcim::tasks::quantize::export_command(&cfg, &checkpoint, &out)
+                    .context("export failed")?;
+            } else {
+                let (s, _) = gqcim::tasks::task_setup(&task, &args.config, &args.overrides)?;
+                let net = s.harness.load_network(&s.cfg, &checkpoint, s.device)?;
+                gqcim::tasks::quantize::export_network(&s.cfg, net, &out)
+                    .context("export failed")?;
+            }
         }
         Command::FitDevice { csv, out, plot, degree, no_drift, g_max } => {
             let opts = gqcim::device::fit::FitOptions { degree, drift: !no_drift, g_max };

@@ -24,7 +24,22 @@ pub fn sensitivity_command(
 ) -> Result<Value> {
     let device = setup_device(cfg)?;
     let task = classify_harness(cfg, device)?;
-    let mut run = RunDir::create(cfg, "sensitivity", config_path, run_dir)?;
+    let run = RunDir::create(cfg, "sensitivity", config_path, run_dir)?;
+    let task_config = serde_json::to_value(cfg).unwrap_or(Value::Null);
+    sensitivity_with(cfg, task.as_ref(), device, checkpoint, sigma, run, task_config)
+}
+
+/// The study for any task's harness (its metric, its evaluation set): `cfg` is the
+/// deployment view (quant, analog), `task_config` the task's own config for the record.
+pub fn sensitivity_with(
+    cfg: &Config,
+    task: &dyn crate::tasks::harness::TaskHarness,
+    device: tch::Device,
+    checkpoint: &Path,
+    sigma: f64,
+    mut run: RunDir,
+    task_config: Value,
+) -> Result<Value> {
     let net = task.load_network(cfg, checkpoint, device)?;
     apply_quantization(&net, &cfg.quant, &cfg.analog)?;
     let baseline = task.evaluate(&net)?;
@@ -107,8 +122,8 @@ pub fn sensitivity_command(
         markdown_table(&header, &table)
     );
     write_text_atomic(&run.path.join("table.md"), &md)?;
-    let results = json!({"command": "sensitivity", "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
-        "seed": cfg.seed, "git_commit": git_commit(), "device": device_info(device), "sigma": sigma,
+    let results = json!({"command": "sensitivity", "task": task.task(), "metric_name": task.metric_name(),
+        "config": task_config, "threads": tch::get_num_threads(), "seed": cfg.seed, "git_commit": git_commit(), "device": device_info(device), "sigma": sigma,
         "baseline": baseline, "layers": rows});
     run.write_results(&results)?;
     println!("\n{md}\nrun folder {}", run.path.display());

@@ -473,6 +473,46 @@ fn detection_trains_evaluates_and_runs_the_grid_on_each_layout() {
         let a = results(&an);
         assert_eq!(a["command"], "detect eval --analog");
         assert_eq!(a["analog"]["analog"]["trials"].as_array().unwrap().len(), 2);
+        // Quantize and fine-tune the same checkpoint: its fp32 score is eval's, the record
+        // carries the detection config (not a classification view of it).
+        for verb in ["detect-quantize", "detect-finetune"] {
+            let q = d.path().join(verb);
+            let args = ["--config", c, "--checkpoint", ck_s, "--run-dir", q.to_str().unwrap()];
+            let tune = ["--set", "finetune.epochs=0.5", "--set", "finetune.batch_size=2"];
+            ok(&run_gqcim(
+                &[&[verb][..], &args, &["--method", "gq", "--levels", "4"], &tune].concat(),
+            ));
+            let r = results(&q);
+            assert_eq!(r["command"], verb);
+            assert_eq!(r["fp32"].as_f64(), Some(map), "{verb}: fp32 = eval");
+            assert_eq!((r["method"].as_str(), r["levels"].as_u64()), (Some("gq"), Some(4)));
+            assert_eq!(r["config"]["data"]["dataset"], "voc", "{verb}: the task's own config");
+            let after = if verb == "detect-finetune" { "after_finetune" } else { "post_training" };
+            assert!((0.0..=1.0).contains(&r[after].as_f64().unwrap()), "{verb}: {r}");
+            assert_eq!(q.join("model.safetensors").is_file(), verb == "detect-finetune");
+        }
+        // Per-layer sensitivity and the crossbar export take the detection config too.
+        let sens = d.path().join("sensitivity");
+        let s_args = ["--config", c, "--checkpoint", ck_s, "--run-dir", sens.to_str().unwrap()];
+        let more = ["--task", "detect", "--sigma", "0.05", "--trials", "2"];
+        ok(&run_gqcim(&[&["sensitivity"][..], &s_args, &more].concat()));
+        let r = results(&sens);
+        assert_eq!(
+            (r["task"].as_str(), r["metric_name"].as_str().is_some()),
+            (Some("detect"), true)
+        );
+        assert_eq!(r["config"]["data"]["dataset"], "voc");
+        let layers = r["layers"].as_array().unwrap();
+        assert!(layers.len() > 10, "every conv of the detector: {}", layers.len());
+        let exp = d.path().join("export");
+        let e_args = ["--config", c, "--checkpoint", ck_s, "--out", exp.to_str().unwrap()];
+        ok(&run_gqcim(
+            &[&["export"][..], &e_args, &["--task", "detect", "--levels", "4"]].concat(),
+        ));
+        let index: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(exp.join("index.json")).unwrap())
+                .unwrap();
+        assert_eq!(index["layers"].as_object().unwrap().len(), layers.len(), "{index}");
         let grid = d.path().join("grid");
         let mut args: Vec<String> = [
             "detect-compare",
@@ -561,6 +601,28 @@ fn segmentation_trains_and_evaluates_on_voc_and_folder() {
             let a = results(&an);
             assert_eq!(a["analog"]["metric"], "miou");
             assert_eq!(a["analog"]["analog"]["trials"].as_array().unwrap().len(), 2);
+            let q = d.path().join("seg-finetune");
+            ok(&run_gqcim(&[
+                "segment-finetune",
+                "--config",
+                c,
+                "--checkpoint",
+                ck_s,
+                "--run-dir",
+                q.to_str().unwrap(),
+                "--method",
+                "uniform-mse",
+                "--levels",
+                "4",
+                "--set",
+                "finetune.epochs=0.5",
+                "--set",
+                "finetune.batch_size=2",
+            ]));
+            let r = results(&q);
+            assert_eq!(r["command"], "segment-finetune");
+            assert_eq!(r["fp32"].as_f64(), Some(miou), "fp32 = eval");
+            assert!((0.0..=1.0).contains(&r["after_finetune"].as_f64().unwrap()), "{r}");
         }
     }
 }

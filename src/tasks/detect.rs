@@ -1179,6 +1179,30 @@ pub fn compare(
     crate::compare::run_grid_steps(&base, &harness, checkpoint, device, run, wall, how)
 }
 
+/// `gqcim detect-quantize` / `detect-finetune`: one method and level count on the whole
+/// test set (tasks::quantize_any).
+pub fn quantize(
+    cfg: &DetectConfig,
+    config_path: &Path,
+    checkpoint: &Path,
+    run_dir: Option<&Path>,
+    finetune: bool,
+) -> Result<Value> {
+    let base = cfg.base_config();
+    let device = setup_device(&base)?;
+    let harness = DetectHarness::new(cfg, device)?;
+    let command = if finetune { "finetune" } else { "quantize" };
+    let run = create_run_dir(cfg, command, config_path, run_dir)?;
+    let task_config = serde_yaml::from_str::<Value>(&cfg.to_yaml()).unwrap_or(Value::Null);
+    let t = crate::tasks::quantize_any::TaskQuantize {
+        cfg: &base,
+        harness: &harness,
+        device,
+        task_config,
+    };
+    crate::tasks::quantize_any::quantize_task(&t, checkpoint, run, finetune)
+}
+
 // ---------------------------------------------------------------------------------------
 // Commands
 // ---------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ pub mod detect_metrics;
 pub mod detect_own;
 pub mod harness;
 pub mod quantize;
+pub mod quantize_any;
 pub mod seg_metrics;
 pub mod seg_score;
 pub mod segment;
@@ -21,6 +22,30 @@ pub struct GridSetup {
     pub cfg: Config,
     pub harness: Box<dyn TaskHarness>,
     pub device: tch::Device,
+}
+
+/// A task's setup from its config file and `--set` overrides, parsed as the task parses
+/// them (`task`: classify, detect, segment): the grid's setup (harness with the test set cut
+/// to `compare.eval_limit`) and the task's own resolved config, for the record.
+pub fn task_setup(
+    task: &str,
+    config: &std::path::Path,
+    overrides: &[String],
+) -> Result<(GridSetup, serde_json::Value)> {
+    let yaml = match task {
+        "classify" => serde_yaml::to_string(&Config::load(config, overrides)?)
+            .map_err(|e| invalid("config", e.to_string()))?,
+        "detect" => detect::DetectConfig::load(config, overrides)?.to_yaml(),
+        "segment" => segment::SegmentConfig::load(config, overrides)?.to_yaml(),
+        other => {
+            return Err(invalid(
+                "--task",
+                format!("expected classify, detect or segment, got `{other}`"),
+            ))
+        }
+    };
+    let record = serde_yaml::from_str(&yaml).unwrap_or(serde_json::Value::Null);
+    Ok((grid_setup(task, &yaml, &config.display().to_string())?, record))
 }
 
 /// Rebuilds a grid's task from the resolved config stored in its plan (`task` names the

@@ -379,6 +379,11 @@ pub fn quantize_command(
 pub fn export_command(cfg: &Config, checkpoint_path: &Path, out: &Path) -> Result<Value> {
     let device = setup_device(cfg)?;
     let net = load_classifier(cfg, checkpoint_path, device)?;
+    export_network(cfg, net, out)
+}
+
+/// Quantizes a loaded network (any task's) as `cfg.quant` says and writes its crossbars.
+pub fn export_network(cfg: &Config, net: crate::nets::Network, out: &Path) -> Result<Value> {
     if cfg.quant.fold_bn {
         fold_batchnorm(&net)?;
     }

@@ -1191,6 +1191,31 @@ impl TaskHarness for SegmentHarness {
     }
 }
 
+/// `gqcim segment-quantize` / `segment-finetune`: one method and level count on the whole
+/// test set (tasks::quantize_any).
+pub fn quantize(
+    cfg: &SegmentConfig,
+    config_path: &Path,
+    checkpoint: &Path,
+    run_dir: Option<&Path>,
+    finetune: bool,
+) -> Result<Value> {
+    let base = cfg.base_config();
+    let device = setup(cfg)?;
+    let data = SegmentData::load(cfg, device)?;
+    let harness = SegmentHarness::from_data(cfg, data);
+    let command = if finetune { "finetune" } else { "quantize" };
+    let run = create_run_dir(cfg, command, config_path, run_dir)?;
+    let task_config = serde_yaml::from_str::<Value>(&cfg.to_yaml()).unwrap_or(Value::Null);
+    let t = crate::tasks::quantize_any::TaskQuantize {
+        cfg: &base,
+        harness: &harness,
+        device,
+        task_config,
+    };
+    crate::tasks::quantize_any::quantize_task(&t, checkpoint, run, finetune)
+}
+
 /// `gqcim segment-compare`: the `compare` grid (fp32 against each quantizer and level count,
 /// fine-tuned clean or noise-aware, under the programming-noise sweep) on a trained segmenter.
 pub fn compare(
