@@ -243,8 +243,16 @@ enum Command {
     Metrics {
         /// `detection` or `segmentation`.
         kind: String,
-        #[arg(long)]
-        gt: PathBuf,
+        /// Ground truth: COCO JSON (detection) or a mask folder (segmentation).
+        #[arg(long, required_unless_present = "gt_config")]
+        gt: Option<PathBuf>,
+        /// Detection: the ground truth of a dataset in its own layout (VOC, YOLO, COCO), named
+        /// by a detection config's `data` section, instead of `--gt`.
+        #[arg(long, conflicts_with = "gt")]
+        gt_config: Option<PathBuf>,
+        /// With --gt-config: the split (default: the config's test split).
+        #[arg(long, requires = "gt_config")]
+        split: Option<String>,
         #[arg(long)]
         pred: PathBuf,
         /// Segmentation: number of classes, background included.
@@ -381,6 +389,16 @@ fn check_resume(resume: bool, args: &ConfigArgs, run_name: &Option<String>) -> R
 
 fn load_config(args: &ConfigArgs) -> Result<Config> {
     Ok(Config::load(&args.config, &args.overrides)?)
+}
+
+/// A fresh file name in the system's temporary folder (process id and time keep concurrent
+/// runs apart).
+fn tempfile_path(stem: &str, ext: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!("{stem}-{}-{nanos}.{ext}", std::process::id()))
 }
 
 /// `detect-` and `segment-quantize|finetune`: the task's config with the quant overrides,
@@ -566,13 +584,30 @@ fn run(cli: Cli) -> Result<()> {
             let n = gqcim::tasks::detect_own::write_ground_truth(&cfg, split.as_deref(), &out)?;
             println!("wrote {n} boxes to {}", out.display());
         }
-        Command::Metrics { kind, gt, pred, num_classes } => {
-            let v = match (kind.as_str(), num_classes) {
-                ("detection", _) => gqcim::tasks::detect_metrics::score_coco_files(&gt, &pred)?,
-                ("segmentation", Some(k)) if (1..=255).contains(&k) => {
+        Command::Metrics { kind, gt, gt_config, split, pred, num_classes } => {
+            let v = match (kind.as_str(), num_classes, gt) {
+                ("detection", _, Some(gt)) => {
+                    gqcim::tasks::detect_metrics::score_coco_files(&gt, &pred)?
+                }
+                ("detection", _, None) => {
+                    // The dataset's own annotations, converted as detect-gt converts them.
+                    let path = gt_config.unwrap_or_default();
+                    let cfg = gqcim::tasks::detect::DetectConfig::load(&path, &[])?;
+                    let tmp = tempfile_path("gqcim-gt", "json");
+                    gqcim::tasks::detect_own::write_ground_truth(&cfg, split.as_deref(), &tmp)?;
+                    let scored = gqcim::tasks::detect_metrics::score_coco_files(&tmp, &pred);
+                    let _ = std::fs::remove_file(&tmp);
+                    scored?
+                }
+                ("segmentation", _, None) => {
+                    anyhow::bail!(
+                        "metrics segmentation: --gt DIR (the ground-truth masks) is required"
+                    )
+                }
+                ("segmentation", Some(k), Some(gt)) if (1..=255).contains(&k) => {
                     gqcim::tasks::seg_score::score_mask_dirs(&gt, &pred, k)?
                 }
-                ("segmentation", _) => {
+                ("segmentation", _, _) => {
                     anyhow::bail!("metrics segmentation: --num-classes K (1..=255) is required")
                 }
                 _ => anyhow::bail!("metrics `{kind}`: expected `detection` or `segmentation`"),

@@ -277,6 +277,26 @@ fn three_layouts_give_the_same_boxes_and_pixels_and_ground_truth_scores_one() {
             gt.to_str().unwrap(),
         ]));
         gt_scores_one(&gt, d.path());
+        // metrics detection reads the dataset's own annotations too (--gt-config).
+        let pred = d.path().join("pred.json");
+        let c = cfg.to_str().unwrap();
+        let o = run_gqcim(&[
+            "metrics",
+            "detection",
+            "--gt-config",
+            c,
+            "--pred",
+            pred.to_str().unwrap(),
+        ]);
+        ok(&o);
+        let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!((m["map50"].as_f64().unwrap() - 1.0).abs() < 1e-12, "{kind}: {m}");
+        // The train split's boxes are not the test split's predictions: below 1.
+        let args = ["metrics", "detection", "--gt-config", c, "--split", "train", "--pred"];
+        let o = run_gqcim(&[&args[..], &[pred.to_str().unwrap()]].concat());
+        ok(&o);
+        let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(m["map50"].as_f64().unwrap() < 1.0, "{kind} train split: {m}");
     }
     gt_scores_one(&coco.join("annotations/instances_val.json"), d.path());
 }
