@@ -445,6 +445,17 @@ pub enum Clip {
     NonNegative,
 }
 
+/// The conductance scale of re-split pairs (`analog.resplit_scale`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResplitScale {
+    /// The target mapping's scale (alpha unchanged).
+    #[default]
+    Target,
+    /// The largest programmed |weight| at g_max (aihwkit).
+    Programmed,
+}
+
 /// The held-out inputs drift compensation reads each layer with.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -514,6 +525,10 @@ pub struct AnalogConfig {
     /// tiles do (`convert_to_conductances` on the programmed weights). Default false: the
     /// devices keep their own programmed conductances, the off one's noise included.
     pub resplit_after_programming: bool,
+    /// With the re-split: keep the target mapping's scale (`target`, default) or re-scale so
+    /// the largest programmed |weight| sits at g_max (`programmed`, aihwkit's re-mapping of
+    /// the programmed weights at every read).
+    pub resplit_scale: ResplitScale,
     /// Crossbar tile size: a tile's partial sum of `tile_rows` inputs is digitised separately.
     pub tile_rows: i64,
     pub tile_cols: i64,
@@ -558,6 +573,7 @@ impl Default for AnalogConfig {
             g_max: 25.0,
             per_column_scale: false,
             resplit_after_programming: false,
+            resplit_scale: ResplitScale::Target,
             tile_rows: 256,
             tile_cols: 256,
             programming_noise: ProgrammingNoise::None,

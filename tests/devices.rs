@@ -172,8 +172,18 @@ fn resplit_puts_the_off_device_at_g_min_and_keeps_the_weight() {
     a.resplit_after_programming = true;
     let (off_split, w_split) = program(&a);
     assert_eq!(off_split, a.g_min, "every off device at g_min after the resplit");
-    let d = (w_split - w_kept).abs().max().double_value(&[]);
+    let d = (&w_split - &w_kept).abs().max().double_value(&[]);
     assert!(d < 1e-6, "the resplit keeps each programmed weight: max diff {d}");
+    // aihwkit's re-mapping: the largest programmed |weight| at exactly g_max, same weights.
+    a.resplit_scale = gqcim::config::ResplitScale::Programmed;
+    tch::manual_seed(3);
+    let mut p = AnalogPath::new(w.shallow_clone(), "fp32".into(), &a);
+    p.program(None);
+    let top = p.programmed.g_pos.maximum(&p.programmed.g_neg).max().double_value(&[]);
+    assert!((top - a.g_max).abs() < 1e-4, "largest device at g_max: {top}");
+    let wr = (&p.programmed.g_pos - &p.programmed.g_neg) * &p.programmed.alpha;
+    let d = (wr - &w_kept).abs().max().double_value(&[]);
+    assert!(d < 1e-6, "re-scaling keeps each programmed weight: max diff {d}");
 }
 
 /// One-hot calibration inputs (aihwkit's readout): the global compensation factor is the

@@ -6,7 +6,7 @@ use super::device::{
 };
 use super::periphery::forward_with_periphery;
 use super::writeverify::{program_pairs, single_shot_pulses, ProgramStats};
-use crate::config::{AnalogConfig, DriftCompensation, ReadNoise, TrainNoiseConfig};
+use crate::config::{AnalogConfig, DriftCompensation, ReadNoise, ResplitScale, TrainNoiseConfig};
 use crate::device::DeviceModel;
 use crate::nets::layers::{LayerSpec, WeightPath};
 use serde_json::{json, Value};
@@ -114,7 +114,12 @@ impl AnalogPath {
             };
             stats.sim_seconds = start.elapsed().as_secs_f64();
             self.program_stats = stats;
-            let prog = if c.resplit_after_programming { resplit(&prog, c.g_min) } else { prog };
+            let prog = if c.resplit_after_programming {
+                let rescale = (c.resplit_scale == ResplitScale::Programmed).then_some(c.g_max);
+                resplit(&prog, c.g_min, rescale)
+            } else {
+                prog
+            };
             // Exponents from the target conductances (aihwkit draws them from g_target).
             self.nu = match (d.draw_nu(&ideal.g_pos), d.draw_nu(&ideal.g_neg)) {
                 (Some(p), Some(n)) => Some((p, n)),
@@ -202,9 +207,26 @@ impl WeightPath for AnalogPath {
 
 /// The programmed weights as a fresh differential pair: the sign's device at
 /// g_min + |G+ − G−|, the other exactly at g_min (aihwkit's conductance converter).
-fn resplit(p: &PairMap, g_min: f64) -> PairMap {
+/// With `rescale_to` = Some(g_max), the pair is also re-scaled so that the largest programmed
+/// |weight| of the layer (of each column with a per-column scale) sits exactly at g_max, as
+/// aihwkit re-maps the programmed weights at every read; alpha absorbs the scale, so the
+/// weights stay the same.
+fn resplit(p: &PairMap, g_min: f64, rescale_to: Option<f64>) -> PairMap {
     let w = &p.g_pos - &p.g_neg;
-    PairMap { g_pos: w.relu() + g_min, g_neg: (-&w).relu() + g_min, alpha: p.alpha.shallow_clone() }
+    let (w, alpha) = match rescale_to {
+        Some(g_max) => {
+            let m = if p.alpha.dim() > 0 {
+                let dims: Vec<i64> = (1..w.dim() as i64).collect();
+                w.abs().amax(dims.as_slice(), true)
+            } else {
+                w.abs().max()
+            };
+            let k = (m.clamp_min(1e-12)).reciprocal() * (g_max - g_min);
+            (&w * &k, &p.alpha / k.reshape(p.alpha.size().as_slice()))
+        }
+        None => (w, p.alpha.shallow_clone()),
+    };
+    PairMap { g_pos: w.relu() + g_min, g_neg: (-&w).relu() + g_min, alpha }
 }
 
 /// Noise-aware fine-tuning: the inner (quantizing) path's weights are mapped to conductance
