@@ -114,6 +114,19 @@ pub fn t95(df: usize) -> f64 {
 }
 
 impl McStats {
+    /// `94.12% ± 0.50 (95% CI ± 0.62, min 93.40, max 94.80)`: the spread line the
+    /// evaluation commands print (metrics are fractions, shown in %).
+    pub fn spread_text(&self) -> String {
+        format!(
+            "{:.2}% ± {:.2} (95% CI ± {:.2}, min {:.2}, max {:.2})",
+            100.0 * self.mean,
+            100.0 * self.std,
+            100.0 * self.ci95,
+            100.0 * self.min,
+            100.0 * self.max
+        )
+    }
+
     pub fn from_trials(trials: Vec<Trial>) -> McStats {
         let n = trials.len() as f64;
         let v: Vec<f64> = trials.iter().map(|t| t.metric).collect();

@@ -32,16 +32,11 @@ pub fn analog_trials(
     run.tb.scalar(&format!("test/{name}_quantized"), quantized, 0);
     run.tb.flush()?;
     println!(
-        "analog {} ({} levels), {} trials: {name} {:.2}% ± {:.2} (95% CI ± {:.2}, min {:.2}, \
-         max {:.2}); digital quantized {:.2}%, fp32 {:.2}%",
+        "analog {} ({} levels), {} trials: {name} {}; digital quantized {:.2}%, fp32 {:.2}%",
         cfg.quant.method.name(),
         cfg.quant.levels,
         stats.trials.len(),
-        100.0 * stats.mean,
-        100.0 * stats.std,
-        100.0 * stats.ci95,
-        100.0 * stats.min,
-        100.0 * stats.max,
+        stats.spread_text(),
         100.0 * quantized,
         100.0 * fp32
     );

@@ -475,16 +475,12 @@ fn analog_eval(
     });
     run.write_results(&results)?;
     println!(
-        "analog {} ({} levels), {} trials: accuracy {:.2}% ± {:.2} (95% CI ± {:.2}, min {:.2}, max {:.2}); \
-         digital quantized {:.2}%, fp32 {:.2}%; run folder {}",
+        "analog {} ({} levels), {} trials: accuracy {}; digital quantized {:.2}%, fp32 {:.2}%; \
+         run folder {}",
         cfg.quant.method.name(),
         cfg.quant.levels,
         stats.trials.len(),
-        100.0 * stats.mean,
-        100.0 * stats.std,
-        100.0 * stats.ci95,
-        100.0 * stats.min,
-        100.0 * stats.max,
+        stats.spread_text(),
         100.0 * digital_q.accuracy,
         100.0 * digital_fp32.accuracy,
         run.path.display()

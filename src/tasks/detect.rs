@@ -1193,14 +1193,8 @@ pub fn quantize(
     let harness = DetectHarness::new(cfg, device)?;
     let command = if finetune { "finetune" } else { "quantize" };
     let run = create_run_dir(cfg, command, config_path, run_dir)?;
-    let task_config = serde_yaml::from_str::<Value>(&cfg.to_yaml()).unwrap_or(Value::Null);
-    let t = crate::tasks::quantize_any::TaskQuantize {
-        cfg: &base,
-        harness: &harness,
-        device,
-        task_config,
-    };
-    crate::tasks::quantize_any::quantize_task(&t, checkpoint, run, finetune)
+    let yaml = cfg.to_yaml();
+    crate::tasks::quantize_any::run(&base, &harness, device, &yaml, checkpoint, run, finetune)
 }
 
 // ---------------------------------------------------------------------------------------

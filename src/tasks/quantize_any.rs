@@ -24,6 +24,22 @@ pub struct TaskQuantize<'a> {
     pub task_config: Value,
 }
 
+/// The task commands' entry: `task_yaml` is the task's own resolved config (to_yaml), kept in
+/// results.json instead of the deployment view.
+pub fn run(
+    cfg: &Config,
+    harness: &dyn TaskHarness,
+    device: tch::Device,
+    task_yaml: &str,
+    checkpoint: &Path,
+    run_dir: RunDir,
+    finetune: bool,
+) -> Result<Value> {
+    let task_config = serde_yaml::from_str::<Value>(task_yaml).unwrap_or(Value::Null);
+    let t = TaskQuantize { cfg, harness, device, task_config };
+    quantize_task(&t, checkpoint, run_dir, finetune)
+}
+
 /// Loads the checkpoint, quantizes it as `cfg.quant` says, optionally fine-tunes, scores
 /// before and after, saves the fine-tuned model in the run folder and writes results.json.
 pub fn quantize_task(
