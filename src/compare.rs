@@ -9,6 +9,7 @@ use crate::analog::writeverify::{fisher_scores, top_fraction_masks};
 use crate::checkpoint::write_text_atomic;
 use crate::config::{Config, ProgrammingNoise, QuantMethod, TuneMode};
 use crate::costreport::{cell_cost, programming_variants, CellCost};
+use crate::engine::task::Task;
 use crate::error::Result;
 use crate::glance::points::{net_label, policy_suffix, GridPoint};
 use crate::glance::progress::{unit_lines, Eta};
@@ -17,7 +18,6 @@ use crate::quant::deploy::{apply_quantization, check_layer_names, make_path, Qua
 use crate::run::{git_commit, setup_device, RunDir};
 use crate::sweep::plan::{expand_units, layers_label};
 use crate::sweep::{merge_run, read_cell, write_cell, CellFile, Plan, Unit};
-use crate::tasks::harness::TaskHarness;
 use crate::tasks::quantize::{finetune_loop, recalibrate_bn, FinetuneStats};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -91,7 +91,7 @@ pub fn add_train_noise(net: &crate::nets::Network, cfg: &Config) -> Result<Quant
 }
 
 /// The classification harness of a config (test set cut to `compare.eval_limit`).
-pub use crate::tasks::quantize::classify_harness;
+pub use crate::tasks::classify::classify_harness;
 
 /// `gqcim compare` for classification: loads the data, then runs the grid.
 pub fn compare_command(
@@ -130,7 +130,7 @@ impl GridRun {
 /// (data loading counts). A run folder interrupted at any moment resumes with the same call.
 pub fn run_grid(
     cfg: &Config,
-    task: &dyn TaskHarness,
+    task: &dyn Task,
     checkpoint: &Path,
     device: tch::Device,
     run: RunDir,
@@ -143,7 +143,7 @@ pub fn run_grid(
 /// as `gqcim compare-cell` (locally or as a Slurm array) and `gqcim merge` writes the tables.
 pub fn run_grid_steps(
     cfg: &Config,
-    task: &dyn TaskHarness,
+    task: &dyn Task,
     checkpoint: &Path,
     device: tch::Device,
     mut run: RunDir,
@@ -276,12 +276,7 @@ fn wait_workers(workers: Vec<std::process::Child>) -> Result<()> {
 
 /// The plan of `cfg.compare` for this task, written into the run folder (or checked against
 /// the one there: the same plan resumes, another is refused).
-pub fn plan_grid(
-    cfg: &Config,
-    task: &dyn TaskHarness,
-    checkpoint: &Path,
-    run: &Path,
-) -> Result<Plan> {
+pub fn plan_grid(cfg: &Config, task: &dyn Task, checkpoint: &Path, run: &Path) -> Result<Plan> {
     let seeds =
         if cfg.compare.seeds.is_empty() { vec![cfg.seed] } else { cfg.compare.seeds.clone() };
     // A refit schedule that cannot work is refused before any unit runs, not at the first
@@ -351,7 +346,7 @@ fn unit_config(cfg: &Config, u: &Unit) -> Config {
 /// The unit's network, quantized and fine-tuned as its mode says (or from the cache).
 fn prepare_network(
     c: &Config,
-    task: &dyn TaskHarness,
+    task: &dyn Task,
     plan: &Plan,
     u: &Unit,
     device: tch::Device,
@@ -420,7 +415,7 @@ pub struct UnitDone {
 /// (or it is an alias, resolved at merge time).
 pub fn run_cell(
     cfg: &Config,
-    task: &dyn TaskHarness,
+    task: &dyn Task,
     plan: &Plan,
     run: &Path,
     index: usize,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod costreport;
 pub mod data;
 pub mod device;
+pub mod engine;
 pub mod error;
 pub mod fuzzing;
 pub mod glance;

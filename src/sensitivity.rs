@@ -33,7 +33,7 @@ pub fn sensitivity_command(
 /// deployment view (quant, analog), `task_config` the task's own config for the record.
 pub fn sensitivity_with(
     cfg: &Config,
-    task: &dyn crate::tasks::harness::TaskHarness,
+    task: &dyn crate::engine::task::Task,
     device: tch::Device,
     checkpoint: &Path,
     sigma: f64,

@@ -7,13 +7,13 @@ mod common;
 use common::*;
 use gqcim::config::{AnalogConfig, QuantConfig, QuantMethod};
 use gqcim::data::scenes::{generate, SceneConfig, SceneSet};
+use gqcim::engine::task::Task;
 use gqcim::nets::yolo::{build_detector, YoloConfig};
 use gqcim::sgd::Sgd;
 use gqcim::tasks::detect::{
     assign, decode, detection_loss, encode_boxes, ground_truth, nms, postprocess, scene_input,
     score, DetectConfig, DetectEvalConfig, DetectHarness, DetectLossConfig, Grid,
 };
-use gqcim::tasks::harness::TaskHarness;
 use tch::{Device, Kind, Tensor};
 
 /// Ten synthetic 28x28 items per class block: class k is a rectangle of intensity 90 + 15k

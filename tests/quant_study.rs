@@ -323,13 +323,13 @@ fn bn_reestimation_restores_ptq_accuracy() {
     cfg.data.test_limit = 1000;
     cfg.quant.levels = 4;
     let ckpt = repo_root().join("models/resnet20_fmnist.safetensors");
-    let task = gqcim::tasks::quantize::ClassifyHarness {
+    let task = gqcim::tasks::classify::ClassifyTask {
         cfg: cfg.clone(),
         train: gqcim::data::load_split(&cfg.data, true).unwrap(),
         test: gqcim::data::load_split(&cfg.data, false).unwrap(),
         norm: gqcim::data::Normalizer::new(&cfg.data, Device::Cpu),
     };
-    use gqcim::tasks::harness::TaskHarness;
+    use gqcim::engine::task::Task;
     let net = gqcim::tasks::quantize::load_classifier(&cfg, &ckpt, Device::Cpu).unwrap();
     let fp32 = task.evaluate(&net).unwrap();
     gqcim::quant::deploy::apply_quantization(&net, &cfg.quant, &cfg.analog).unwrap();

@@ -9,11 +9,11 @@ use common::*;
 use gqcim::config::{Config, QuantConfig};
 use gqcim::data::scenes::{generate, SceneConfig, SceneSet};
 use gqcim::data::Dataset;
+use gqcim::engine::task::Task;
 use gqcim::nets::layers::{LayerOp, LayerRegistry};
 use gqcim::nets::Network;
 use gqcim::quant::deploy::apply_quantization;
 use gqcim::sgd::Sgd;
-use gqcim::tasks::harness::TaskHarness;
 use gqcim::tasks::segment::{
     build_network, evaluate, normalize, random_hflip_pair, SegmentConfig, SegmentData,
     SegmentHarness, NORM_MEAN, NORM_STD,
@@ -376,7 +376,8 @@ fn train_writes_run_folder_and_resumes() {
     let last = tb["scalars"]["test/miou"][2][1].as_f64().unwrap();
     assert!((last - miou).abs() < 1e-6, "TensorBoard {last} vs results.json {miou}");
     for tag in ["test/sample_0", "test/sample_1"] {
-        assert_eq!(steps("images", tag), vec![1, 2]);
+        // The untrained network's predictions at step 0, then one picture per epoch.
+        assert_eq!(steps("images", tag), vec![0, 1, 2]);
         // Input, ground truth and prediction side by side (3 x 96 px + 2 gaps of 6), with
         // captions and a legend below, not padded to a square.
         let e = &tb["images"][tag][0];

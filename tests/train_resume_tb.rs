@@ -43,12 +43,18 @@ fn trains_and_tensorboard_reads_events() {
     for tag in ["train/loss", "train/lr", "train/accuracy", "test/accuracy", "test/loss"] {
         let series =
             tb["scalars"][tag].as_array().unwrap_or_else(|| panic!("no scalar {tag}: {tb}"));
-        assert_eq!(series.len(), 3, "{tag}: {series:?}");
+        // One point per epoch; the test curves start with the untrained network at step 0.
+        let points = if tag.starts_with("test/") { 4 } else { 3 };
+        assert_eq!(series.len(), points, "{tag}: {series:?}");
     }
+    let untrained = results["untrained"]["test_accuracy"].as_f64().unwrap();
+    assert_eq!(tb["scalars"]["test/accuracy"][0][0], 0);
+    assert!((tb["scalars"]["test/accuracy"][0][1].as_f64().unwrap() - untrained).abs() < 1e-6);
+    assert!(acc > untrained, "trained {acc} vs untrained {untrained}");
     // The logged test accuracy of the last epoch is the one in results.json.
-    let last = tb["scalars"]["test/accuracy"][2][1].as_f64().unwrap();
+    let last = tb["scalars"]["test/accuracy"][3][1].as_f64().unwrap();
     assert!((last - acc).abs() < 1e-6, "TensorBoard {last} vs results.json {acc}");
-    assert_eq!(tb["scalars"]["test/accuracy"][2][0], 3);
+    assert_eq!(tb["scalars"]["test/accuracy"][3][0], 3);
     // One weight histogram per hooked layer per epoch, counting all its weights.
     let conv1 = tb["histograms"]["weights/conv1"].as_array().expect("no conv1 histogram");
     assert_eq!(conv1.len(), 3);

@@ -13,9 +13,9 @@
 //! Write-Verify for Computing-in-Memory Neural Accelerators", DAC 2022, arXiv:2202.08395.
 use super::device::{program_noise, PairMap};
 use crate::config::AnalogConfig;
+use crate::engine::task::Task;
 use crate::error::{invalid, Result};
 use crate::nets::Network;
-use crate::tasks::harness::TaskHarness;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -395,7 +395,7 @@ pub fn program_pairs(
 /// by the train-mode forward passes are restored afterwards.
 pub fn fisher_scores(
     net: &Network,
-    task: &dyn TaskHarness,
+    task: &dyn Task,
     batches: usize,
     batch_size: i64,
     seed: u64,

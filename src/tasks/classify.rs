@@ -1,14 +1,15 @@
 //! Image classification: training (SGD + cosine schedule with warm-up), evaluation (top-1),
 //! checkpoints with resume, TensorBoard logging and results.json.
-use crate::checkpoint::{self, load_strict, save_varstore};
-use crate::checkpoint_set::CheckpointSet;
+use crate::checkpoint::{self, load_strict};
 use crate::config::Config;
 use crate::data::{self, augment, Dataset, Normalizer};
+use crate::engine::task::{Loss, Metrics, PerEpoch, Task, TrainSetup};
+use crate::engine::train::log_weight_histograms;
 use crate::error::{GqcimError, Result};
 use crate::nets::{build_classifier, Network};
-use crate::run::{device_info, git_commit, setup_device, RunDir};
-use crate::sgd::Sgd;
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::run::{device_info, git_commit, setup_device, RunDir, RunPlace};
+use crate::tasks::quantize::load_classifier;
+use crate::tb::Tb;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
@@ -91,23 +92,6 @@ pub fn check_finite_output(out: &Tensor, net: &Network, first_image: i64) -> Res
     })
 }
 
-/// Linear warm-up to the peak rate, then cosine annealing to zero.
-pub fn learning_rate(peak: f64, step: usize, warmup_steps: usize, total_steps: usize) -> f64 {
-    if step < warmup_steps {
-        return peak * (step + 1) as f64 / warmup_steps as f64;
-    }
-    let span = (total_steps - warmup_steps).max(1) as f64;
-    let t = (step - warmup_steps) as f64 / span;
-    0.5 * peak * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
-}
-
-/// The generator seed for one epoch: data order and augmentation of epoch e depend only on
-/// (seed, e), so a resumed run draws exactly what an uninterrupted one would have.
-pub fn epoch_seed(seed: u64, epoch: usize) -> i64 {
-    let x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64 + 1);
-    (x ^ (x >> 29)) as i64 & i64::MAX
-}
-
 /// Train-mode input batch: gather, scale, augment, normalise — all on the tensor side.
 pub fn train_batch(
     ds: &Dataset,
@@ -134,34 +118,7 @@ pub fn load_data(cfg: &Config, device: Device) -> Result<(Dataset, Dataset)> {
     Ok((train.to_device(device), test.to_device(device)))
 }
 
-fn progress(len: u64, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb.set_prefix(what.to_string());
-    pb
-}
-
-/// Prints a line above the progress bars, or plainly when they are hidden (not a terminal).
-pub fn say(bar: &ProgressBar, line: String) {
-    if bar.is_hidden() {
-        println!("{line}");
-    } else {
-        bar.println(line);
-    }
-}
-
-/// Logs one histogram per hooked layer's master weight.
-pub fn log_weight_histograms(run: &mut RunDir, net: &Network, step: usize) {
-    for l in net.layers.layers() {
-        run.tb.histogram(&format!("weights/{}", l.spec.name), &l.spec.weight, step, 64);
-    }
-}
-
-/// Trains a classifier from scratch (or resumes a run folder) and evaluates it every epoch.
+/// Trains a classifier from scratch (or resumes a run folder) through the engine's loop.
 pub fn train(
     cfg: &Config,
     config_path: &Path,
@@ -169,194 +126,10 @@ pub fn train(
     resume: bool,
 ) -> Result<Value> {
     let device = setup_device(cfg)?;
-    let (train_ds, test_ds) = load_data(cfg, device)?;
+    let (train, test) = load_data(cfg, device)?;
     let norm = Normalizer::new(&cfg.data, device);
-    tch::manual_seed(cfg.seed as i64);
-    let mut net = build_classifier(&cfg.model, device);
-    let params: Vec<(String, Tensor)> = {
-        let mut v: Vec<(String, Tensor)> =
-            net.vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    };
-    let t = &cfg.train;
-    let mut opt = Sgd::new(params, t.momentum, t.nesterov, t.weight_decay);
-    let mut run = RunDir::create(cfg, "train", config_path, run_dir)?;
-    let ck = CheckpointSet::in_run(&run.path);
-    let config_hash = checkpoint::sha256_str(&cfg.to_yaml());
-
-    let mut start_epoch = 0;
-    let mut history: Vec<Value> = Vec::new();
-    if resume {
-        let r = ck.resume(&mut net.vs, &mut opt, &config_hash)?;
-        start_epoch = r.epoch;
-        history = r.history;
-        log::info!("resumed {} at epoch {start_epoch}", run.path.display());
-    }
-
-    let bs = t.batch_size.min(train_ds.len());
-    let steps_per_epoch = (train_ds.len() / bs).max(1) as usize;
-    let total_steps = steps_per_epoch * t.epochs;
-    let warmup_steps = (t.warmup_epochs * steps_per_epoch as f64).round() as usize;
-    log::info!(
-        "training {} on {} images ({} test), {} epochs x {} steps, device {:?}",
-        net.arch,
-        train_ds.len(),
-        test_ds.len(),
-        t.epochs,
-        steps_per_epoch,
-        device
-    );
-    let wall = Instant::now();
-    let (mut train_seconds, mut train_images) = (0f64, 0i64);
-    let epochs_bar = progress(t.epochs as u64, "epochs");
-    epochs_bar.set_position(start_epoch as u64);
-    let mut last_test = None;
-    for epoch in start_epoch..t.epochs {
-        tch::manual_seed(epoch_seed(cfg.seed, epoch));
-        let batches = data::epoch_batches(train_ds.len(), bs, device);
-        let bar = progress(batches.len() as u64, &format!("epoch {}", epoch + 1));
-        let epoch_start = Instant::now();
-        let mut loss_acc = Tensor::zeros([], (Kind::Float, device));
-        let mut correct_acc = Tensor::zeros([], (Kind::Int64, device));
-        for (i, idx) in batches.iter().enumerate() {
-            let step = epoch * steps_per_epoch + i;
-            let lr = learning_rate(t.lr, step, warmup_steps, total_steps);
-            let (x, y) = train_batch(&train_ds, idx, cfg, &norm);
-            let logits = net.forward_t(&x, true);
-            let loss = logits.cross_entropy_loss::<Tensor>(
-                &y,
-                None,
-                Reduction::Mean,
-                -100,
-                t.label_smoothing,
-            );
-            opt.zero_grad();
-            loss.backward();
-            opt.step(lr);
-            tch::no_grad(|| {
-                loss_acc += loss.detach();
-                correct_acc += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64);
-            });
-            if (i + 1) % t.nan_check_every == 0 || i + 1 == batches.len() {
-                let s = loss_acc.double_value(&[]);
-                if !s.is_finite() {
-                    bar.abandon();
-                    return Err(GqcimError::Invalid {
-                        field: "train".into(),
-                        msg: format!(
-                            "loss became {s} at epoch {} step {} (lr {lr:.4}); stopped, the last \
-                             good checkpoint is kept at {} — lower train.lr or check the data",
-                            epoch + 1,
-                            i + 1,
-                            if ck.model.is_file() {
-                                ck.model.display().to_string()
-                            } else {
-                                "<none yet>".into()
-                            }
-                        ),
-                    });
-                }
-                bar.set_message(format!("loss {:.4} lr {lr:.4}", s / (i + 1) as f64));
-                run.tb.scalar("train/loss_step", s / (i + 1) as f64, step + 1);
-            }
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-        if device.is_cuda() {
-            tch::Cuda::synchronize(0);
-        }
-        let secs = epoch_start.elapsed().as_secs_f64();
-        let nb = batches.len() as f64;
-        train_seconds += secs;
-        train_images += batches.len() as i64 * bs;
-        let train_loss = loss_acc.double_value(&[]) / nb;
-        let train_acc = correct_acc.int64_value(&[]) as f64 / (nb * bs as f64);
-        // A diverged network can pass the loss check of its last step and still output NaN.
-        let test = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size).map_err(|err| {
-            GqcimError::Invalid {
-                field: "train".into(),
-                msg: format!(
-                    "evaluation after epoch {} failed: {err}; stopped, the last good checkpoint \
-                     is kept at {} — lower train.lr or check the data",
-                    epoch + 1,
-                    if ck.model.is_file() {
-                        ck.model.display().to_string()
-                    } else {
-                        "<none yet>".into()
-                    }
-                ),
-            }
-        })?;
-        let e = epoch + 1;
-        let lr_now =
-            learning_rate(t.lr, (e * steps_per_epoch).saturating_sub(1), warmup_steps, total_steps);
-        run.tb.scalar("train/loss", train_loss, e);
-        run.tb.scalar("train/accuracy", train_acc, e);
-        run.tb.scalar("train/lr", lr_now, e);
-        run.tb.scalar("train/images_per_second", nb * bs as f64 / secs, e);
-        run.tb.scalar("test/accuracy", test.accuracy, e);
-        run.tb.scalar("test/loss", test.loss, e);
-        if t.histogram_every > 0 && e % t.histogram_every == 0 {
-            log_weight_histograms(&mut run, &net, e);
-        }
-        run.tb.flush()?;
-        history.push(json!({"epoch": e, "train_loss": train_loss, "train_accuracy": train_acc,
-            "test_accuracy": test.accuracy, "test_loss": test.loss, "seconds": secs}));
-        ck.save(
-            &net.vs,
-            &opt,
-            e,
-            json!({"config_sha256": config_hash, "seed": cfg.seed, "arch": net.arch,
-                   "metrics": {"test_accuracy": test.accuracy, "test_loss": test.loss,
-                               "train_loss": train_loss}, "history": history}),
-        )?;
-        say(
-            &epochs_bar,
-            format!(
-                "epoch {e:>3}/{}  train loss {train_loss:.4}  train acc {:.2}%  test acc {:.2}%  \
-             {:.0} img/s",
-                t.epochs,
-                100.0 * train_acc,
-                100.0 * test.accuracy,
-                nb * bs as f64 / secs
-            ),
-        );
-        epochs_bar.inc(1);
-        last_test = Some(test);
-    }
-    epochs_bar.finish_and_clear();
-    let test = match last_test {
-        Some(t) => t,
-        None => evaluate(&net, &test_ds, &norm, cfg.eval.batch_size)?,
-    };
-    let final_model = run.path.join("model.safetensors");
-    save_varstore(&net.vs, &final_model)?;
-    let results = json!({
-        "command": "train",
-        "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
-        "seed": cfg.seed,
-        "git_commit": git_commit(),
-        "device": device_info(device),
-        "arch": net.arch,
-        "parameters": net.vs.trainable_variables().iter().map(|t| t.numel()).sum::<usize>(),
-        "metrics": {"test_accuracy": test.accuracy, "test_loss": test.loss},
-        "history": history,
-        "model": final_model.display().to_string(),
-        "model_sha256": checkpoint::sha256_file(&final_model)?,
-        "wall_seconds": wall.elapsed().as_secs_f64(),
-        "train_seconds_this_process": train_seconds,
-        "train_images_per_second": if train_seconds > 0.0 { train_images as f64 / train_seconds } else { 0.0 },
-    });
-    run.write_results(&results)?;
-    run.tb.flush()?;
-    println!(
-        "test accuracy: {:.2}% ({} images); run folder {}",
-        100.0 * test.accuracy,
-        test.images,
-        run.path.display()
-    );
-    Ok(results)
+    let mut task = ClassifyTask { cfg: cfg.clone(), train, test, norm };
+    crate::engine::train::train(&mut task, device, config_path, run_dir, resume)
 }
 
 /// Evaluates a checkpoint on the test split and writes a run folder.
@@ -486,4 +259,100 @@ fn analog_eval(
         run.path.display()
     );
     Ok(results)
+}
+
+/// Classification as a task harness: cross-entropy on augmented batches, top-1 accuracy.
+pub struct ClassifyTask {
+    pub cfg: Config,
+    pub train: Dataset,
+    pub test: Dataset,
+    pub norm: Normalizer,
+}
+
+impl Task for ClassifyTask {
+    fn task(&self) -> &'static str {
+        "classify"
+    }
+
+    fn metric_name(&self) -> &'static str {
+        "top-1 accuracy (%)"
+    }
+
+    fn load_network(&self, cfg: &Config, checkpoint: &Path, device: Device) -> Result<Network> {
+        load_classifier(cfg, checkpoint, device)
+    }
+
+    fn train_len(&self) -> i64 {
+        self.train.len()
+    }
+
+    fn batch_loss(&self, net: &Network, idx: &Tensor) -> Tensor {
+        let (x, y) = train_batch(&self.train, idx, &self.cfg, &self.norm);
+        net.forward_t(&x, true).cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0)
+    }
+
+    fn evaluate(&self, net: &Network) -> Result<f64> {
+        Ok(evaluate(net, &self.test, &self.norm, self.cfg.eval.batch_size)?.accuracy)
+    }
+
+    fn eval_len(&self) -> i64 {
+        self.test.len()
+    }
+
+    fn train_setup(&self) -> TrainSetup<'_> {
+        let c = &self.cfg;
+        TrainSetup {
+            train: &c.train,
+            seed: c.seed,
+            place: RunPlace { out_dir: &c.out_dir, task: "classify", name: &c.run_name },
+            config_yaml: c.to_yaml(),
+        }
+    }
+
+    fn build_network(&self, device: Device) -> Result<Network> {
+        Ok(build_classifier(&self.cfg.model, device))
+    }
+
+    /// Cross-entropy with the configured label smoothing (fine-tuning uses none), and the
+    /// count of correct labels for the training accuracy.
+    fn train_loss(&self, net: &Network, idx: &Tensor) -> Loss {
+        let (x, y) = train_batch(&self.train, idx, &self.cfg, &self.norm);
+        let logits = net.forward_t(&x, true);
+        let smoothing = self.cfg.train.label_smoothing;
+        let total = logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, smoothing);
+        let correct = tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Float));
+        Loss { total, parts: vec![("accuracy", correct, PerEpoch::PerImage)] }
+    }
+
+    fn metrics(&self, net: &Network, _log: Option<(&mut Tb, usize)>) -> Result<Metrics> {
+        let r = evaluate(net, &self.test, &self.norm, self.cfg.eval.batch_size)?;
+        Ok(Metrics {
+            primary: r.accuracy,
+            scalars: vec![("accuracy", r.accuracy), ("loss", r.loss)],
+            json: json!({"test_accuracy": r.accuracy, "test_loss": r.loss, "test_images": r.images}),
+            summary: format!("test accuracy {:.2}% ({} images)", 100.0 * r.accuracy, r.images),
+        })
+    }
+
+    fn describe_training(&self) -> String {
+        format!("{} images ({} test)", self.train.len(), self.test.len())
+    }
+}
+
+/// The classification harness of a config for the comparison grid (test set cut to
+/// `compare.eval_limit`).
+pub fn classify_harness(cfg: &Config, device: Device) -> Result<Box<dyn Task>> {
+    let train = data::load_split(&cfg.data, true)?;
+    let mut test = data::load_split(&cfg.data, false)?;
+    data::check_same_image_size(&train, &test, &cfg.data.root)?;
+    data::check_against_model(&test, cfg.model.in_channels, cfg.model.num_classes)?;
+    if cfg.compare.eval_limit > 0 {
+        test = test.limit(cfg.compare.eval_limit);
+    }
+    Ok(Box::new(ClassifyTask {
+        cfg: cfg.clone(),
+        train: train.to_device(device),
+        test: test.to_device(device),
+        norm: Normalizer::new(&cfg.data, device),
+    }))
 }

@@ -1,6 +1,6 @@
 //! Object detection on Fashion-MNIST scenes with the anchor-free detector of `nets::yolo`:
 //! target assignment, loss, decoding, class-wise NMS, mAP evaluation, the training command
-//! (checkpoints with resume, TensorBoard, results.json) and the `TaskHarness` through which
+//! (checkpoints with resume, TensorBoard, results.json) and the `Task` through which
 //! quantization, fine-tuning and the comparison grid reach detection.
 //!
 //! - Assignment (FCOS, Tian et al. ICCV 2019, sec. 3.2 and its centre sampling): a cell is
@@ -21,20 +21,20 @@
 //! - Data: generated scenes by default; `data.dataset: voc | yolo | coco` reads a dataset on
 //!   disk instead (`detect_own`: letterboxed RGB cache, flip + zoom augmentation). The scene
 //!   path computes exactly what it computed before own datasets existed.
-use super::classify::{epoch_seed, learning_rate, log_weight_histograms, say};
 use super::detect_metrics::{coco_map, voc_map, Detection, GroundTruth};
-use super::detect_own::{self, OwnData, TrainSource};
-use super::harness::TaskHarness;
-use crate::checkpoint::{self, load_strict, save_varstore};
-use crate::checkpoint_set::CheckpointSet;
+use super::detect_own::{self, OwnData};
+use crate::checkpoint::{self, load_strict};
 use crate::config::{
     AnalogConfig, CompareConfig, Config, DataConfig, DeviceChoice, FinetuneConfig, QuantConfig,
-    Task, TrainConfig, TrainNoiseConfig,
+    Task as TaskKind, TrainConfig, TrainNoiseConfig,
 };
 use crate::data::detection_sets::DetDataset;
 use crate::data::rgb::InputNorm;
 use crate::data::scenes::{generate, SceneBox, SceneConfig, SceneSet};
 use crate::data::{self, Dataset};
+use crate::engine::schedule::epoch_seed;
+use crate::engine::task::Task;
+use crate::engine::task::{Loss, Metrics, PerEpoch, TrainSetup};
 use crate::error::{invalid, Result};
 use crate::glance::picture::{
     dashed_outline, legend, outline, stack, text_size, Picture, Swatch, CLASS_COLOURS,
@@ -42,9 +42,7 @@ use crate::glance::picture::{
 use crate::nets::yolo::{build_detector, YoloConfig};
 use crate::nets::Network;
 use crate::run::{device_info, git_commit, setup_device, RunDir, RunPlace};
-use crate::sgd::Sgd;
 use crate::tb::Tb;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -392,7 +390,7 @@ impl DetectConfig {
             threads: self.threads,
             out_dir: self.out_dir.clone(),
             run_name: self.run_name.clone(),
-            task: Task::Detect,
+            task: TaskKind::Detect,
             quant: self.quant.clone(),
             finetune: self.finetune.clone(),
             analog: self.analog.clone(),
@@ -1031,6 +1029,11 @@ pub struct DetectHarness {
     /// The dataset on disk (None: scenes) and its class names.
     pub own: Option<OwnData>,
     pub names: Vec<String>,
+    /// Scenes: the Fashion-MNIST training items, the epoch whose pool is loaded, and the
+    /// seconds spent composing pools (the training run's record).
+    train_items: Option<Dataset>,
+    pool_epoch: usize,
+    scene_seconds: f64,
 }
 
 impl DetectHarness {
@@ -1050,12 +1053,19 @@ impl DetectHarness {
                 names: test.classes,
                 own: Some(own),
                 cfg: cfg.clone(),
+                train_items: None,
+                pool_epoch: 0,
+                scene_seconds: 0.0,
             });
         }
         let (train_items, test_items) = load_items(cfg)?;
+        let start = Instant::now();
         let train = train_pool(cfg, &train_items, 0);
         let test = test_scenes(cfg, &test_items);
-        Ok(Self::from_scenes(cfg, &train, test, device))
+        let mut h = Self::from_scenes(cfg, &train, test, device);
+        h.scene_seconds = start.elapsed().as_secs_f64();
+        h.train_items = Some(train_items);
+        Ok(h)
     }
 
     /// From given scene sets (tests, or callers composing their own).
@@ -1080,6 +1090,9 @@ impl DetectHarness {
             own: None,
             names: FMNIST_CLASSES.iter().map(|s| s.to_string()).collect(),
             cfg: cfg.clone(),
+            train_items: None,
+            pool_epoch: 0,
+            scene_seconds: 0.0,
         }
     }
 
@@ -1103,7 +1116,7 @@ impl DetectHarness {
     }
 }
 
-impl TaskHarness for DetectHarness {
+impl Task for DetectHarness {
     fn task(&self) -> &'static str {
         "detect"
     }
@@ -1156,6 +1169,94 @@ impl TaskHarness for DetectHarness {
             Err(_) => Vec::new(),
         }
     }
+    fn train_setup(&self) -> TrainSetup<'_> {
+        let c = &self.cfg;
+        TrainSetup {
+            train: &c.train,
+            seed: c.seed,
+            place: RunPlace { out_dir: &c.out_dir, task: "detect", name: &c.run_name },
+            config_yaml: c.to_yaml(),
+        }
+    }
+
+    fn build_network(&self, device: Device) -> Result<Network> {
+        Ok(build_detector(&self.cfg.model, device))
+    }
+
+    /// Scenes: the pool of `epoch` (a fresh one every `data.regenerate_every` epochs); a
+    /// dataset on disk is one fixed pool.
+    fn begin_epoch(&mut self, epoch: usize) {
+        let Some(items) = &self.train_items else { return };
+        let every = self.cfg.data.regenerate_every;
+        let pool_epoch = if every == 0 { 0 } else { epoch - epoch % every };
+        if pool_epoch == self.pool_epoch {
+            return;
+        }
+        let start = Instant::now();
+        let set = train_pool(&self.cfg, items, epoch);
+        let device = self.train_images.device();
+        self.train_images = set.images.to_device(device);
+        self.train_targets = set.boxes_tensor(self.cfg.data.scenes.max_items).to_device(device);
+        self.pool_epoch = pool_epoch;
+        self.scene_seconds += start.elapsed().as_secs_f64();
+    }
+
+    /// The detection loss with its box, objectness and class terms and the positives.
+    fn train_loss(&self, net: &Network, idx: &Tensor) -> Loss {
+        let (x, gt) = detect_own::batch(
+            self.own.as_ref(),
+            &self.train_images.index_select(0, idx),
+            &self.train_targets.index_select(0, idx),
+        );
+        let targets = assign(&gt, &self.grid, &self.cfg.loss);
+        let raw = net.forward_t(&x, true);
+        let p = detection_loss(&raw, &targets, &self.grid, &self.cfg.loss);
+        let parts = vec![
+            ("loss_box", p.boxes, PerEpoch::BatchMean),
+            ("loss_obj", p.objectness, PerEpoch::BatchMean),
+            ("loss_cls", p.classes, PerEpoch::BatchMean),
+            ("positives_per_image", p.positives, PerEpoch::PerImage),
+        ];
+        Loss { total: p.total, parts }
+    }
+
+    fn metrics(&self, net: &Network, log: Option<(&mut Tb, usize)>) -> Result<Metrics> {
+        let (imgs, gts) = (&self.test.images, &self.test_gts);
+        let (r, dets) = evaluate(net, &self.grid, imgs, gts, &self.cfg.eval, &self.norm())?;
+        if let Some((tb, step)) = log {
+            log_detections(tb, &self.test, &dets, &self.cfg.eval, ("test", &self.names), step);
+        }
+        Ok(Metrics {
+            primary: r.map50,
+            scalars: vec![
+                ("map50", r.map50),
+                ("coco_map", r.coco_map),
+                ("coco_map50", r.coco_map50),
+                ("coco_map75", r.coco_map75),
+            ],
+            json: metrics_json(&r, &self.names),
+            summary: format!(
+                "test mAP@0.5 {:.2}%  COCO mAP {:.2}% ({} scenes)",
+                100.0 * r.map50,
+                100.0 * r.coco_map,
+                r.images
+            ),
+        })
+    }
+
+    fn describe_training(&self) -> String {
+        let what = if self.own.is_some() { "images" } else { "scenes per pool" };
+        format!("{} {what} ({} test)", self.train_len(), self.test.len())
+    }
+
+    fn train_record(&self) -> Value {
+        let mut r = json!({"scene_generation_seconds_this_process": self.scene_seconds});
+        if self.own.is_some() {
+            r["classes"] = json!(self.names);
+            r["train_images"] = json!(self.train_len());
+        }
+        r
+    }
 }
 
 /// `gqcim detect-compare`: the `compare` grid (fp32 against each quantizer and level count,
@@ -1201,17 +1302,6 @@ pub fn quantize(
 // Commands
 // ---------------------------------------------------------------------------------------
 
-fn progress(len: u64, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb.set_prefix(what.to_string());
-    pb
-}
-
 /// Creates (or re-opens) `<out_dir>/detect/<run>/` and saves the resolved config.
 pub fn create_run_dir(
     cfg: &DetectConfig,
@@ -1242,7 +1332,7 @@ fn log_eval(tb: &mut Tb, r: &DetEval, step: usize) {
     tb.scalar("test/coco_map75", r.coco_map75, step);
 }
 
-/// Trains the detector from scratch (or resumes a run folder), evaluating every epoch.
+/// Trains the detector from scratch (or resumes a run folder) through the engine's loop.
 pub fn train(
     cfg: &DetectConfig,
     config_path: &Path,
@@ -1251,237 +1341,8 @@ pub fn train(
 ) -> Result<Value> {
     cfg.validate()?;
     let device = setup_device(&cfg.base_config())?;
-    let own = OwnData::of(cfg);
-    let (train_src, test, test_gts, names) = match &own {
-        None => {
-            let (train_items, test_items) = load_items(cfg)?;
-            let test = test_scenes(cfg, &test_items);
-            let gts = ground_truth(&test.boxes);
-            (TrainSource::Scenes(train_items), test, gts, fmnist_names())
-        }
-        Some(o) => {
-            let (tr, te) = (o.load_split(cfg, &o.train_split)?, o.load_split(cfg, &o.test_split)?);
-            let targets = detect_own::targets(&tr);
-            let src = TrainSource::Fixed(tr.images, targets);
-            (
-                src,
-                detect_own::scene_set(&te, Device::Cpu),
-                detect_own::ground_truth(&te),
-                te.classes,
-            )
-        }
-    };
-    let norm = detect_own::input_norm(own.as_ref());
-    let test_images = test.images.to_device(device);
-    let canvas = own.as_ref().map_or(cfg.data.scenes.canvas, |o| o.size);
-    let grid = Grid::new(&cfg.model, &cfg.loss, canvas, canvas, device);
-    tch::manual_seed(cfg.seed as i64);
-    let mut net = build_detector(&cfg.model, device);
-    let mut params: Vec<(String, Tensor)> =
-        net.vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-    params.sort_by(|a, b| a.0.cmp(&b.0));
-    let t = &cfg.train;
-    let mut opt = Sgd::new(params, t.momentum, t.nesterov, t.weight_decay);
-    let mut run = create_run_dir(cfg, "train", config_path, run_dir)?;
-    let ck = CheckpointSet::in_run(&run.path);
-    let config_hash = checkpoint::sha256_str(&cfg.to_yaml());
-
-    let mut start_epoch = 0;
-    let mut history: Vec<Value> = Vec::new();
-    if resume {
-        let r = ck.resume(&mut net.vs, &mut opt, &config_hash)?;
-        start_epoch = r.epoch;
-        history = r.history;
-        log::info!("resumed {} at epoch {start_epoch}", run.path.display());
-    }
-
-    let n_train = match &train_src {
-        TrainSource::Scenes(_) => cfg.data.scenes.train_scenes as i64,
-        TrainSource::Fixed(images, _) => images.size()[0],
-    };
-    let bs = t.batch_size.min(n_train);
-    let steps_per_epoch = (n_train / bs).max(1) as usize;
-    let total_steps = steps_per_epoch * t.epochs;
-    let warmup_steps = (t.warmup_epochs * steps_per_epoch as f64).round() as usize;
-    let what = if own.is_some() { "images" } else { "scenes per pool" };
-    log::info!(
-        "training {} on {n_train} {what} ({} test), {} epochs x {steps_per_epoch} steps, device \
-         {device:?}",
-        net.arch,
-        test.len(),
-        t.epochs
-    );
-    let wall = Instant::now();
-    let (mut train_seconds, mut train_images, mut scene_seconds) = (0f64, 0i64, 0f64);
-    let epochs_bar = progress(t.epochs as u64, "epochs");
-    epochs_bar.set_position(start_epoch as u64);
-    let mut pool: Option<(usize, Tensor, Tensor)> = None;
-    let mut last = None;
-    for epoch in start_epoch..t.epochs {
-        let every = cfg.data.regenerate_every;
-        // A dataset on disk is one fixed pool.
-        let fixed = own.is_some();
-        let pool_epoch = if every == 0 || fixed { 0 } else { epoch - epoch % every };
-        if pool.as_ref().map(|p| p.0) != Some(pool_epoch) {
-            match &train_src {
-                TrainSource::Scenes(train_items) => {
-                    let s0 = Instant::now();
-                    let set = train_pool(cfg, train_items, epoch);
-                    scene_seconds += s0.elapsed().as_secs_f64();
-                    let targets = set.boxes_tensor(cfg.data.scenes.max_items).to_device(device);
-                    pool = Some((pool_epoch, set.images.to_device(device), targets));
-                }
-                TrainSource::Fixed(images, targets) => {
-                    pool = Some((0, images.to_device(device), targets.to_device(device)));
-                }
-            }
-        }
-        let (_, images, targets) = pool.as_ref().expect("pool set above");
-        tch::manual_seed(epoch_seed(cfg.seed, epoch));
-        let batches = data::epoch_batches(n_train, bs, device);
-        let bar = progress(batches.len() as u64, &format!("epoch {}", epoch + 1));
-        let epoch_start = Instant::now();
-        let zero = || Tensor::zeros([], (Kind::Float, device));
-        let (mut loss_acc, mut box_acc, mut obj_acc, mut cls_acc) =
-            (zero(), zero(), zero(), zero());
-        let mut pos_acc = Tensor::zeros([], (Kind::Int64, device));
-        for (i, idx) in batches.iter().enumerate() {
-            let step = epoch * steps_per_epoch + i;
-            let lr = learning_rate(t.lr, step, warmup_steps, total_steps);
-            let (x, gt) = detect_own::batch(
-                own.as_ref(),
-                &images.index_select(0, idx),
-                &targets.index_select(0, idx),
-            );
-            let tg = assign(&gt, &grid, &cfg.loss);
-            let raw = net.forward_t(&x, true);
-            let parts = detection_loss(&raw, &tg, &grid, &cfg.loss);
-            opt.zero_grad();
-            parts.total.backward();
-            opt.step(lr);
-            tch::no_grad(|| {
-                loss_acc += parts.total.detach();
-                box_acc += &parts.boxes;
-                obj_acc += &parts.objectness;
-                cls_acc += &parts.classes;
-                pos_acc += &parts.positives;
-            });
-            if (i + 1) % t.nan_check_every == 0 || i + 1 == batches.len() {
-                let s = loss_acc.double_value(&[]);
-                if !s.is_finite() {
-                    bar.abandon();
-                    return Err(invalid(
-                        "train",
-                        format!(
-                            "loss became {s} at epoch {} step {} (lr {lr:.4}); stopped, the last \
-                             good checkpoint is kept at {} — lower train.lr",
-                            epoch + 1,
-                            i + 1,
-                            if ck.model.is_file() {
-                                ck.model.display().to_string()
-                            } else {
-                                "<none yet>".into()
-                            }
-                        ),
-                    ));
-                }
-                bar.set_message(format!("loss {:.4} lr {lr:.4}", s / (i + 1) as f64));
-                run.tb.scalar("train/loss_step", s / (i + 1) as f64, step + 1);
-            }
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-        if device.is_cuda() {
-            tch::Cuda::synchronize(0);
-        }
-        let secs = epoch_start.elapsed().as_secs_f64();
-        let nb = batches.len() as f64;
-        train_seconds += secs;
-        train_images += batches.len() as i64 * bs;
-        let mean = |t: &Tensor| t.double_value(&[]) / nb;
-        let (train_loss, lb, lo, lc) =
-            (mean(&loss_acc), mean(&box_acc), mean(&obj_acc), mean(&cls_acc));
-        let positives = pos_acc.int64_value(&[]) as f64 / (nb * bs as f64);
-        let (test_res, dets) = evaluate(&net, &grid, &test_images, &test_gts, &cfg.eval, &norm)?;
-        let e = epoch + 1;
-        let lr_now =
-            learning_rate(t.lr, (e * steps_per_epoch).saturating_sub(1), warmup_steps, total_steps);
-        run.tb.scalar("train/loss", train_loss, e);
-        run.tb.scalar("train/loss_box", lb, e);
-        run.tb.scalar("train/loss_obj", lo, e);
-        run.tb.scalar("train/loss_cls", lc, e);
-        run.tb.scalar("train/positives_per_image", positives, e);
-        run.tb.scalar("train/lr", lr_now, e);
-        run.tb.scalar("train/images_per_second", nb * bs as f64 / secs, e);
-        log_eval(&mut run.tb, &test_res, e);
-        log_detections(&mut run.tb, &test, &dets, &cfg.eval, ("test", &names), e);
-        if t.histogram_every > 0 && e % t.histogram_every == 0 {
-            log_weight_histograms(&mut run, &net, e);
-        }
-        run.tb.flush()?;
-        history.push(json!({"epoch": e, "train_loss": train_loss, "loss_box": lb, "loss_obj": lo,
-            "loss_cls": lc, "map50": test_res.map50, "coco_map": test_res.coco_map,
-            "seconds": secs, "eval_seconds": test_res.seconds}));
-        ck.save(
-            &net.vs,
-            &opt,
-            e,
-            json!({"config_sha256": config_hash, "seed": cfg.seed, "arch": net.arch,
-                   "metrics": metrics_json(&test_res, &names), "history": history}),
-        )?;
-        say(
-            &epochs_bar,
-            format!(
-                "epoch {e:>3}/{}  loss {train_loss:.4} (box {lb:.3} obj {lo:.3} cls {lc:.3})  \
-                 mAP@0.5 {:.2}%  COCO mAP {:.2}%  {:.0} img/s",
-                t.epochs,
-                100.0 * test_res.map50,
-                100.0 * test_res.coco_map,
-                nb * bs as f64 / secs
-            ),
-        );
-        epochs_bar.inc(1);
-        last = Some(test_res);
-    }
-    epochs_bar.finish_and_clear();
-    let test_res = match last {
-        Some(r) => r,
-        None => evaluate(&net, &grid, &test_images, &test_gts, &cfg.eval, &norm)?.0,
-    };
-    let final_model = run.path.join("model.safetensors");
-    save_varstore(&net.vs, &final_model)?;
-    let mut results = json!({
-        "command": "detect train",
-        "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
-        "seed": cfg.seed,
-        "git_commit": git_commit(),
-        "device": device_info(device),
-        "arch": net.arch,
-        "parameters": net.vs.trainable_variables().iter().map(|t| t.numel()).sum::<usize>(),
-        "hooked_layers": net.layers.layers().len(),
-        "metrics": metrics_json(&test_res, &names),
-        "history": history,
-        "model": final_model.display().to_string(),
-        "model_sha256": checkpoint::sha256_file(&final_model)?,
-        "wall_seconds": wall.elapsed().as_secs_f64(),
-        "train_seconds_this_process": train_seconds,
-        "scene_generation_seconds_this_process": scene_seconds,
-        "train_images_per_second": if train_seconds > 0.0 { train_images as f64 / train_seconds } else { 0.0 },
-    });
-    if own.is_some() {
-        results["classes"] = json!(names);
-        results["train_images"] = json!(n_train);
-    }
-    run.write_results(&results)?;
-    run.tb.flush()?;
-    println!(
-        "test mAP@0.5 {:.2}%, COCO mAP@[.5:.95] {:.2}% ({} scenes); run folder {}",
-        100.0 * test_res.map50,
-        100.0 * test_res.coco_map,
-        test_res.images,
-        run.path.display()
-    );
-    Ok(results)
+    let mut task = DetectHarness::new(cfg, device)?;
+    crate::engine::train::train(&mut task, device, config_path, run_dir, resume)
 }
 
 /// Evaluates a detector checkpoint on the test scenes and writes a run folder.

@@ -4,7 +4,6 @@ pub mod classify;
 pub mod detect;
 pub mod detect_metrics;
 pub mod detect_own;
-pub mod harness;
 pub mod quantize;
 pub mod quantize_any;
 pub mod seg_metrics;
@@ -12,15 +11,15 @@ pub mod seg_score;
 pub mod segment;
 
 use crate::config::Config;
+use crate::engine::task::Task;
 use crate::error::{invalid, Result};
-use harness::TaskHarness;
 
 /// What a grid cell needs to run a unit of a planned grid: the deployment config (the
 /// classification-shaped view every task provides), the task's harness with its test set
 /// cut to `compare.eval_limit`, and the device.
 pub struct GridSetup {
     pub cfg: Config,
-    pub harness: Box<dyn TaskHarness>,
+    pub harness: Box<dyn Task>,
     pub device: tch::Device,
 }
 
@@ -55,7 +54,7 @@ pub fn grid_setup(task: &str, config_yaml: &str, origin: &str) -> Result<GridSet
         "classify" => {
             let cfg = Config::from_yaml_str(config_yaml, origin, &[])?;
             let device = crate::run::setup_device(&cfg)?;
-            let harness = quantize::classify_harness(&cfg, device)?;
+            let harness = classify::classify_harness(&cfg, device)?;
             Ok(GridSetup { cfg, harness, device })
         }
         "detect" => {

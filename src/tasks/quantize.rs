@@ -1,10 +1,11 @@
 //! Post-training quantization (`gqcim quantize`) and straight-through fine-tuning
 //! (`gqcim finetune`) of a trained classifier, each writing a run folder.
-use super::classify::{epoch_seed, evaluate, learning_rate, train_batch, EvalResult};
-use super::harness::TaskHarness;
+use super::classify::{evaluate, ClassifyTask, EvalResult};
 use crate::checkpoint::{self, load_strict, save_varstore};
 use crate::config::{Config, QuantMethod};
-use crate::data::{self, Dataset, Normalizer};
+use crate::data::{self, Normalizer};
+use crate::engine::schedule::{epoch_seed, learning_rate};
+use crate::engine::task::Task;
 use crate::error::Result;
 use crate::nets::layers::BN_MOMENTUM;
 use crate::nets::{build_classifier, Network};
@@ -15,7 +16,7 @@ use crate::sgd::Sgd;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
-use tch::{Device, Reduction, Tensor};
+use tch::{Device, Tensor};
 
 /// What a fine-tuning run measured.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -68,7 +69,7 @@ pub fn refit_schedule(cfg: &Config, method: QuantMethod, total: usize) -> Result
 /// `on_epoch(epoch, mean loss, per-step losses)` runs after every epoch.
 pub fn finetune_loop(
     net: &Network,
-    task: &dyn TaskHarness,
+    task: &dyn Task,
     cfg: &Config,
     dep: &QuantDeployment,
     mut on_epoch: impl FnMut(usize, f64, &[f64]),
@@ -182,7 +183,7 @@ pub fn finetune_loop(
 /// Returns the number of samples used.
 pub fn recalibrate_bn(
     net: &Network,
-    task: &dyn TaskHarness,
+    task: &dyn Task,
     images: usize,
     batch_size: i64,
     seed: u64,
@@ -293,7 +294,7 @@ pub fn quantize_command(
     }
     let folded = if cfg.quant.fold_bn { fold_batchnorm(&net)? } else { Vec::new() };
     let dep = apply_quantization(&net, &cfg.quant, &cfg.analog)?;
-    let task = train_ds.map(|train_ds| ClassifyHarness {
+    let task = train_ds.map(|train_ds| ClassifyTask {
         cfg: cfg.clone(),
         train: train_ds.to_device(device),
         test: test_ds.shallow_clone(),
@@ -397,61 +398,4 @@ pub fn export_network(cfg: &Config, net: crate::nets::Network, out: &Path) -> Re
         out.display()
     );
     Ok(index)
-}
-
-/// Classification as a task harness: cross-entropy on augmented batches, top-1 accuracy.
-pub struct ClassifyHarness {
-    pub cfg: Config,
-    pub train: Dataset,
-    pub test: Dataset,
-    pub norm: Normalizer,
-}
-
-impl TaskHarness for ClassifyHarness {
-    fn task(&self) -> &'static str {
-        "classify"
-    }
-
-    fn metric_name(&self) -> &'static str {
-        "top-1 accuracy (%)"
-    }
-
-    fn load_network(&self, cfg: &Config, checkpoint: &Path, device: Device) -> Result<Network> {
-        load_classifier(cfg, checkpoint, device)
-    }
-
-    fn train_len(&self) -> i64 {
-        self.train.len()
-    }
-
-    fn batch_loss(&self, net: &Network, idx: &Tensor) -> Tensor {
-        let (x, y) = train_batch(&self.train, idx, &self.cfg, &self.norm);
-        net.forward_t(&x, true).cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0)
-    }
-
-    fn evaluate(&self, net: &Network) -> Result<f64> {
-        Ok(evaluate(net, &self.test, &self.norm, self.cfg.eval.batch_size)?.accuracy)
-    }
-
-    fn eval_len(&self) -> i64 {
-        self.test.len()
-    }
-}
-
-/// The classification harness of a config for the comparison grid (test set cut to
-/// `compare.eval_limit`).
-pub fn classify_harness(cfg: &Config, device: Device) -> Result<Box<dyn TaskHarness>> {
-    let train = data::load_split(&cfg.data, true)?;
-    let mut test = data::load_split(&cfg.data, false)?;
-    data::check_same_image_size(&train, &test, &cfg.data.root)?;
-    data::check_against_model(&test, cfg.model.in_channels, cfg.model.num_classes)?;
-    if cfg.compare.eval_limit > 0 {
-        test = test.limit(cfg.compare.eval_limit);
-    }
-    Ok(Box::new(ClassifyHarness {
-        cfg: cfg.clone(),
-        train: train.to_device(device),
-        test: test.to_device(device),
-        norm: Normalizer::new(&cfg.data, device),
-    }))
 }

@@ -3,10 +3,10 @@
 //! harness: the steps of a grid unit (quantize, BatchNorm re-estimation for post-training,
 //! the shared fine-tuning loop) on one method and level count, scored with the task's own
 //! metric on its whole test set. Classification keeps `gqcim quantize|finetune`.
-use super::harness::TaskHarness;
 use super::quantize::{finetune_loop, recalibrate_bn};
 use crate::checkpoint::{save_varstore, sha256_file};
 use crate::config::Config;
+use crate::engine::task::Task;
 use crate::error::Result;
 use crate::quant::deploy::apply_quantization;
 use crate::run::{device_info, git_commit, RunDir};
@@ -18,7 +18,7 @@ use std::time::Instant;
 /// analog sections), its harness, and its own resolved config for the record.
 pub struct TaskQuantize<'a> {
     pub cfg: &'a Config,
-    pub harness: &'a dyn TaskHarness,
+    pub harness: &'a dyn Task,
     pub device: tch::Device,
     /// The task's own resolved config (results.json records it, not the deployment view).
     pub task_config: Value,
@@ -28,7 +28,7 @@ pub struct TaskQuantize<'a> {
 /// results.json instead of the deployment view.
 pub fn run(
     cfg: &Config,
-    harness: &dyn TaskHarness,
+    harness: &dyn Task,
     device: tch::Device,
     task_yaml: &str,
     checkpoint: &Path,

@@ -16,14 +16,11 @@
 //!
 //! `SegmentHarness` plugs the task into straight-through fine-tuning and the comparison grid
 //! (`tasks::harness`): the metric is mIoU as a fraction.
-use super::classify::{epoch_seed, learning_rate, log_weight_histograms, say};
-use super::harness::TaskHarness;
 use super::seg_metrics::{seg_loss, ConfusionMatrix};
-use crate::checkpoint::{self, load_strict, save_varstore};
-use crate::checkpoint_set::CheckpointSet;
+use crate::checkpoint::{self, load_strict};
 use crate::config::{
     AnalogConfig, CompareConfig, Config, DataConfig, DeviceChoice, FinetuneConfig, QuantConfig,
-    Task, TrainConfig, TrainNoiseConfig,
+    Task as TaskKind, TrainConfig, TrainNoiseConfig,
 };
 use crate::data::jitter::Jitter;
 use crate::data::rgb::InputNorm;
@@ -31,6 +28,10 @@ use crate::data::scenes::{generate, SceneConfig, SceneSet};
 use crate::data::seg_sets::{class_names, load_seg_split, SegDataset, SegSplitData};
 use crate::data::voc_seg::IGNORE_INDEX;
 use crate::data::{self, Dataset};
+use crate::engine::schedule::epoch_seed;
+use crate::engine::task::Task;
+use crate::engine::task::{Metrics, TrainSetup};
+use crate::engine::train::log_weight_histograms;
 use crate::error::{invalid, Result};
 use crate::glance::picture::{
     captioned, grid, legend, outline, stack, Picture, Swatch, CLASS_COLOURS,
@@ -38,9 +39,7 @@ use crate::glance::picture::{
 use crate::nets::deeplab::build_deeplab;
 use crate::nets::Network;
 use crate::run::{device_info, git_commit, setup_device, RunDir, RunPlace};
-use crate::sgd::Sgd;
 use crate::tb::Tb;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -356,7 +355,7 @@ impl SegmentConfig {
             threads: self.threads,
             out_dir: self.out_dir.clone(),
             run_name: self.run_name.clone(),
-            task: Task::Segment,
+            task: TaskKind::Segment,
             quant: self.quant.clone(),
             finetune: self.finetune.clone(),
             analog: self.analog.clone(),
@@ -850,6 +849,11 @@ pub fn log_samples(
 fn log_eval(tb: &mut Tb, res: &SegEval, step: usize) {
     tb.scalar("test/miou", res.miou, step);
     tb.scalar("test/pixel_accuracy", res.pixel_acc, step);
+    log_class_iou(tb, res, step);
+}
+
+/// Per-class IoU curves (`test/iou/<class>`); the engine logs mIoU and pixel accuracy.
+fn log_class_iou(tb: &mut Tb, res: &SegEval, step: usize) {
     for (c, iou) in res.per_class.iter().enumerate() {
         if let (Some(v), Some(name)) = (iou, res.names.get(c)) {
             tb.scalar(&format!("test/iou/{}", name.replace('/', "-")), *v, step);
@@ -857,218 +861,24 @@ fn log_eval(tb: &mut Tb, res: &SegEval, step: usize) {
     }
 }
 
-fn progress(len: u64, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb.set_prefix(what.to_string());
-    pb
-}
-
 fn eval_json(res: &SegEval) -> Value {
     json!({"test_miou": res.miou, "test_pixel_accuracy": res.pixel_acc,
            "test_images": res.images, "per_class_iou": res.per_class_json()})
 }
 
-/// Trains DeepLab on the scenes (or resumes a run folder), evaluating every epoch.
+/// Trains DeepLab (or resumes a run folder) through the engine's loop.
 pub fn train(
     cfg: &SegmentConfig,
     config_path: &Path,
     run_dir: Option<&Path>,
     resume: bool,
 ) -> Result<Value> {
-    let wall = Instant::now();
     let device = setup(cfg)?;
-    let gen_start = Instant::now();
-    let mut data = SegmentData::load(cfg, device)?;
-    let compose_seconds = gen_start.elapsed().as_secs_f64();
-    let mut net = build_network(cfg, device)?;
-    let params: Vec<(String, Tensor)> = {
-        let mut v: Vec<(String, Tensor)> =
-            net.vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    };
-    let t = &cfg.train;
-    let mut opt = Sgd::new(params, t.momentum, t.nesterov, t.weight_decay);
-    let mut run = create_run_dir(cfg, "train", config_path, run_dir)?;
-    let ck = CheckpointSet::in_run(&run.path);
-    let config_hash = checkpoint::sha256_str(&cfg.to_yaml());
-    let eval_bs = cfg.eval.batch_size;
-
-    let mut start_epoch = 0;
-    let mut history: Vec<Value> = Vec::new();
-    let mut initial: Option<SegEval> = None;
-    if resume {
-        let r = ck.resume(&mut net.vs, &mut opt, &config_hash)?;
-        start_epoch = r.epoch;
-        history = r.history;
-        log::info!("resumed {} at epoch {start_epoch}", run.path.display());
-    } else {
-        // The untrained network's score: the floor that training must clear.
-        let res = evaluate(&net, &data, eval_bs)?;
-        log_eval(&mut run.tb, &res, 0);
-        initial = Some(res);
-    }
-
-    let n_train = data.train.len();
-    let bs = t.batch_size.min(n_train);
-    let steps_per_epoch = (n_train / bs).max(1) as usize;
-    let total_steps = steps_per_epoch * t.epochs;
-    let warmup_steps = (t.warmup_epochs * steps_per_epoch as f64).round() as usize;
-    log::info!(
-        "training {} on {} scenes of {}x{} per epoch ({} test), {} epochs x {} steps, device {:?}",
-        net.arch,
-        n_train,
-        data.train.images.size()[3],
-        data.train.images.size()[2],
-        data.test.len(),
-        t.epochs,
-        steps_per_epoch,
-        device
-    );
-    let (mut train_seconds, mut train_images) = (0f64, 0i64);
-    let epochs_bar = progress(t.epochs as u64, "epochs");
-    epochs_bar.set_position(start_epoch as u64);
-    let mut last_test = None;
-    for epoch in start_epoch..t.epochs {
-        if cfg.data.regenerate_train {
-            let g = Instant::now();
-            data.set_epoch(epoch);
-            if epoch > 0 {
-                log::debug!(
-                    "epoch {} pool composed in {:.1}s",
-                    epoch + 1,
-                    g.elapsed().as_secs_f64()
-                );
-            }
-        }
-        tch::manual_seed(epoch_seed(cfg.seed, epoch));
-        let batches = data::epoch_batches(n_train, bs, device);
-        let bar = progress(batches.len() as u64, &format!("epoch {}", epoch + 1));
-        let epoch_start = Instant::now();
-        let mut loss_acc = Tensor::zeros([], (Kind::Float, device));
-        for (i, idx) in batches.iter().enumerate() {
-            let step = epoch * steps_per_epoch + i;
-            let lr = learning_rate(t.lr, step, warmup_steps, total_steps);
-            let (x, y) = data.train_batch(idx);
-            let loss = seg_loss(&net.forward_t(&x, true), &y, IGNORE_INDEX);
-            opt.zero_grad();
-            loss.backward();
-            opt.step(lr);
-            tch::no_grad(|| loss_acc += loss.detach());
-            if (i + 1) % t.nan_check_every == 0 || i + 1 == batches.len() {
-                let s = loss_acc.double_value(&[]);
-                if !s.is_finite() {
-                    bar.abandon();
-                    let kept = if ck.model.is_file() {
-                        ck.model.display().to_string()
-                    } else {
-                        "<none yet>".into()
-                    };
-                    return Err(invalid(
-                        "train",
-                        format!(
-                            "loss became {s} at epoch {} step {} (lr {lr:.4}); stopped, the last \
-                             good checkpoint is kept at {kept} — lower train.lr or check the data",
-                            epoch + 1,
-                            i + 1
-                        ),
-                    ));
-                }
-                bar.set_message(format!("loss {:.4} lr {lr:.4}", s / (i + 1) as f64));
-                run.tb.scalar("train/loss_step", s / (i + 1) as f64, step + 1);
-            }
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-        if device.is_cuda() {
-            tch::Cuda::synchronize(0);
-        }
-        let secs = epoch_start.elapsed().as_secs_f64();
-        let nb = batches.len() as f64;
-        train_seconds += secs;
-        train_images += batches.len() as i64 * bs;
-        let train_loss = loss_acc.double_value(&[]) / nb;
-        let test = evaluate(&net, &data, eval_bs)?;
-        let e = epoch + 1;
-        let lr_now =
-            learning_rate(t.lr, (e * steps_per_epoch).saturating_sub(1), warmup_steps, total_steps);
-        run.tb.scalar("train/loss", train_loss, e);
-        run.tb.scalar("train/lr", lr_now, e);
-        run.tb.scalar("train/images_per_second", nb * bs as f64 / secs, e);
-        log_eval(&mut run.tb, &test, e);
-        if t.histogram_every > 0 && e % t.histogram_every == 0 {
-            log_weight_histograms(&mut run, &net, e);
-        }
-        log_samples(&mut run.tb, &net, &data, cfg.eval.sample_images, "test", e);
-        run.tb.flush()?;
-        history.push(json!({"epoch": e, "train_loss": train_loss, "test_miou": test.miou,
-            "test_pixel_accuracy": test.pixel_acc, "seconds": secs,
-            "seconds_per_step": secs / nb}));
-        ck.save(
-            &net.vs,
-            &opt,
-            e,
-            json!({"config_sha256": config_hash, "seed": cfg.seed, "arch": net.arch,
-                   "metrics": {"test_miou": test.miou, "test_pixel_accuracy": test.pixel_acc,
-                               "train_loss": train_loss}, "history": history}),
-        )?;
-        say(
-            &epochs_bar,
-            format!(
-                "epoch {e:>3}/{}  train loss {train_loss:.4}  test mIoU {:.2}%  pixel acc {:.2}%  \
-                 {:.1} img/s",
-                t.epochs,
-                100.0 * test.miou,
-                100.0 * test.pixel_acc,
-                nb * bs as f64 / secs
-            ),
-        );
-        epochs_bar.inc(1);
-        last_test = Some(test);
-    }
-    epochs_bar.finish_and_clear();
-    let test = match last_test {
-        Some(t) => t,
-        None => evaluate(&net, &data, eval_bs)?,
-    };
-    let final_model = run.path.join("model.safetensors");
-    save_varstore(&net.vs, &final_model)?;
-    let results = json!({
-        "command": "segment-train",
-        "task": "segment",
-        "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
-        "seed": cfg.seed,
-        "test_seed": cfg.data.test_seed,
-        "git_commit": git_commit(),
-        "device": device_info(device),
-        "arch": net.arch,
-        "parameters": net.vs.trainable_variables().iter().map(|t| t.numel()).sum::<usize>(),
-        "metrics": eval_json(&test),
-        "untrained": initial.as_ref().map(eval_json),
-        "class_names": data.names,
-        "history": history,
-        "model": final_model.display().to_string(),
-        "model_sha256": checkpoint::sha256_file(&final_model)?,
-        "wall_seconds": wall.elapsed().as_secs_f64(),
-        "scene_compose_seconds": compose_seconds,
-        "train_seconds_this_process": train_seconds,
-        "train_images_per_second": if train_seconds > 0.0 { train_images as f64 / train_seconds } else { 0.0 },
-    });
-    run.write_results(&results)?;
-    run.tb.flush()?;
-    println!(
-        "test mIoU: {:.2}%, pixel accuracy {:.2}% ({} scenes); run folder {}",
-        100.0 * test.miou,
-        100.0 * test.pixel_acc,
-        test.images,
-        run.path.display()
-    );
-    Ok(results)
+    let start = Instant::now();
+    let data = SegmentData::load(cfg, device)?;
+    let mut task = SegmentHarness::from_data(cfg, data);
+    task.compose_seconds = start.elapsed().as_secs_f64();
+    crate::engine::train::train(&mut task, device, config_path, run_dir, resume)
 }
 
 /// Evaluates a checkpoint on the test scenes and writes a run folder.
@@ -1136,21 +946,23 @@ pub fn eval(
 pub struct SegmentHarness {
     pub cfg: SegmentConfig,
     pub data: SegmentData,
+    /// Seconds spent composing the scenes when the task was set up (the run's record).
+    pub compose_seconds: f64,
 }
 
 impl SegmentHarness {
     /// Loads FMNIST and composes the scenes the config names.
     pub fn new(cfg: &SegmentConfig, device: Device) -> Result<SegmentHarness> {
-        Ok(SegmentHarness { cfg: cfg.clone(), data: SegmentData::load(cfg, device)? })
+        Ok(SegmentHarness::from_data(cfg, SegmentData::load(cfg, device)?))
     }
 
     /// A harness over scenes already composed (tests, other item sources).
     pub fn from_data(cfg: &SegmentConfig, data: SegmentData) -> SegmentHarness {
-        SegmentHarness { cfg: cfg.clone(), data }
+        SegmentHarness { cfg: cfg.clone(), data, compose_seconds: 0.0 }
     }
 }
 
-impl TaskHarness for SegmentHarness {
+impl Task for SegmentHarness {
     fn task(&self) -> &'static str {
         "segment"
     }
@@ -1188,6 +1000,61 @@ impl TaskHarness for SegmentHarness {
 
     fn sample_pictures(&self, net: &Network) -> Vec<Picture> {
         sample_predictions(net, &self.data, self.cfg.eval.sample_images)
+    }
+    fn train_setup(&self) -> TrainSetup<'_> {
+        let c = &self.cfg;
+        TrainSetup {
+            train: &c.train,
+            seed: c.seed,
+            place: RunPlace { out_dir: &c.out_dir, task: "segment", name: &c.run_name },
+            config_yaml: c.to_yaml(),
+        }
+    }
+
+    fn build_network(&self, device: Device) -> Result<Network> {
+        build_network(&self.cfg, device)
+    }
+
+    /// A fresh pool of scenes per epoch when `data.regenerate_train` is on.
+    fn begin_epoch(&mut self, epoch: usize) {
+        if self.cfg.data.regenerate_train {
+            self.data.set_epoch(epoch);
+        }
+    }
+
+    fn metrics(&self, net: &Network, log: Option<(&mut Tb, usize)>) -> Result<Metrics> {
+        let res = evaluate(net, &self.data, self.cfg.eval.batch_size)?;
+        if let Some((tb, step)) = log {
+            log_class_iou(tb, &res, step);
+            log_samples(tb, net, &self.data, self.cfg.eval.sample_images, "test", step);
+        }
+        Ok(Metrics {
+            primary: res.miou,
+            scalars: vec![("miou", res.miou), ("pixel_accuracy", res.pixel_acc)],
+            json: eval_json(&res),
+            summary: format!(
+                "test mIoU {:.2}%  pixel acc {:.2}% ({} scenes)",
+                100.0 * res.miou,
+                100.0 * res.pixel_acc,
+                res.images
+            ),
+        })
+    }
+
+    fn describe_training(&self) -> String {
+        let size = self.data.train.images.size();
+        format!(
+            "{} scenes of {}x{} per epoch ({} test)",
+            self.data.train.len(),
+            size[3],
+            size[2],
+            self.data.test.len()
+        )
+    }
+
+    fn train_record(&self) -> Value {
+        json!({"test_seed": self.cfg.data.test_seed, "class_names": self.data.names,
+               "scene_compose_seconds": self.compose_seconds})
     }
 }
 
