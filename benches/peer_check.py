@@ -76,7 +76,7 @@ def gqcim_side(args, work):
     wall = time.perf_counter() - t
     log(out)
     r = json.load(open(os.path.join(edir, "results.json")))
-    per_time = {ts["t_inference"]: [x["metric"] for x in ts["stats"]["trials"]] for ts in r["analog_by_time"]}
+    per_time = {ts["t_inference"]: [x["metric"] for x in ts["stats"]["trials"]] for ts in r["analog"]["analog_by_time"]}
     return quanta, per_time, r, wall
 
 
@@ -198,7 +198,7 @@ def main():
     print(table)
     summary = {
         "commit": commit, "trials": args.trials, "images": args.images, "threads": args.threads,
-        "gqcim_digital_quantized": g_res["digital_quantized_accuracy"], "aihwkit_digital_quantized": a_digital,
+        "gqcim_digital_quantized": g_res["analog"]["digital_quantized"], "aihwkit_digital_quantized": a_digital,
         "gqcim_wall_s": g_wall, "aihwkit_wall_s": a_wall, "aihwkit": a_ver, "torch": torch.__version__,
         "gqcim_set": args.gqcim_set, "aihwkit_from": args.aihwkit_from, "rows": rows,
         "gqcim_trials": {str(t): g[t] for t in args.times}, "aihwkit_trials": a_trials,

@@ -221,3 +221,60 @@ fn detection_same_as_before_the_engine() {
 fn segmentation_same_as_before_the_engine() {
     same_as_golden("segment");
 }
+
+/// `eval --analog` is the engine's for every task: detection and segmentation get the
+/// crossbar's time axis (PCM read at 1 s and 1 day) like classification.
+#[test]
+fn eval_analog_has_the_time_axis_for_every_task() {
+    let root = repo_root();
+    for (verb, config, ckpt, metric) in [
+        ("detect-eval", "configs/detect_scenes.yaml", "models/yolo_scenes.safetensors", "map50"),
+        (
+            "segment-eval",
+            "configs/segment_scenes.yaml",
+            "models/deeplab_scenes.safetensors",
+            "miou",
+        ),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let run = d.path().join("eval");
+        let mut sets = scene_sets();
+        sets.extend([
+            "threads=1".to_string(),
+            "device=cpu".into(),
+            "analog.preset=pcm".into(),
+            "analog.t_inference=[1, 86400]".into(),
+            "quant.method=gq".into(),
+            "quant.levels=8".into(),
+        ]);
+        run_ok(&with_sets(
+            vec![
+                verb.into(),
+                "--config".into(),
+                path_arg(&root.join(config)),
+                "--checkpoint".into(),
+                path_arg(&root.join(ckpt)),
+                "--run-dir".into(),
+                path_arg(&run),
+                "--analog".into(),
+                "--trials".into(),
+                "2".into(),
+            ],
+            &sets,
+        ));
+        let r: Value = serde_json::from_str(&read(&run.join("results.json"))).unwrap();
+        assert_eq!(r["command"], "eval --analog", "{verb}");
+        assert_eq!(r["analog"]["metric"], metric, "{verb}");
+        let by_time = r["analog"]["analog_by_time"].as_array().unwrap();
+        let times: Vec<f64> = by_time.iter().map(|t| t["t_inference"].as_f64().unwrap()).collect();
+        assert_eq!(times, vec![1.0, 86400.0], "{verb}");
+        for t in by_time {
+            let trials = t["stats"]["trials"].as_array().unwrap();
+            assert_eq!(trials.len(), 2, "{verb}");
+            for x in trials {
+                let m = x["metric"].as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&m), "{verb}: {m}");
+            }
+        }
+    }
+}

@@ -491,7 +491,8 @@ fn detection_trains_evaluates_and_runs_the_grid_on_each_layout() {
                 .concat(),
         ));
         let a = results(&an);
-        assert_eq!(a["command"], "detect eval --analog");
+        assert_eq!(a["command"], "eval --analog");
+        assert_eq!(a["task"], "detect");
         assert_eq!(a["analog"]["analog"]["trials"].as_array().unwrap().len(), 2);
         // Quantize and fine-tune the same checkpoint: its fp32 score is eval's, the record
         // carries the detection config (not a classification view of it).

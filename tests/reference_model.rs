@@ -39,6 +39,6 @@ fn manifest_matches_checkpoint_file_and_accuracy() {
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
     let acc = r["metrics"]["test_accuracy"].as_f64().unwrap();
-    assert_eq!(r["test_images"], 10_000);
+    assert_eq!(r["metrics"]["test_images"], 10_000);
     assert!((acc - expected).abs() < 1e-9, "accuracy {acc} differs from the manifest's {expected}");
 }

@@ -53,8 +53,6 @@ pub struct TrainSetup<'a> {
     pub seed: u64,
     /// Where the run folder goes (`<out_dir>/<task>/<run_name>`).
     pub place: RunPlace<'a>,
-    /// The task's resolved config as YAML: saved as config.yaml, hashed for resume.
-    pub config_yaml: String,
 }
 
 pub trait Task {
@@ -94,6 +92,19 @@ pub trait Task {
         Vec::new()
     }
 
+    /// The deployment view of the task's config (seed, device, quant, finetune, analog,
+    /// train_noise, compare sections) that quantization, the crossbar and the grid read.
+    fn deploy_config(&self) -> Config;
+
+    /// The task's own resolved config as YAML: saved as config.yaml, hashed for resume,
+    /// recorded in results.json.
+    fn config_yaml(&self) -> String;
+
+    /// Task-specific fields for results.json (class names, scene timings).
+    fn record(&self) -> Value {
+        Value::Object(Default::default())
+    }
+
     // --- training from scratch (engine::train) ---
 
     /// The task's training settings and run folder.
@@ -118,10 +129,5 @@ pub trait Task {
     /// One line describing the training data for the log (sizes, pools).
     fn describe_training(&self) -> String {
         format!("{} training samples, {} test", self.train_len(), self.eval_len())
-    }
-
-    /// Task-specific fields for the training run's results.json (class names, timings).
-    fn train_record(&self) -> Value {
-        Value::Object(Default::default())
     }
 }

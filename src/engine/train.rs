@@ -57,9 +57,10 @@ pub fn train(
     resume: bool,
 ) -> Result<Value> {
     let wall = Instant::now();
-    let (t, seed, config_yaml) = {
+    let config_yaml = task.config_yaml();
+    let (t, seed) = {
         let s = task.train_setup();
-        (s.train.clone(), s.seed, s.config_yaml)
+        (s.train.clone(), s.seed)
     };
     tch::manual_seed(seed as i64);
     let mut net = task.build_network(device)?;
@@ -242,7 +243,7 @@ pub fn train(
         "train_seconds_this_process": train_seconds,
         "train_images_per_second": if train_seconds > 0.0 { train_images as f64 / train_seconds } else { 0.0 },
     });
-    if let (Value::Object(r), Value::Object(extra)) = (&mut results, task.train_record()) {
+    if let (Value::Object(r), Value::Object(extra)) = (&mut results, task.record()) {
         r.extend(extra);
     }
     run.write_results(&results)?;

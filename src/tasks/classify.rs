@@ -1,13 +1,11 @@
 //! Image classification: training (SGD + cosine schedule with warm-up), evaluation (top-1),
 //! checkpoints with resume, TensorBoard logging and results.json.
-use crate::checkpoint::{self, load_strict};
 use crate::config::Config;
 use crate::data::{self, augment, Dataset, Normalizer};
 use crate::engine::task::{Loss, Metrics, PerEpoch, Task, TrainSetup};
-use crate::engine::train::log_weight_histograms;
 use crate::error::{GqcimError, Result};
 use crate::nets::{build_classifier, Network};
-use crate::run::{device_info, git_commit, setup_device, RunDir, RunPlace};
+use crate::run::{setup_device, RunDir, RunPlace};
 use crate::tasks::quantize::load_classifier;
 use crate::tb::Tb;
 use serde_json::{json, Value};
@@ -132,7 +130,7 @@ pub fn train(
     crate::engine::train::train(&mut task, device, config_path, run_dir, resume)
 }
 
-/// Evaluates a checkpoint on the test split and writes a run folder.
+/// `gqcim eval` (and `--analog`): a checkpoint on the test split, through the engine.
 pub fn eval(
     cfg: &Config,
     config_path: &Path,
@@ -140,125 +138,10 @@ pub fn eval(
     run_dir: Option<&Path>,
 ) -> Result<Value> {
     let device = setup_device(cfg)?;
-    let test_ds = data::load_split(&cfg.data, false)?;
-    data::check_against_model(&test_ds, cfg.model.in_channels, cfg.model.num_classes)?;
-    let test_ds = test_ds.to_device(device);
-    let norm = Normalizer::new(&cfg.data, device);
-    tch::manual_seed(cfg.seed as i64);
-    let mut net = build_classifier(&cfg.model, device);
-    load_strict(&mut net.vs, checkpoint_path)?;
-    let mut run = RunDir::create(cfg, "eval", config_path, run_dir)?;
-    if cfg.analog.enabled {
-        return analog_eval(cfg, &net, &test_ds, &norm, &mut run, checkpoint_path, device);
-    }
-    let res = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size)?;
-    run.tb.scalar("test/accuracy", res.accuracy, 0);
-    run.tb.scalar("test/loss", res.loss, 0);
-    log_weight_histograms(&mut run, &net, 0);
-    run.tb.flush()?;
-    let results = json!({
-        "command": "eval",
-        "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
-        "seed": cfg.seed,
-        "git_commit": git_commit(),
-        "device": device_info(device),
-        "arch": net.arch,
-        "checkpoint": checkpoint_path.display().to_string(),
-        "checkpoint_sha256": checkpoint::sha256_file(checkpoint_path)?,
-        "metrics": {"test_accuracy": res.accuracy, "test_loss": res.loss},
-        "test_images": res.images,
-        "eval_seconds": res.seconds,
-        "images_per_second": res.images as f64 / res.seconds.max(1e-9),
-    });
-    run.write_results(&results)?;
-    println!(
-        "test accuracy: {:.2}% ({} images, {:.0} img/s); run folder {}",
-        100.0 * res.accuracy,
-        res.images,
-        res.images as f64 / res.seconds.max(1e-9),
-        run.path.display()
-    );
-    Ok(results)
-}
-
-/// `gqcim eval --analog`: quantize with `quant` (fp32 = continuous conductances), put every
-/// layer on the crossbar, and run Monte-Carlo trials over the whole test set.
-fn analog_eval(
-    cfg: &Config,
-    net: &Network,
-    test_ds: &Dataset,
-    norm: &Normalizer,
-    run: &mut RunDir,
-    checkpoint_path: &Path,
-    device: Device,
-) -> Result<Value> {
-    let start = Instant::now();
-    let digital_fp32 = evaluate(net, test_ds, norm, cfg.eval.batch_size)?;
-    let dep = crate::quant::deploy::apply_quantization(net, &cfg.quant, &cfg.analog)?;
-    let digital_q = evaluate(net, test_ds, norm, cfg.eval.batch_size)?;
-    crate::analog::montecarlo::deploy_analog(net, &cfg.analog);
-    let mut trial_seconds = Vec::new();
-    let by_time =
-        crate::analog::montecarlo::monte_carlo_times(net, &cfg.analog, cfg.seed, true, |n| {
-            let r = evaluate(n, test_ds, norm, cfg.eval.batch_size)?;
-            trial_seconds.push(r.seconds);
-            Ok(r.accuracy)
-        })?;
-    // The first time of the axis is the headline (the only one without a time axis).
-    let stats = by_time[0].stats.clone();
-    for (k, ts) in by_time.iter().enumerate() {
-        if ts.t_inference.is_some() {
-            run.tb.scalar("analog/accuracy_mean_by_time", ts.stats.mean, k);
-            println!(
-                "t = {:>7}: accuracy {:.2}% ± {:.2} (95% CI ± {:.2}) over {} trials",
-                crate::analog::montecarlo::time_label(ts.t_inference),
-                100.0 * ts.stats.mean,
-                100.0 * ts.stats.std,
-                100.0 * ts.stats.ci95,
-                ts.stats.trials.len()
-            );
-        }
-    }
-    for t in &stats.trials {
-        run.tb.scalar("analog/accuracy_trial", t.metric, t.trial);
-    }
-    run.tb.scalar("analog/accuracy_mean", stats.mean, 0);
-    run.tb.scalar("test/accuracy_fp32", digital_fp32.accuracy, 0);
-    run.tb.scalar("test/accuracy_quantized", digital_q.accuracy, 0);
-    run.tb.flush()?;
-    let results = json!({
-        "command": "eval --analog",
-        "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
-        "seed": cfg.seed,
-        "git_commit": git_commit(),
-        "device": device_info(device),
-        "arch": net.arch,
-        "checkpoint": checkpoint_path.display().to_string(),
-        "checkpoint_sha256": checkpoint::sha256_file(checkpoint_path)?,
-        "quantized_layers": dep.quantized,
-        "kept_fp32": dep.kept_fp32,
-        "digital_fp32_accuracy": digital_fp32.accuracy,
-        "digital_quantized_accuracy": digital_q.accuracy,
-        "analog": stats,
-        "analog_by_time": by_time,
-        "fp32_eval_seconds": digital_fp32.seconds,
-        "trial_eval_seconds": trial_seconds,
-        "metrics": {"test_accuracy": stats.mean},
-        "wall_seconds": start.elapsed().as_secs_f64(),
-    });
-    run.write_results(&results)?;
-    println!(
-        "analog {} ({} levels), {} trials: accuracy {}; digital quantized {:.2}%, fp32 {:.2}%; \
-         run folder {}",
-        cfg.quant.method.name(),
-        cfg.quant.levels,
-        stats.trials.len(),
-        stats.spread_text(),
-        100.0 * digital_q.accuracy,
-        100.0 * digital_fp32.accuracy,
-        run.path.display()
-    );
-    Ok(results)
+    let task = ClassifyTask::for_eval(cfg, device)?;
+    let net = load_classifier(cfg, checkpoint_path, device)?;
+    let run = RunDir::create(cfg, "eval", config_path, run_dir)?;
+    crate::engine::evaluate::evaluate(&task, &net, checkpoint_path, run, device)
 }
 
 /// Classification as a task harness: cross-entropy on augmented batches, top-1 accuracy.
@@ -267,6 +150,22 @@ pub struct ClassifyTask {
     pub train: Dataset,
     pub test: Dataset,
     pub norm: Normalizer,
+}
+
+impl ClassifyTask {
+    /// The task for evaluation only: the test split, no training images read.
+    pub fn for_eval(cfg: &Config, device: Device) -> Result<ClassifyTask> {
+        let test = data::load_split(&cfg.data, false)?;
+        data::check_against_model(&test, cfg.model.in_channels, cfg.model.num_classes)?;
+        let test = test.to_device(device);
+        let norm = Normalizer::new(&cfg.data, device);
+        let train = Dataset {
+            images: test.images.narrow(0, 0, 0),
+            labels: test.labels.narrow(0, 0, 0),
+            num_classes: test.num_classes,
+        };
+        Ok(ClassifyTask { cfg: cfg.clone(), train, test, norm })
+    }
 }
 
 impl Task for ClassifyTask {
@@ -299,13 +198,20 @@ impl Task for ClassifyTask {
         self.test.len()
     }
 
+    fn deploy_config(&self) -> Config {
+        self.cfg.clone()
+    }
+
+    fn config_yaml(&self) -> String {
+        self.cfg.to_yaml()
+    }
+
     fn train_setup(&self) -> TrainSetup<'_> {
         let c = &self.cfg;
         TrainSetup {
             train: &c.train,
             seed: c.seed,
             place: RunPlace { out_dir: &c.out_dir, task: "classify", name: &c.run_name },
-            config_yaml: c.to_yaml(),
         }
     }
 

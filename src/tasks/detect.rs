@@ -23,12 +23,12 @@
 //!   path computes exactly what it computed before own datasets existed.
 use super::detect_metrics::{coco_map, voc_map, Detection, GroundTruth};
 use super::detect_own::{self, OwnData};
-use crate::checkpoint::{self, load_strict};
+use crate::checkpoint::load_strict;
 use crate::config::{
     AnalogConfig, CompareConfig, Config, DataConfig, DeviceChoice, FinetuneConfig, QuantConfig,
     Task as TaskKind, TrainConfig, TrainNoiseConfig,
 };
-use crate::data::detection_sets::DetDataset;
+use crate::data::detection_sets::{DetDataset, DetSplit};
 use crate::data::rgb::InputNorm;
 use crate::data::scenes::{generate, SceneBox, SceneConfig, SceneSet};
 use crate::data::{self, Dataset};
@@ -41,7 +41,7 @@ use crate::glance::picture::{
 };
 use crate::nets::yolo::{build_detector, YoloConfig};
 use crate::nets::Network;
-use crate::run::{device_info, git_commit, setup_device, RunDir, RunPlace};
+use crate::run::{setup_device, RunDir, RunPlace};
 use crate::tb::Tb;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -1040,9 +1040,24 @@ impl DetectHarness {
     /// Loads Fashion-MNIST, composes the training pool of epoch 0 and the test set; or reads
     /// the configured dataset from disk.
     pub fn new(cfg: &DetectConfig, device: Device) -> Result<DetectHarness> {
+        Self::load(cfg, device, true)
+    }
+
+    /// `new`, or without reading or composing any training data (`training` false: eval).
+    pub fn load(cfg: &DetectConfig, device: Device, training: bool) -> Result<DetectHarness> {
         if let Some(own) = OwnData::of(cfg) {
-            let train = own.load_split(cfg, &own.train_split)?;
             let test = own.load_split(cfg, &own.test_split)?;
+            let train = if training {
+                own.load_split(cfg, &own.train_split)?
+            } else {
+                let none = test.images.narrow(0, 0, 0);
+                DetSplit {
+                    images: none,
+                    boxes: vec![],
+                    classes: test.classes.clone(),
+                    files: vec![],
+                }
+            };
             let size = own.size;
             return Ok(DetectHarness {
                 grid: Grid::new(&cfg.model, &cfg.loss, size, size, device),
@@ -1057,6 +1072,12 @@ impl DetectHarness {
                 pool_epoch: 0,
                 scene_seconds: 0.0,
             });
+        }
+        if !training {
+            let test_items = data::load_split(&cfg.fmnist(), false)?;
+            crate::data::scenes::check_items(&test_items.images, &cfg.data.scenes, "test")?;
+            let test = test_scenes(cfg, &test_items);
+            return Ok(Self::from_scenes(cfg, &test.first(0), test, device));
         }
         let (train_items, test_items) = load_items(cfg)?;
         let start = Instant::now();
@@ -1169,13 +1190,20 @@ impl Task for DetectHarness {
             Err(_) => Vec::new(),
         }
     }
+    fn deploy_config(&self) -> Config {
+        self.cfg.base_config()
+    }
+
+    fn config_yaml(&self) -> String {
+        self.cfg.to_yaml()
+    }
+
     fn train_setup(&self) -> TrainSetup<'_> {
         let c = &self.cfg;
         TrainSetup {
             train: &c.train,
             seed: c.seed,
             place: RunPlace { out_dir: &c.out_dir, task: "detect", name: &c.run_name },
-            config_yaml: c.to_yaml(),
         }
     }
 
@@ -1249,7 +1277,7 @@ impl Task for DetectHarness {
         format!("{} {what} ({} test)", self.train_len(), self.test.len())
     }
 
-    fn train_record(&self) -> Value {
+    fn record(&self) -> Value {
         let mut r = json!({"scene_generation_seconds_this_process": self.scene_seconds});
         if self.own.is_some() {
             r["classes"] = json!(self.names);
@@ -1325,13 +1353,6 @@ fn metrics_json(r: &DetEval, names: &[String]) -> Value {
            "test_images": r.images, "eval_seconds": r.seconds})
 }
 
-fn log_eval(tb: &mut Tb, r: &DetEval, step: usize) {
-    tb.scalar("test/map50", r.map50, step);
-    tb.scalar("test/coco_map", r.coco_map, step);
-    tb.scalar("test/coco_map50", r.coco_map50, step);
-    tb.scalar("test/coco_map75", r.coco_map75, step);
-}
-
 /// Trains the detector from scratch (or resumes a run folder) through the engine's loop.
 pub fn train(
     cfg: &DetectConfig,
@@ -1345,7 +1366,7 @@ pub fn train(
     crate::engine::train::train(&mut task, device, config_path, run_dir, resume)
 }
 
-/// Evaluates a detector checkpoint on the test scenes and writes a run folder.
+/// `gqcim detect-eval` (and `--analog`): a checkpoint on the test set, through the engine.
 pub fn eval(
     cfg: &DetectConfig,
     config_path: &Path,
@@ -1354,64 +1375,8 @@ pub fn eval(
 ) -> Result<Value> {
     cfg.validate()?;
     let device = setup_device(&cfg.base_config())?;
-    let own = OwnData::of(cfg);
-    let (test, test_gts, names) = match &own {
-        None => {
-            let test_items = data::load_split(&cfg.fmnist(), false)?;
-            crate::data::scenes::check_items(&test_items.images, &cfg.data.scenes, "test")?;
-            let test = test_scenes(cfg, &test_items);
-            let gts = ground_truth(&test.boxes);
-            (test, gts, fmnist_names())
-        }
-        Some(o) => {
-            let te = o.load_split(cfg, &o.test_split)?;
-            (detect_own::scene_set(&te, Device::Cpu), detect_own::ground_truth(&te), te.classes)
-        }
-    };
-    let norm = detect_own::input_norm(own.as_ref());
-    let canvas = own.as_ref().map_or(cfg.data.scenes.canvas, |o| o.size);
-    let grid = Grid::new(&cfg.model, &cfg.loss, canvas, canvas, device);
-    tch::manual_seed(cfg.seed as i64);
-    let mut net = build_detector(&cfg.model, device);
-    load_strict(&mut net.vs, checkpoint_path)?;
-    let mut run = create_run_dir(cfg, "eval", config_path, run_dir)?;
-    let images = test.images.to_device(device);
-    let (res, dets) = evaluate(&net, &grid, &images, &test_gts, &cfg.eval, &norm)?;
-    log_eval(&mut run.tb, &res, 0);
-    log_detections(&mut run.tb, &test, &dets, &cfg.eval, ("test", &names), 0);
-    run.tb.flush()?;
-    let analog = if cfg.analog.enabled {
-        let (base, e) = (cfg.base_config(), &cfg.eval);
-        Some(super::analog_eval::analog_trials(&base, &net, &mut run, "map50", |n| {
-            Ok(evaluate(n, &grid, &images, &test_gts, e, &norm)?.0.map50)
-        })?)
-    } else {
-        None
-    };
-    let mut results = json!({
-        "command": "detect eval",
-        "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
-        "seed": cfg.seed,
-        "git_commit": git_commit(),
-        "device": device_info(device),
-        "arch": net.arch,
-        "checkpoint": checkpoint_path.display().to_string(),
-        "checkpoint_sha256": checkpoint::sha256_file(checkpoint_path)?,
-        "metrics": metrics_json(&res, &names),
-        "images_per_second": res.images as f64 / res.seconds.max(1e-9),
-    });
-    if let Some(a) = analog {
-        results["command"] = json!("detect eval --analog");
-        results["analog"] = a;
-    }
-    run.write_results(&results)?;
-    println!(
-        "test mAP@0.5 {:.2}%, COCO mAP@[.5:.95] {:.2}% ({} scenes, {:.0} img/s); run folder {}",
-        100.0 * res.map50,
-        100.0 * res.coco_map,
-        res.images,
-        res.images as f64 / res.seconds.max(1e-9),
-        run.path.display()
-    );
-    Ok(results)
+    let task = DetectHarness::load(cfg, device, false)?;
+    let net = task.load_network(&cfg.base_config(), checkpoint_path, device)?;
+    let run = create_run_dir(cfg, "eval", config_path, run_dir)?;
+    crate::engine::evaluate::evaluate(&task, &net, checkpoint_path, run, device)
 }

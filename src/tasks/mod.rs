@@ -1,5 +1,4 @@
 //! Vision tasks: losses, metrics, training and evaluation loops.
-pub mod analog_eval;
 pub mod classify;
 pub mod detect;
 pub mod detect_metrics;

@@ -17,7 +17,7 @@
 //! `SegmentHarness` plugs the task into straight-through fine-tuning and the comparison grid
 //! (`tasks::harness`): the metric is mIoU as a fraction.
 use super::seg_metrics::{seg_loss, ConfusionMatrix};
-use crate::checkpoint::{self, load_strict};
+use crate::checkpoint::load_strict;
 use crate::config::{
     AnalogConfig, CompareConfig, Config, DataConfig, DeviceChoice, FinetuneConfig, QuantConfig,
     Task as TaskKind, TrainConfig, TrainNoiseConfig,
@@ -31,14 +31,13 @@ use crate::data::{self, Dataset};
 use crate::engine::schedule::epoch_seed;
 use crate::engine::task::Task;
 use crate::engine::task::{Metrics, TrainSetup};
-use crate::engine::train::log_weight_histograms;
 use crate::error::{invalid, Result};
 use crate::glance::picture::{
     captioned, grid, legend, outline, stack, Picture, Swatch, CLASS_COLOURS,
 };
 use crate::nets::deeplab::build_deeplab;
 use crate::nets::Network;
-use crate::run::{device_info, git_commit, setup_device, RunDir, RunPlace};
+use crate::run::{setup_device, RunDir, RunPlace};
 use crate::tb::Tb;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -846,12 +845,6 @@ pub fn log_samples(
     }
 }
 
-fn log_eval(tb: &mut Tb, res: &SegEval, step: usize) {
-    tb.scalar("test/miou", res.miou, step);
-    tb.scalar("test/pixel_accuracy", res.pixel_acc, step);
-    log_class_iou(tb, res, step);
-}
-
 /// Per-class IoU curves (`test/iou/<class>`); the engine logs mIoU and pixel accuracy.
 fn log_class_iou(tb: &mut Tb, res: &SegEval, step: usize) {
     for (c, iou) in res.per_class.iter().enumerate() {
@@ -881,7 +874,7 @@ pub fn train(
     crate::engine::train::train(&mut task, device, config_path, run_dir, resume)
 }
 
-/// Evaluates a checkpoint on the test scenes and writes a run folder.
+/// `gqcim segment-eval` (and `--analog`): a checkpoint on the test set, through the engine.
 pub fn eval(
     cfg: &SegmentConfig,
     config_path: &Path,
@@ -895,50 +888,10 @@ pub fn eval(
     } else {
         SegmentData::load_own(cfg, false, device)?
     };
+    let task = SegmentHarness::from_data(cfg, data);
     let net = load_network(cfg, checkpoint_path, device)?;
-    let mut run = create_run_dir(cfg, "eval", config_path, run_dir)?;
-    let res = evaluate(&net, &data, cfg.eval.batch_size)?;
-    log_eval(&mut run.tb, &res, 0);
-    log_weight_histograms(&mut run, &net, 0);
-    log_samples(&mut run.tb, &net, &data, cfg.eval.sample_images, "test", 0);
-    run.tb.flush()?;
-    let analog = if cfg.analog.enabled {
-        let (base, bs) = (cfg.base_config(), cfg.eval.batch_size);
-        Some(super::analog_eval::analog_trials(&base, &net, &mut run, "miou", |n| {
-            Ok(evaluate(n, &data, bs)?.miou)
-        })?)
-    } else {
-        None
-    };
-    let mut results = json!({
-        "command": "segment-eval",
-        "task": "segment",
-        "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
-        "seed": cfg.seed,
-        "test_seed": cfg.data.test_seed,
-        "git_commit": git_commit(),
-        "device": device_info(device),
-        "arch": net.arch,
-        "checkpoint": checkpoint_path.display().to_string(),
-        "checkpoint_sha256": checkpoint::sha256_file(checkpoint_path)?,
-        "metrics": eval_json(&res),
-        "class_names": data.names,
-        "eval_seconds": res.seconds,
-        "images_per_second": res.images as f64 / res.seconds.max(1e-9),
-    });
-    if let Some(a) = analog {
-        results["command"] = json!("segment-eval --analog");
-        results["analog"] = a;
-    }
-    run.write_results(&results)?;
-    println!(
-        "test mIoU: {:.2}%, pixel accuracy {:.2}% ({} scenes); run folder {}",
-        100.0 * res.miou,
-        100.0 * res.pixel_acc,
-        res.images,
-        run.path.display()
-    );
-    Ok(results)
+    let run = create_run_dir(cfg, "eval", config_path, run_dir)?;
+    crate::engine::evaluate::evaluate(&task, &net, checkpoint_path, run, device)
 }
 
 /// Segmentation as a task harness: seg_loss (ignore 255) on flipped batches of one fixed
@@ -1001,13 +954,20 @@ impl Task for SegmentHarness {
     fn sample_pictures(&self, net: &Network) -> Vec<Picture> {
         sample_predictions(net, &self.data, self.cfg.eval.sample_images)
     }
+    fn deploy_config(&self) -> Config {
+        self.cfg.base_config()
+    }
+
+    fn config_yaml(&self) -> String {
+        self.cfg.to_yaml()
+    }
+
     fn train_setup(&self) -> TrainSetup<'_> {
         let c = &self.cfg;
         TrainSetup {
             train: &c.train,
             seed: c.seed,
             place: RunPlace { out_dir: &c.out_dir, task: "segment", name: &c.run_name },
-            config_yaml: c.to_yaml(),
         }
     }
 
@@ -1052,7 +1012,7 @@ impl Task for SegmentHarness {
         )
     }
 
-    fn train_record(&self) -> Value {
+    fn record(&self) -> Value {
         json!({"test_seed": self.cfg.data.test_seed, "class_names": self.data.names,
                "scene_compose_seconds": self.compose_seconds})
     }
