@@ -13,8 +13,8 @@ use crate::config::Config;
 use crate::data::voc::{parse_voc_xml, parse_yolo_txt, ImageProbe};
 use crate::data::{cifar, idx};
 use crate::error::{data_err, Result};
+use crate::tasks::detect::metrics::score_coco_json;
 use crate::tasks::detect::DetectConfig;
-use crate::tasks::detect_metrics::score_coco_json;
 use crate::tasks::segment::SegmentConfig;
 use std::path::Path;
 

@@ -581,21 +581,21 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::DetectGt { args, split, out } => {
             let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
-            let n = gqcim::tasks::detect_own::write_ground_truth(&cfg, split.as_deref(), &out)?;
+            let n = gqcim::tasks::detect::own::write_ground_truth(&cfg, split.as_deref(), &out)?;
             println!("wrote {n} boxes to {}", out.display());
         }
         Command::Metrics { kind, gt, gt_config, split, pred, num_classes } => {
             let v = match (kind.as_str(), num_classes, gt) {
                 ("detection", _, Some(gt)) => {
-                    gqcim::tasks::detect_metrics::score_coco_files(&gt, &pred)?
+                    gqcim::tasks::detect::metrics::score_coco_files(&gt, &pred)?
                 }
                 ("detection", _, None) => {
                     // The dataset's own annotations, converted as detect-gt converts them.
                     let path = gt_config.unwrap_or_default();
                     let cfg = gqcim::tasks::detect::DetectConfig::load(&path, &[])?;
                     let tmp = tempfile_path("gqcim-gt", "json");
-                    gqcim::tasks::detect_own::write_ground_truth(&cfg, split.as_deref(), &tmp)?;
-                    let scored = gqcim::tasks::detect_metrics::score_coco_files(&tmp, &pred);
+                    gqcim::tasks::detect::own::write_ground_truth(&cfg, split.as_deref(), &tmp)?;
+                    let scored = gqcim::tasks::detect::metrics::score_coco_files(&tmp, &pred);
                     let _ = std::fs::remove_file(&tmp);
                     scored?
                 }
@@ -605,7 +605,7 @@ fn run(cli: Cli) -> Result<()> {
                     )
                 }
                 ("segmentation", Some(k), Some(gt)) if (1..=255).contains(&k) => {
-                    gqcim::tasks::seg_score::score_mask_dirs(&gt, &pred, k)?
+                    gqcim::tasks::segment::score::score_mask_dirs(&gt, &pred, k)?
                 }
                 ("segmentation", _, _) => {
                     anyhow::bail!("metrics segmentation: --num-classes K (1..=255) is required")

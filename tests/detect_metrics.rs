@@ -4,7 +4,7 @@
 mod common;
 use common::{python, repo_root};
 use gqcim::error::GqcimError;
-use gqcim::tasks::detect_metrics::{
+use gqcim::tasks::detect::metrics::{
     coco_map, read_coco_dets, read_coco_gt, score_coco_files, voc_map, Detection, GroundTruth,
 };
 use serde_json::{json, Value};

@@ -427,7 +427,7 @@ fn detection_pictures_label_boxes_and_show_truth_on_any_background() {
     use gqcim::data::scenes::SceneBox;
     use gqcim::glance::picture::CLASS_COLOURS;
     use gqcim::tasks::detect::draw_scene;
-    use gqcim::tasks::detect_metrics::Detection;
+    use gqcim::tasks::detect::metrics::Detection;
     for bg in [0u8, 255] {
         let gray = vec![bg; 32 * 32];
         let gt = SceneBox { class: 1, x1: 4.0, y1: 6.0, x2: 12.0, y2: 22.0 };

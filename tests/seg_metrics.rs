@@ -3,7 +3,7 @@
 //! on seeded random batches.
 mod common;
 use common::*;
-use gqcim::tasks::seg_metrics::{seg_loss, ConfusionMatrix};
+use gqcim::tasks::segment::metrics::{seg_loss, ConfusionMatrix};
 use std::process::Command;
 use tch::{Device, Kind, Tensor};
 

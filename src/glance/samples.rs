@@ -116,7 +116,7 @@ pub fn task_legend(task: &str, width: usize) -> Option<Picture> {
 /// datasets name their classes; scenes, or a config that cannot be read, keep the scenes').
 pub fn plan_legend(task: &str, config_yaml: &str, width: usize) -> Option<Picture> {
     let names = match task {
-        "detect" => crate::tasks::detect_own::class_names_of_yaml(config_yaml),
+        "detect" => crate::tasks::detect::own::class_names_of_yaml(config_yaml),
         "segment" => crate::tasks::segment::class_names_of_yaml(config_yaml),
         _ => None,
     };

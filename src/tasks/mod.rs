@@ -1,12 +1,8 @@
 //! Vision tasks: losses, metrics, training and evaluation loops.
 pub mod classify;
 pub mod detect;
-pub mod detect_metrics;
-pub mod detect_own;
 pub mod quantize;
 pub mod quantize_any;
-pub mod seg_metrics;
-pub mod seg_score;
 pub mod segment;
 
 use crate::config::Config;

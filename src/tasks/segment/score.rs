@@ -1,8 +1,8 @@
 //! `gqcim metrics segmentation --gt DIR --pred DIR --num-classes K`: scores a folder of
 //! predicted masks against a folder of ground-truth masks (same file names; VOC palette or
 //! 8-bit class ids, read by `voc_seg::read_mask`) with the VOC / torchmetrics mIoU and pixel
-//! accuracy of `seg_metrics`. Ground-truth 255 is ignored; a prediction must name a class.
-use super::seg_metrics::ConfusionMatrix;
+//! accuracy of `metrics`. Ground-truth 255 is ignored; a prediction must name a class.
+use super::metrics::ConfusionMatrix;
 use crate::data::voc_seg::{read_mask, IGNORE_INDEX};
 use crate::error::{data_err, Result};
 use serde_json::{json, Value};

@@ -5,8 +5,8 @@
 //!
 //! Boxes are scored in input pixels: the letterbox is a uniform scale anchored at the
 //! origin, under which IoU, and so VOC mAP@0.5 and COCO mAP@[.5:.95], do not change.
-use super::detect::DetectConfig;
-use super::detect_metrics::GroundTruth;
+use super::metrics::GroundTruth;
+use super::DetectConfig;
 use crate::data::detection_sets::{decode_listing, list_split, DetDataset, DetSplit};
 use crate::data::jitter::Jitter;
 use crate::data::rgb::{cache_mib, default_stats, InputNorm};
@@ -181,7 +181,7 @@ pub fn input_norm(own: Option<&OwnData>) -> InputNorm {
 /// (normalised, no augmentation), own data through [`train_batch`].
 pub fn batch(own: Option<&OwnData>, images: &Tensor, targets: &Tensor) -> (Tensor, Tensor) {
     match own {
-        None => (super::detect::scene_input(images), targets.shallow_clone()),
+        None => (super::scene_input(images), targets.shallow_clone()),
         Some(o) => train_batch(o, images, targets),
     }
 }
