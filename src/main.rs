@@ -86,15 +86,16 @@ struct GridArgs {
     workers: usize,
 }
 
-impl From<GridArgs> for gqcim::compare::GridRun {
+impl From<GridArgs> for gqcim::grid::GridRun {
     fn from(g: GridArgs) -> Self {
-        gqcim::compare::GridRun { plan_only: g.plan, workers: g.workers }
+        gqcim::grid::GridRun { plan_only: g.plan, workers: g.workers }
     }
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a network from scratch (or --resume a run folder).
+    /// Train a network from scratch (or --resume a run folder); the task (classify, detect,
+    /// segment) is the config's `task` key.
     Train {
         #[command(flatten)]
         args: ConfigArgs,
@@ -165,6 +166,7 @@ enum Command {
         prefix: String,
     },
     /// Train the YOLO-style detector on Fashion-MNIST scenes.
+    #[command(hide = true)]
     DetectTrain {
         #[command(flatten)]
         args: ConfigArgs,
@@ -173,6 +175,7 @@ enum Command {
     },
     /// Evaluate a detection checkpoint (VOC mAP@0.5, COCO mAP@[.5:.95]; `--analog`:
     /// Monte-Carlo on the crossbar).
+    #[command(hide = true)]
     DetectEval {
         #[command(flatten)]
         args: ConfigArgs,
@@ -183,6 +186,7 @@ enum Command {
     },
     /// Post-training quantization of a detector (`quant` section or --method/--levels), then
     /// mAP on the whole test set before and after.
+    #[command(hide = true)]
     DetectQuantize {
         #[command(flatten)]
         args: ConfigArgs,
@@ -192,6 +196,7 @@ enum Command {
         quant: QuantArgs,
     },
     /// Straight-through quantization-aware fine-tuning of a detector, then mAP.
+    #[command(hide = true)]
     DetectFinetune {
         #[command(flatten)]
         args: ConfigArgs,
@@ -201,6 +206,7 @@ enum Command {
         quant: QuantArgs,
     },
     /// Post-training quantization of a segmenter, then mIoU before and after.
+    #[command(hide = true)]
     SegmentQuantize {
         #[command(flatten)]
         args: ConfigArgs,
@@ -210,6 +216,7 @@ enum Command {
         quant: QuantArgs,
     },
     /// Straight-through quantization-aware fine-tuning of a segmenter, then mIoU.
+    #[command(hide = true)]
     SegmentFinetune {
         #[command(flatten)]
         args: ConfigArgs,
@@ -219,6 +226,7 @@ enum Command {
         quant: QuantArgs,
     },
     /// The comparison grid of the config's `compare` section on a trained detector.
+    #[command(hide = true)]
     DetectCompare {
         #[command(flatten)]
         args: ConfigArgs,
@@ -260,6 +268,7 @@ enum Command {
         num_classes: Option<usize>,
     },
     /// Train the DeepLab-style segmenter on Fashion-MNIST scene masks.
+    #[command(hide = true)]
     SegmentTrain {
         #[command(flatten)]
         args: ConfigArgs,
@@ -268,6 +277,7 @@ enum Command {
     },
     /// Evaluate a segmentation checkpoint (mIoU, pixel accuracy, per-class IoU; `--analog`:
     /// Monte-Carlo on the crossbar).
+    #[command(hide = true)]
     SegmentEval {
         #[command(flatten)]
         args: ConfigArgs,
@@ -277,6 +287,7 @@ enum Command {
         analog: AnalogArgs,
     },
     /// The comparison grid of the config's `compare` section on a trained segmenter.
+    #[command(hide = true)]
     SegmentCompare {
         #[command(flatten)]
         args: ConfigArgs,
@@ -299,9 +310,9 @@ enum Command {
         /// Monte-Carlo trials per layer (sets analog.trials).
         #[arg(long)]
         trials: Option<usize>,
-        /// The config's task: classify, detect or segment (its own config format).
-        #[arg(long, default_value = "classify")]
-        task: String,
+        /// The task, when the config has no `task` key: classify, detect or segment.
+        #[arg(long, hide = true)]
+        task: Option<String>,
     },
     /// Write each layer's level table and conductance tiles (safetensors + JSON index).
     Export {
@@ -314,9 +325,9 @@ enum Command {
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
-        /// The config's task: classify, detect or segment (its own config format).
-        #[arg(long, default_value = "classify")]
-        task: String,
+        /// The task, when the config has no `task` key: classify, detect or segment.
+        #[arg(long, hide = true)]
+        task: Option<String>,
     },
     /// Benchmarks against PyTorch eager and aihwkit (ratios measured in one run).
     Bench {
@@ -388,7 +399,17 @@ fn check_resume(resume: bool, args: &ConfigArgs, run_name: &Option<String>) -> R
 }
 
 fn load_config(args: &ConfigArgs) -> Result<Config> {
-    Ok(Config::load(&args.config, &args.overrides)?)
+    Config::load(&args.config, &args.overrides).context("reading a classification config")
+}
+
+fn load_detect(args: &ConfigArgs) -> Result<gqcim::tasks::detect::DetectConfig> {
+    gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)
+        .context("reading a detection config (`task: detect`)")
+}
+
+fn load_segment(args: &ConfigArgs) -> Result<gqcim::tasks::segment::SegmentConfig> {
+    gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)
+        .context("reading a segmentation config (`task: segment`)")
 }
 
 /// A fresh file name in the system's temporary folder (process id and time keep concurrent
@@ -401,9 +422,56 @@ fn tempfile_path(stem: &str, ext: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{stem}-{}-{nanos}.{ext}", std::process::id()))
 }
 
-/// `detect-` and `segment-quantize|finetune`: the task's config with the quant overrides,
-/// through tasks::quantize_any.
-fn task_quantize(
+/// The task of a config: its `task` key (`--set task=...` wins), classify without one.
+fn task_of(args: &ConfigArgs) -> Result<String> {
+    Ok(gqcim::tasks::task_of_config(&args.config, &args.overrides)?.to_string())
+}
+
+/// `train` (and the hidden `detect-train`, `segment-train`).
+fn train(task: &str, args: ConfigArgs, resume: bool) -> Result<()> {
+    let run_dir = args.run_dir.as_deref();
+    match task {
+        "detect" => {
+            let cfg = load_detect(&args)?;
+            check_resume(resume, &args, &cfg.run_name)?;
+            gqcim::tasks::detect::train(&cfg, &args.config, run_dir, resume)
+        }
+        "segment" => {
+            let cfg = load_segment(&args)?;
+            check_resume(resume, &args, &cfg.run_name)?;
+            gqcim::tasks::segment::train(&cfg, &args.config, run_dir, resume)
+        }
+        _ => {
+            let cfg = load_config(&args)?;
+            check_resume(resume, &args, &cfg.run_name)?;
+            gqcim::tasks::classify::train(&cfg, &args.config, run_dir, resume)
+        }
+    }
+    .with_context(|| format!("{task} training failed"))?;
+    Ok(())
+}
+
+/// `eval` (and the hidden `detect-eval`, `segment-eval`); `--analog` is an override.
+fn eval(task: &str, args: ConfigArgs, checkpoint: &Path) -> Result<()> {
+    let run_dir = args.run_dir.as_deref();
+    match task {
+        "detect" => {
+            let cfg = load_detect(&args)?;
+            gqcim::tasks::detect::eval(&cfg, &args.config, checkpoint, run_dir)
+        }
+        "segment" => {
+            let cfg = load_segment(&args)?;
+            gqcim::tasks::segment::eval(&cfg, &args.config, checkpoint, run_dir)
+        }
+        _ => gqcim::tasks::classify::eval(&load_config(&args)?, &args.config, checkpoint, run_dir),
+    }
+    .with_context(|| format!("{task} evaluation failed"))?;
+    Ok(())
+}
+
+/// `quantize` / `finetune` (and the hidden task-prefixed verbs): classification through its
+/// own command, detection and segmentation through engine::quantize.
+fn quantize(
     task: &str,
     mut args: ConfigArgs,
     checkpoint: &Path,
@@ -413,48 +481,47 @@ fn task_quantize(
     quant.into_overrides(&mut args);
     let run_dir = args.run_dir.as_deref();
     let what = if finetune { "fine-tuning" } else { "quantization" };
-    if task == "detect" {
-        let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
-        gqcim::tasks::detect::quantize(&cfg, &args.config, checkpoint, run_dir, finetune)
-    } else {
-        let cfg = gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)?;
-        gqcim::tasks::segment::quantize(&cfg, &args.config, checkpoint, run_dir, finetune)
+    match task {
+        "detect" => {
+            let cfg = load_detect(&args)?;
+            gqcim::tasks::detect::quantize(&cfg, &args.config, checkpoint, run_dir, finetune)
+        }
+        "segment" => {
+            let cfg = load_segment(&args)?;
+            gqcim::tasks::segment::quantize(&cfg, &args.config, checkpoint, run_dir, finetune)
+        }
+        _ => {
+            let cfg = load_config(&args)?;
+            gqcim::tasks::quantize::quantize_command(
+                &cfg,
+                &args.config,
+                checkpoint,
+                run_dir,
+                finetune,
+            )
+        }
     }
     .with_context(|| format!("{task} {what} failed"))?;
     Ok(())
 }
 
+/// `compare` (and the hidden `detect-compare`, `segment-compare`): the grid of any task.
+fn compare(task: &str, args: ConfigArgs, checkpoint: &Path, grid: GridArgs) -> Result<()> {
+    let (s, _) = gqcim::tasks::task_setup(task, &args.config, &args.overrides)?;
+    let paths = (args.config.as_path(), checkpoint, args.run_dir.as_deref());
+    gqcim::grid::compare_command(&s.cfg, s.harness.as_ref(), s.device, paths, grid.into())
+        .with_context(|| format!("{task} comparison failed"))?;
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train { args, resume } => {
-            let cfg = load_config(&args)?;
-            check_resume(resume, &args, &cfg.run_name)?;
-            gqcim::tasks::classify::train(&cfg, &args.config, args.run_dir.as_deref(), resume)
-                .context("training failed")?;
+        Command::Train { args, resume } => train(&task_of(&args)?, args, resume)?,
+        Command::Quantize { args, checkpoint, quant } => {
+            quantize(&task_of(&args)?, args, &checkpoint, quant, false)?
         }
-        Command::Quantize { mut args, checkpoint, quant } => {
-            quant.into_overrides(&mut args);
-            let cfg = load_config(&args)?;
-            gqcim::tasks::quantize::quantize_command(
-                &cfg,
-                &args.config,
-                &checkpoint,
-                args.run_dir.as_deref(),
-                false,
-            )
-            .context("quantization failed")?;
-        }
-        Command::Finetune { mut args, checkpoint, quant } => {
-            quant.into_overrides(&mut args);
-            let cfg = load_config(&args)?;
-            gqcim::tasks::quantize::quantize_command(
-                &cfg,
-                &args.config,
-                &checkpoint,
-                args.run_dir.as_deref(),
-                true,
-            )
-            .context("fine-tuning failed")?;
+        Command::Finetune { args, checkpoint, quant } => {
+            quantize(&task_of(&args)?, args, &checkpoint, quant, true)?
         }
         Command::Bench {
             device,
@@ -503,84 +570,46 @@ fn run(cli: Cli) -> Result<()> {
             if !(sigma > 0.0 && sigma <= 10.0) {
                 anyhow::bail!("--sigma: expected a value in (0, 10], got {sigma}");
             }
-            if task == "classify" {
-                let cfg = load_config(&args)?;
-                gqcim::sensitivity::sensitivity_command(
-                    &cfg,
-                    &args.config,
-                    &checkpoint,
-                    sigma,
-                    args.run_dir.as_deref(),
-                )
-                .context("sensitivity study failed")?;
-            } else {
-                let (s, record) = gqcim::tasks::task_setup(&task, &args.config, &args.overrides)?;
-                let run = gqcim::run::RunDir::create(
-                    &s.cfg,
-                    "sensitivity",
-                    &args.config,
-                    args.run_dir.as_deref(),
-                )?;
-                gqcim::sensitivity::sensitivity_with(
-                    &s.cfg,
-                    s.harness.as_ref(),
-                    s.device,
-                    &checkpoint,
-                    sigma,
-                    run,
-                    record,
-                )
-                .context("sensitivity study failed")?;
-            }
+            let task = match task {
+                Some(t) => t,
+                None => task_of(&args)?,
+            };
+            let (s, _) = gqcim::tasks::task_setup(&task, &args.config, &args.overrides)?;
+            gqcim::grid::sensitivity::sensitivity_command(
+                &s.cfg,
+                s.harness.as_ref(),
+                s.device,
+                &checkpoint,
+                sigma,
+                (&args.config, args.run_dir.as_deref()),
+            )
+            .context("sensitivity study failed")?;
         }
-        Command::DetectTrain { args, resume } => {
-            let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
-            check_resume(resume, &args, &cfg.run_name)?;
-            gqcim::tasks::detect::train(&cfg, &args.config, args.run_dir.as_deref(), resume)
-                .context("detection training failed")?;
-        }
+        Command::DetectTrain { args, resume } => train("detect", args, resume)?,
         Command::DetectEval { mut args, checkpoint, analog } => {
             analog.into_overrides(&mut args);
-            let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
-            gqcim::tasks::detect::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
-                .context("detection evaluation failed")?;
+            eval("detect", args, &checkpoint)?
         }
         Command::DetectQuantize { args, checkpoint, quant } => {
-            task_quantize("detect", args, &checkpoint, quant, false)?
+            quantize("detect", args, &checkpoint, quant, false)?
         }
         Command::DetectFinetune { args, checkpoint, quant } => {
-            task_quantize("detect", args, &checkpoint, quant, true)?
+            quantize("detect", args, &checkpoint, quant, true)?
         }
         Command::SegmentQuantize { args, checkpoint, quant } => {
-            task_quantize("segment", args, &checkpoint, quant, false)?
+            quantize("segment", args, &checkpoint, quant, false)?
         }
         Command::SegmentFinetune { args, checkpoint, quant } => {
-            task_quantize("segment", args, &checkpoint, quant, true)?
+            quantize("segment", args, &checkpoint, quant, true)?
         }
         Command::DetectCompare { args, checkpoint, grid } => {
-            let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
-            gqcim::tasks::detect::compare(
-                &cfg,
-                &args.config,
-                &checkpoint,
-                args.run_dir.as_deref(),
-                grid.into(),
-            )
-            .context("detection comparison failed")?;
+            compare("detect", args, &checkpoint, grid)?
         }
         Command::SegmentCompare { args, checkpoint, grid } => {
-            let cfg = gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)?;
-            gqcim::tasks::segment::compare(
-                &cfg,
-                &args.config,
-                &checkpoint,
-                args.run_dir.as_deref(),
-                grid.into(),
-            )
-            .context("segmentation comparison failed")?;
+            compare("segment", args, &checkpoint, grid)?
         }
         Command::DetectGt { args, split, out } => {
-            let cfg = gqcim::tasks::detect::DetectConfig::load(&args.config, &args.overrides)?;
+            let cfg = load_detect(&args)?;
             let n = gqcim::tasks::detect::own::write_ground_truth(&cfg, split.as_deref(), &out)?;
             println!("wrote {n} boxes to {}", out.display());
         }
@@ -614,28 +643,13 @@ fn run(cli: Cli) -> Result<()> {
             };
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
-        Command::SegmentTrain { args, resume } => {
-            let cfg = gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)?;
-            check_resume(resume, &args, &cfg.run_name)?;
-            gqcim::tasks::segment::train(&cfg, &args.config, args.run_dir.as_deref(), resume)
-                .context("segmentation training failed")?;
-        }
+        Command::SegmentTrain { args, resume } => train("segment", args, resume)?,
         Command::SegmentEval { mut args, checkpoint, analog } => {
             analog.into_overrides(&mut args);
-            let cfg = gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)?;
-            gqcim::tasks::segment::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
-                .context("segmentation evaluation failed")?;
+            eval("segment", args, &checkpoint)?
         }
         Command::Compare { args, checkpoint, grid } => {
-            let cfg = load_config(&args)?;
-            gqcim::compare::compare_command(
-                &cfg,
-                &args.config,
-                &checkpoint,
-                args.run_dir.as_deref(),
-                grid.into(),
-            )
-            .context("comparison failed")?;
+            compare(&task_of(&args)?, args, &checkpoint, grid)?
         }
         Command::CompareCell { run_dir, index, count } => {
             gqcim::sweep::cell::cell_command(&run_dir, index, count).context("grid cell failed")?;
@@ -665,6 +679,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Export { mut args, checkpoint, quant, out, task } => {
             quant.into_overrides(&mut args);
+            let task = match task {
+                Some(t) => t,
+                None => task_of(&args)?,
+            };
             if task == "classify" {
                 let cfg = load_config(&args)?;
                 gqcim::tasks::quantize::export_command(&cfg, &checkpoint, &out)
@@ -672,7 +690,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 let (s, _) = gqcim::tasks::task_setup(&task, &args.config, &args.overrides)?;
                 let net = s.harness.load_network(&s.cfg, &checkpoint, s.device)?;
-                gqcim::tasks::quantize::export_network(&s.cfg, net, &out)
+                gqcim::engine::quantize::export_network(&s.cfg, net, &out)
                     .context("export failed")?;
             }
         }
@@ -682,15 +700,8 @@ fn run(cli: Cli) -> Result<()> {
                 .context("fit-device failed")?;
         }
         Command::Eval { mut args, checkpoint, analog, trials } => {
-            if analog {
-                args.overrides.push("analog.enabled=true".into());
-            }
-            if let Some(t) = trials {
-                args.overrides.push(format!("analog.trials={t}"));
-            }
-            let cfg = load_config(&args)?;
-            gqcim::tasks::classify::eval(&cfg, &args.config, &checkpoint, args.run_dir.as_deref())
-                .context("evaluation failed")?;
+            AnalogArgs { analog, trials }.into_overrides(&mut args);
+            eval(&task_of(&args)?, args, &checkpoint)?
         }
     }
     Ok(())

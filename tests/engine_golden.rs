@@ -132,12 +132,8 @@ fn produce(task: &str, dir: &Path) -> Value {
                 "finetune.epochs=0.5".into(),
                 "finetune.batch_size=8".into(),
             ]);
-            let (tv, gv) = if task == "detect" {
-                ("detect-train", "detect-compare")
-            } else {
-                ("segment-train", "segment-compare")
-            };
-            (tv, gv, root.join(config), ckpt, train, grid)
+            // The unified verbs: the task comes from the config's `task` key.
+            ("train", "compare", root.join(config), ckpt, train, grid)
         }
         other => panic!("unknown task {other}"),
     };
@@ -277,4 +273,44 @@ fn eval_analog_has_the_time_axis_for_every_task() {
             }
         }
     }
+}
+
+/// The task comes from the config: a `task` that is not one of the three, or that does not
+/// match the config's format, is a named error, not a panic or a silent classification run.
+#[test]
+fn the_task_is_read_from_the_config() {
+    let root = repo_root();
+    let d = tempfile::tempdir().unwrap();
+    let detect = root.join("configs/detect_scenes.yaml");
+    let text = read(&detect);
+    for (task, needles) in [
+        ("detekt", vec!["task", "expected classify, detect or segment", "detekt"]),
+        ("segment", vec!["segmentation config", "regenerate_every"]),
+    ] {
+        let cfg = d.path().join(format!("{task}.yaml"));
+        std::fs::write(&cfg, text.replace("task: detect", &format!("task: {task}"))).unwrap();
+        let o = run_gqcim(&["train", "--config", cfg.to_str().unwrap()]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{task}: {e}");
+        assert!(!e.contains("panicked"), "{e}");
+        for n in needles {
+            assert!(e.contains(n), "{task}: lacks `{n}`: {e}");
+        }
+    }
+    // `--set task=...` wins over the file, and the hidden task verbs still check the format.
+    let o = run_gqcim(&[
+        "eval",
+        "--config",
+        detect.to_str().unwrap(),
+        "--checkpoint",
+        "x",
+        "--set",
+        "task=classify",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let cfg = d.path().join("seg-as-detect.yaml");
+    std::fs::write(&cfg, text.replace("task: detect", "task: segment")).unwrap();
+    let o = run_gqcim(&["detect-train", "--config", cfg.to_str().unwrap()]);
+    let e = stderr(&o);
+    assert!(e.contains("task") && e.contains("this is a detection config"), "{e}");
 }

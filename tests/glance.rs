@@ -128,15 +128,9 @@ fn tiny_grid_puts_fp32_and_n8_on_one_tensorboard_card() {
         gqcim::run::RunDir::create_at(place, "compare", &ckpt, Some(&run_path), "x: 1").unwrap();
     let mut base = cfg.base_config();
     base.out_dir = dir.path().to_path_buf(); // the network cache goes under out_dir
-    let res = gqcim::compare::run_grid(
-        &base,
-        &harness,
-        &ckpt,
-        Device::Cpu,
-        run,
-        std::time::Instant::now(),
-    )
-    .unwrap();
+    let res =
+        gqcim::grid::run_grid(&base, &harness, &ckpt, Device::Cpu, run, std::time::Instant::now())
+            .unwrap();
     let seed = base.seed; // the one fine-tuning seed (compare.seeds is empty)
     let tb = read_runs(&run_path);
     let tag = "segment/miou_vs_sigma/N8";
@@ -319,7 +313,7 @@ fn charts_keep_the_legend_off_the_data() {
 fn layer_policies_are_sub_runs_of_their_own() {
     use gqcim::analog::montecarlo::{McStats, Trial};
     use gqcim::glance::tb_grid::{write_network_runs, GridTags};
-    let cell = |method: &str, kept: &str, sigma: f64, metric: f64| gqcim::compare::Cell {
+    let cell = |method: &str, kept: &str, sigma: f64, metric: f64| gqcim::grid::Cell {
         method: method.into(),
         levels: if method == "fp32" { 32 } else { 8 },
         mode: if method == "fp32" { "ptq".into() } else { "qat".into() },

@@ -291,7 +291,7 @@ fn keep_fp32_is_honoured_under_qat_noise() {
     cfg.quant.keep_fp32 = vec!["conv1".into(), "fc".into()];
     cfg.quant.levels = 4;
     cfg.train_noise.programming_noise = ProgrammingNoise::Gaussian { sigma: 0.05 };
-    let dep = gqcim::compare::add_train_noise(&net, &cfg).unwrap();
+    let dep = gqcim::grid::add_train_noise(&net, &cfg).unwrap();
     assert_eq!(dep.kept_fp32, vec!["conv1".to_string(), "fc".to_string()]);
     for l in net.layers.layers() {
         let kept = cfg.quant.keep_fp32.contains(&l.spec.name);
@@ -305,7 +305,7 @@ fn keep_fp32_is_honoured_under_qat_noise() {
         assert_eq!(l.describe() == "fp32", kept, "{}: {}", l.spec.name, l.describe());
     }
     cfg.quant.keep_fp32 = vec!["conv9".into()];
-    let e = gqcim::compare::add_train_noise(&net, &cfg).unwrap_err().to_string();
+    let e = gqcim::grid::add_train_noise(&net, &cfg).unwrap_err().to_string();
     assert!(e.contains("conv9") && e.contains("keep_fp32"), "{e}");
 }
 
@@ -334,7 +334,7 @@ fn bn_reestimation_restores_ptq_accuracy() {
     let fp32 = task.evaluate(&net).unwrap();
     gqcim::quant::deploy::apply_quantization(&net, &cfg.quant, &cfg.analog).unwrap();
     let ptq = task.evaluate(&net).unwrap();
-    let used = gqcim::tasks::quantize::recalibrate_bn(&net, &task, 512, 128, 1).unwrap();
+    let used = gqcim::engine::finetune::recalibrate_bn(&net, &task, 512, 128, 1).unwrap();
     assert_eq!(used, 512);
     let recal = task.evaluate(&net).unwrap();
     println!("fp32 {fp32:.4}  ptq {ptq:.4}  ptq + BN re-estimation {recal:.4}");

@@ -463,15 +463,9 @@ fn comparison_grid_runs_on_the_segmenter() {
         gqcim::run::RunDir::create_at(place, "compare", &ckpt, Some(&run_path), "x: 1").unwrap();
     let mut base = cfg.base_config();
     base.out_dir = dir.path().to_path_buf(); // the network cache goes under out_dir
-    let res = gqcim::compare::run_grid(
-        &base,
-        &harness,
-        &ckpt,
-        Device::Cpu,
-        run,
-        std::time::Instant::now(),
-    )
-    .unwrap();
+    let res =
+        gqcim::grid::run_grid(&base, &harness, &ckpt, Device::Cpu, run, std::time::Instant::now())
+            .unwrap();
     let cells = res["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 4, "fp32 and gq at two sigmas");
     assert_eq!(res["task"], "segment");

@@ -55,6 +55,23 @@ pub struct TrainSetup<'a> {
     pub place: RunPlace<'a>,
 }
 
+/// Creates (or re-opens) the run folder of `command` for the task: `explicit`, else
+/// `<out_dir>/<task>/<run_name or config-command-time>`, with the task's own config saved.
+pub fn task_run_dir(
+    task: &dyn Task,
+    command: &str,
+    config_path: &Path,
+    explicit: Option<&Path>,
+) -> Result<crate::run::RunDir> {
+    let yaml = task.config_yaml();
+    crate::run::RunDir::create_at(task.train_setup().place, command, config_path, explicit, &yaml)
+}
+
+/// The task's own resolved config as a JSON value (results.json's `config`).
+pub fn config_record(task: &dyn Task) -> Value {
+    serde_yaml::from_str::<Value>(&task.config_yaml()).unwrap_or(Value::Null)
+}
+
 pub trait Task {
     /// Task folder name under `runs/` (`classify`, `detect`, `segment`).
     fn task(&self) -> &'static str;

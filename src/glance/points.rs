@@ -2,8 +2,8 @@
 //! σ, seeds, trials, mean and 95% CI as fractions), the fp32 reference at a σ, Δ-vs-fp32,
 //! and the names used in files, tags and labels. Built from merged `compare::Cell`s or read
 //! back from a results.csv.
-use crate::compare::Cell;
 use crate::error::{invalid, Result};
+use crate::grid::Cell;
 
 /// Fewer replications than this get no confidence interval (t with 1 dof is 12.7).
 pub const MIN_CI_TRIALS: usize = 3;

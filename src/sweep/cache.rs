@@ -8,10 +8,10 @@
 //! layer and the fine-tuning record; it is written atomically and read strictly.
 use super::plan::{Plan, Unit};
 use crate::checkpoint::{read_tensors, write_json_atomic, write_tensors_atomic};
+use crate::engine::finetune::FinetuneStats;
 use crate::error::{GqcimError, Result};
 use crate::nets::layers::{LayerSpec, WeightPath};
 use crate::nets::Network;
-use crate::tasks::quantize::FinetuneStats;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};

@@ -2,8 +2,8 @@
 //! temporary name unique across hosts, fsync, rename, fsync of the folder), so a cell file
 //! is either whole or absent — on a local disk or a cluster's shared file system alike.
 use super::plan::{Plan, Unit};
-use crate::compare::Cell;
 use crate::error::{GqcimError, Result};
+use crate::grid::Cell;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -158,7 +158,7 @@ pub fn cell_command(run: &Path, index: usize, count: usize) -> Result<()> {
     tch::set_num_threads(plan.threads as i32);
     for i in index..=last {
         let started = std::time::Instant::now();
-        match crate::compare::run_cell(
+        match crate::grid::run_cell(
             &setup.cfg,
             setup.harness.as_ref(),
             &plan,

@@ -5,11 +5,11 @@ use super::cell::{read_cell, CellFile};
 use super::plan::Plan;
 use super::stats::{against_best_uniform, aggregate, spread, PairedDifference, SeedSpread};
 use crate::checkpoint::write_text_atomic;
-use crate::compare::{write_outputs, Cell};
 use crate::costreport::{write_cost_outputs, CostPoint};
 use crate::error::{GqcimError, Result};
 use crate::glance::points::sigma_pct;
 use crate::glance::tb_grid::{table_text, tb_root, write_network_runs, GridTags, MERGE_WALL_TIME};
+use crate::grid::{write_outputs, Cell};
 use crate::report::markdown_table;
 use crate::tb::Tb;
 use serde_json::{json, Value};
@@ -333,7 +333,7 @@ mod tests {
         let alias = units.iter().find(|u| u.alias_of.is_some()).unwrap();
         let src = &units[alias.alias_of.unwrap()];
         assert_eq!(src.method, QuantMethod::Gq);
-        let cell = |sigma: f64| crate::compare::Cell {
+        let cell = |sigma: f64| crate::grid::Cell {
             method: "gq".into(),
             levels: 2,
             mode: "qat".into(),

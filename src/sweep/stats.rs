@@ -9,7 +9,7 @@
 //! differences: at a given (seed, σ) every network is evaluated with the same trial seeds,
 //! so differences are taken trial by trial, averaged per seed, and the CI is over seeds.
 use crate::analog::montecarlo::{t95, McStats, Trial};
-use crate::compare::Cell;
+use crate::grid::Cell;
 use serde::{Deserialize, Serialize};
 
 /// How a mean's 95% CI was obtained.

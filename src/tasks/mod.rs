@@ -2,7 +2,6 @@
 pub mod classify;
 pub mod detect;
 pub mod quantize;
-pub mod quantize_any;
 pub mod segment;
 
 use crate::config::Config;
@@ -16,6 +15,36 @@ pub struct GridSetup {
     pub cfg: Config,
     pub harness: Box<dyn Task>,
     pub device: tch::Device,
+}
+
+/// The task a config file describes: its top-level `task` key (a `--set task=...` override
+/// wins); a config without one is a classification config (the original format).
+pub fn task_of_config(config: &std::path::Path, overrides: &[String]) -> Result<&'static str> {
+    let set = overrides.iter().rev().find_map(|o| o.strip_prefix("task="));
+    let name = match set {
+        Some(v) => v.trim().to_string(),
+        None => {
+            let text = crate::config::read_config_text(config)?;
+            let tree: serde_yaml::Value =
+                serde_yaml::from_str(&text).map_err(|e| crate::error::GqcimError::Config {
+                    path: config.display().to_string(),
+                    msg: e.to_string(),
+                })?;
+            match tree.get("task") {
+                None => "classify".to_string(),
+                Some(v) => v.as_str().unwrap_or_default().to_string(),
+            }
+        }
+    };
+    match name.as_str() {
+        "classify" => Ok("classify"),
+        "detect" => Ok("detect"),
+        "segment" => Ok("segment"),
+        other => Err(invalid(
+            "task",
+            format!("{}: expected classify, detect or segment, got `{other}`", config.display()),
+        )),
+    }
 }
 
 /// A task's setup from its config file and `--set` overrides, parsed as the task parses

@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 pub struct DetectConfig {
     /// Fixes the train scene pools, data order and initialisation.
     pub seed: u64,
+    /// `detect`: what `gqcim train|eval|quantize|finetune|compare|sensitivity|export --config`
+    /// reads to pick the task (a config without `task` is a classification config).
+    pub task: TaskKind,
     pub device: DeviceChoice,
     /// libtorch intra-op threads; 0 keeps libtorch's default.
     pub threads: usize,
@@ -44,6 +47,7 @@ impl Default for DetectConfig {
     fn default() -> Self {
         DetectConfig {
             seed: 0,
+            task: TaskKind::Detect,
             device: DeviceChoice::Auto,
             threads: 0,
             out_dir: PathBuf::from("runs"),
@@ -225,6 +229,10 @@ fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: T) 
 impl DetectConfig {
     /// The validation pass: every range check names its field.
     pub fn validate(&self) -> Result<()> {
+        if self.task != TaskKind::Detect {
+            let msg = format!("this is a detection config; got `{}`", self.task.name());
+            return Err(invalid("task", msg));
+        }
         in_range("threads", self.threads, 0, 1024)?;
         self.data.scenes.validate("data.scenes")?;
         self.model.validate("model")?;

@@ -46,7 +46,6 @@ pub use eval::{evaluate, ground_truth, predict, score, DetEval};
 pub use loss::{assign, detection_loss, LossParts, Targets};
 use serde_json::Value;
 use std::path::Path;
-use std::time::Instant;
 pub use task::{load_items, scene_input, test_scenes, train_pool, DetectHarness};
 
 /// The scenes' class names as owned strings (what own datasets give).
@@ -68,29 +67,8 @@ pub const FMNIST_CLASSES: [&str; 10] = [
     "Ankle boot",
 ];
 
-/// `gqcim detect-compare`: the `compare` grid (fp32 against each quantizer and level count,
-/// fine-tuned clean or noise-aware, under the programming-noise sweep) on a trained detector.
-pub fn compare(
-    cfg: &DetectConfig,
-    config_path: &Path,
-    checkpoint: &Path,
-    run_dir: Option<&Path>,
-    how: crate::compare::GridRun,
-) -> Result<Value> {
-    let wall = Instant::now();
-    let base = cfg.base_config();
-    base.validate_compare()?;
-    let device = setup_device(&base)?;
-    let mut harness = DetectHarness::new(cfg, device)?;
-    if cfg.compare.eval_limit > 0 {
-        harness.limit_test(cfg.compare.eval_limit);
-    }
-    let run = create_run_dir(cfg, "compare", config_path, run_dir)?;
-    crate::compare::run_grid_steps(&base, &harness, checkpoint, device, run, wall, how)
-}
-
 /// `gqcim detect-quantize` / `detect-finetune`: one method and level count on the whole
-/// test set (tasks::quantize_any).
+/// test set (engine::quantize).
 pub fn quantize(
     cfg: &DetectConfig,
     config_path: &Path,
@@ -104,7 +82,7 @@ pub fn quantize(
     let command = if finetune { "finetune" } else { "quantize" };
     let run = create_run_dir(cfg, command, config_path, run_dir)?;
     let yaml = cfg.to_yaml();
-    crate::tasks::quantize_any::run(&base, &harness, device, &yaml, checkpoint, run, finetune)
+    crate::engine::quantize::run(&base, &harness, device, &yaml, checkpoint, run, finetune)
 }
 
 /// Creates (or re-opens) `<out_dir>/detect/<run>/` and saves the resolved config.

@@ -36,6 +36,9 @@ impl SegArch {
 pub struct SegmentConfig {
     /// Fixes the training scenes, data order, flips and initialisation.
     pub seed: u64,
+    /// `segment`: what `gqcim train|eval|quantize|finetune|compare|sensitivity|export --config`
+    /// reads to pick the task (a config without `task` is a classification config).
+    pub task: TaskKind,
     pub device: DeviceChoice,
     /// libtorch intra-op threads; 0 keeps libtorch's default (one per core).
     pub threads: usize,
@@ -164,6 +167,7 @@ impl Default for SegmentConfig {
     fn default() -> Self {
         SegmentConfig {
             seed: 0,
+            task: TaskKind::Segment,
             device: DeviceChoice::Auto,
             threads: 0,
             out_dir: PathBuf::from("runs"),
@@ -222,6 +226,10 @@ fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: T) 
 impl SegmentConfig {
     /// The validation pass: every range check names its field.
     pub fn validate(&self) -> Result<()> {
+        if self.task != TaskKind::Segment {
+            let msg = format!("this is a segmentation config; got `{}`", self.task.name());
+            return Err(invalid("task", msg));
+        }
         in_range("threads", self.threads, 0, 1024)?;
         let s = &self.data.scenes;
         s.validate("data.scenes")?;

@@ -120,7 +120,7 @@ pub fn eval(
     crate::engine::evaluate::evaluate(&task, &net, checkpoint_path, run, device)
 }
 /// `gqcim segment-quantize` / `segment-finetune`: one method and level count on the whole
-/// test set (tasks::quantize_any).
+/// test set (engine::quantize).
 pub fn quantize(
     cfg: &SegmentConfig,
     config_path: &Path,
@@ -135,27 +135,5 @@ pub fn quantize(
     let command = if finetune { "finetune" } else { "quantize" };
     let run = create_run_dir(cfg, command, config_path, run_dir)?;
     let yaml = cfg.to_yaml();
-    crate::tasks::quantize_any::run(&base, &harness, device, &yaml, checkpoint, run, finetune)
-}
-
-/// `gqcim segment-compare`: the `compare` grid (fp32 against each quantizer and level count,
-/// fine-tuned clean or noise-aware, under the programming-noise sweep) on a trained segmenter.
-pub fn compare(
-    cfg: &SegmentConfig,
-    config_path: &Path,
-    checkpoint: &Path,
-    run_dir: Option<&Path>,
-    how: crate::compare::GridRun,
-) -> Result<Value> {
-    let wall = Instant::now();
-    let base = cfg.base_config();
-    base.validate_compare()?;
-    let device = setup(cfg)?;
-    let mut data = SegmentData::load(cfg, device)?;
-    if cfg.compare.eval_limit > 0 {
-        data.test = data.test.first(cfg.compare.eval_limit);
-    }
-    let harness = SegmentHarness::from_data(cfg, data);
-    let run = create_run_dir(cfg, "compare", config_path, run_dir)?;
-    crate::compare::run_grid_steps(&base, &harness, checkpoint, device, run, wall, how)
+    crate::engine::quantize::run(&base, &harness, device, &yaml, checkpoint, run, finetune)
 }

@@ -5,41 +5,28 @@
 use crate::analog::montecarlo::monte_carlo_layers;
 use crate::analog::path::AnalogPath;
 use crate::checkpoint::write_text_atomic;
-use crate::compare::classify_harness;
 use crate::config::{Config, ProgrammingNoise};
+use crate::engine::task::{config_record, task_run_dir};
 use crate::error::Result;
 use crate::quant::deploy::apply_quantization;
 use crate::report::markdown_table;
-use crate::run::{device_info, git_commit, setup_device, RunDir};
+use crate::run::{device_info, git_commit};
 use serde_json::{json, Value};
 use std::path::Path;
 use tch::Kind;
 
+/// `gqcim sensitivity` for any task (its metric, its evaluation set): `cfg` is the task's
+/// deployment view (quant, analog); `run_dir` is (config path, explicit run folder).
 pub fn sensitivity_command(
-    cfg: &Config,
-    config_path: &Path,
-    checkpoint: &Path,
-    sigma: f64,
-    run_dir: Option<&Path>,
-) -> Result<Value> {
-    let device = setup_device(cfg)?;
-    let task = classify_harness(cfg, device)?;
-    let run = RunDir::create(cfg, "sensitivity", config_path, run_dir)?;
-    let task_config = serde_json::to_value(cfg).unwrap_or(Value::Null);
-    sensitivity_with(cfg, task.as_ref(), device, checkpoint, sigma, run, task_config)
-}
-
-/// The study for any task's harness (its metric, its evaluation set): `cfg` is the
-/// deployment view (quant, analog), `task_config` the task's own config for the record.
-pub fn sensitivity_with(
     cfg: &Config,
     task: &dyn crate::engine::task::Task,
     device: tch::Device,
     checkpoint: &Path,
     sigma: f64,
-    mut run: RunDir,
-    task_config: Value,
+    run_dir: (&Path, Option<&Path>),
 ) -> Result<Value> {
+    let mut run = task_run_dir(task, "sensitivity", run_dir.0, run_dir.1)?;
+    let task_config = config_record(task);
     let net = task.load_network(cfg, checkpoint, device)?;
     apply_quantization(&net, &cfg.quant, &cfg.analog)?;
     let baseline = task.evaluate(&net)?;

@@ -1,14 +1,12 @@
-//! Post-training quantization (`detect-quantize`, `segment-quantize`) and straight-through
-//! fine-tuning (`detect-finetune`, `segment-finetune`) of any task's checkpoint, through its
-//! harness: the steps of a grid unit (quantize, BatchNorm re-estimation for post-training,
-//! the shared fine-tuning loop) on one method and level count, scored with the task's own
-//! metric on its whole test set. Classification keeps `gqcim quantize|finetune`.
-use super::quantize::{finetune_loop, recalibrate_bn};
+//! The quantize and finetune commands for any task, through its `Task`: the steps of a grid
+//! unit (quantize, BatchNorm re-estimation for post-training, the shared fine-tuning loop) on
+//! one method and level count, scored with the task's own metric on its whole test set.
+use super::finetune::{finetune_loop, recalibrate_bn};
 use crate::checkpoint::{save_varstore, sha256_file};
 use crate::config::Config;
 use crate::engine::task::Task;
 use crate::error::Result;
-use crate::quant::deploy::apply_quantization;
+use crate::quant::deploy::{apply_quantization, fold_batchnorm};
 use crate::run::{device_info, git_commit, RunDir};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -118,4 +116,21 @@ pub fn quantize_task(
     run.write_results(&results)?;
     println!("run folder {}", run.path.display());
     Ok(results)
+}
+
+/// Quantizes a loaded network (any task's) as `cfg.quant` says and writes its crossbars.
+pub fn export_network(cfg: &Config, net: crate::nets::Network, out: &Path) -> Result<Value> {
+    if cfg.quant.fold_bn {
+        fold_batchnorm(&net)?;
+    }
+    apply_quantization(&net, &cfg.quant, &cfg.analog)?;
+    let index = crate::analog::export::export_crossbars(&net, &cfg.analog, out)?;
+    println!(
+        "exported {} layers ({} {} levels) to {}",
+        index["layers"].as_object().map(|m| m.len()).unwrap_or(0),
+        cfg.quant.method.name(),
+        cfg.quant.levels,
+        out.display()
+    );
+    Ok(index)
 }
