@@ -538,7 +538,7 @@ fn fit_bench(o: &BenchOptions, benches: &Path) -> Result<Value> {
     let mut gq_sse = 0.0;
     for n in &names {
         let (lv, _) =
-            crate::quant::paths::fit_gq(&tensors[*n], 8, &opts).map_err(|e| invalid("bench", e))?;
+            crate::quant::gq::fit_gq(&tensors[*n], 8, &opts).map_err(|e| invalid("bench", e))?;
         gq_sse += crate::quant::squared_error(&tensors[*n], &lv);
     }
     let gq_s = t.elapsed().as_secs_f64();

@@ -77,29 +77,29 @@ pub fn programming_variants(cfg: &Config) -> Vec<Variant> {
 pub struct CellCost {
     pub programming: String,
     /// Write-verify tolerance (NaN for single-shot).
-    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub tolerance: f64,
-    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub verify_fraction: f64,
-    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub pulses: f64,
-    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub verify_reads: f64,
-    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub unconverged: f64,
-    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub program_time_s: f64,
-    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub program_energy_j: f64,
     /// Wall time the simulator spent programming all layers (one trial, this machine).
-    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub program_sim_s: f64,
     pub adc_bits: u32,
-    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub inference_energy_j: f64,
-    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub inference_latency_s: f64,
-    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub area_m2: f64,
     pub tiles: i64,
     /// Inference energy per image at each of `cost.adc_bits`.

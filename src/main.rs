@@ -492,7 +492,7 @@ fn quantize(
         }
         _ => {
             let cfg = load_config(&args)?;
-            gqcim::tasks::quantize::quantize_command(
+            gqcim::tasks::classify::quantize::quantize_command(
                 &cfg,
                 &args.config,
                 checkpoint,
@@ -685,7 +685,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             if task == "classify" {
                 let cfg = load_config(&args)?;
-                gqcim::tasks::quantize::export_command(&cfg, &checkpoint, &out)
+                gqcim::tasks::classify::quantize::export_command(&cfg, &checkpoint, &out)
                     .context("export failed")?;
             } else {
                 let (s, _) = gqcim::tasks::task_setup(&task, &args.config, &args.overrides)?;

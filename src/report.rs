@@ -9,3 +9,9 @@ pub fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {
     }
     s
 }
+
+/// Reads a number that JSON wrote as `null` because it was NaN (serde_json writes non-finite
+/// floats as null) back as NaN.
+pub fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
+}

@@ -5,11 +5,12 @@ mod common;
 use common::*;
 use gqcim::analog::device::{map_to_pairs, program_noise, stuck_at};
 use gqcim::config::{ProgrammingNoise, StuckAt};
+use gqcim::quant::gq::fit_gq;
 use gqcim::quant::levels::thresholds;
 use gqcim::quant::noise_aware::{
     expected_error_nearest, expected_error_with, fit_gq_noise, DeviceModel, NoiseFitOptions,
 };
-use gqcim::quant::paths::{fit_gq, quantize_rows};
+use gqcim::quant::paths::quantize_rows;
 use gqcim::quant::{uniform_mse, LloydOptions};
 use tch::{Device, Kind, Tensor};
 

@@ -423,7 +423,7 @@ fn timing_resnet50() {
     println!("lloyd_max n=8, all layers: {gq:.3} s ({iters} iterations in total)");
     let t = Instant::now();
     for w in &tensors {
-        gqcim::quant::paths::fit_gq(w, 8, &LloydOptions::default()).unwrap();
+        gqcim::quant::gq::fit_gq(w, 8, &LloydOptions::default()).unwrap();
     }
     println!(
         "gq as deployed (Lloyd-Max from quantiles and from uniform-mse, best), all layers: {:.3} s",

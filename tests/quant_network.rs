@@ -7,8 +7,9 @@ use gqcim::config::{Arch, ModelConfig, QuantConfig, QuantMethod};
 use gqcim::nets::build_classifier;
 use gqcim::nets::layers::WeightPath;
 use gqcim::quant::deploy::{apply_quantization, fold_batchnorm};
+use gqcim::quant::gq::fit_gq;
 use gqcim::quant::levels::squared_error;
-use gqcim::quant::paths::{fit_gq, FitSettings, LevelPath};
+use gqcim::quant::paths::{FitSettings, LevelPath};
 use gqcim::quant::{uniform_minmax, uniform_mse, LloydOptions};
 use tch::{Device, Kind, Tensor};
 

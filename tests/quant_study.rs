@@ -6,10 +6,11 @@ use common::*;
 use gqcim::config::{Arch, Config, ModelConfig, ProgrammingNoise, QuantConfig, QuantMethod};
 use gqcim::nets::build_classifier;
 use gqcim::nets::layers::{LayerOp, LayerSpec, WeightPath};
+use gqcim::quant::gq::fit_gq;
 use gqcim::quant::learn::LearnedLevelPath;
 use gqcim::quant::noise_aware::expected_error_with;
 use gqcim::quant::paths::{
-    fit_gq, fit_quanta, row_error, FitSettings, LayerQuanta, LevelPath, RefitSchedule,
+    fit_quanta, row_error, FitSettings, LayerQuanta, LevelPath, RefitSchedule,
 };
 use gqcim::quant::{exact_kmeans_1d, exact_kmeans_1d_full, LloydOptions, SortedWeights};
 use tch::{Device, Kind, Tensor};
@@ -330,7 +331,7 @@ fn bn_reestimation_restores_ptq_accuracy() {
         norm: gqcim::data::Normalizer::new(&cfg.data, Device::Cpu),
     };
     use gqcim::engine::task::Task;
-    let net = gqcim::tasks::quantize::load_classifier(&cfg, &ckpt, Device::Cpu).unwrap();
+    let net = gqcim::tasks::classify::quantize::load_classifier(&cfg, &ckpt, Device::Cpu).unwrap();
     let fp32 = task.evaluate(&net).unwrap();
     gqcim::quant::deploy::apply_quantization(&net, &cfg.quant, &cfg.analog).unwrap();
     let ptq = task.evaluate(&net).unwrap();

@@ -13,7 +13,6 @@
 //! Write-Verify for Computing-in-Memory Neural Accelerators", DAC 2022, arXiv:2202.08395.
 use super::device::{program_noise, PairMap};
 use crate::config::AnalogConfig;
-use crate::engine::task::Task;
 use crate::error::{invalid, Result};
 use crate::nets::Network;
 use serde::{Deserialize, Serialize};
@@ -393,9 +392,13 @@ pub fn program_pairs(
 /// they are the gradients with respect to the quantized weights. The network must carry
 /// its quantizing paths (not yet the analog ones). BatchNorm running statistics touched
 /// by the train-mode forward passes are restored afterwards.
+/// A training loss over a batch of sample indices, and how many samples there are (what
+/// `fisher_scores` needs of a task, without the analog layer depending on the engine).
+pub type BatchLoss<'a> = (i64, &'a dyn Fn(&Network, &Tensor) -> Tensor);
+
 pub fn fisher_scores(
     net: &Network,
-    task: &dyn Task,
+    (n, batch_loss): BatchLoss,
     batches: usize,
     batch_size: i64,
     seed: u64,
@@ -418,7 +421,6 @@ pub fn fisher_scores(
     let mut fisher: Vec<Tensor> = layers.iter().map(|l| l.spec.weight.zeros_like()).collect();
     tch::manual_seed(seed as i64 ^ 0x5E45);
     net.layers.set_training(true);
-    let n = task.train_len();
     for _ in 0..batches {
         for l in &layers {
             let mut g = l.spec.weight.grad();
@@ -427,7 +429,7 @@ pub fn fisher_scores(
             }
         }
         let idx = Tensor::randint(n, [batch_size.min(n)], (Kind::Int64, device));
-        let loss = task.batch_loss(net, &idx);
+        let loss = batch_loss(net, &idx);
         loss.backward();
         for (f, l) in fisher.iter_mut().zip(&layers) {
             let g = l.spec.weight.grad();

@@ -233,7 +233,7 @@ pub fn list_yolo(root: &Path, split: &str) -> Result<Listing> {
 pub fn list_coco(root: &Path, split: &str) -> Result<Listing> {
     let json = join_inside(&root.join("annotations"), &format!("instances_{split}.json"), root)?;
     let text = super::read_text_bounded(&json, super::MAX_COCO_JSON_BYTES, "COCO JSON file")?;
-    let (gts, mapping) = crate::tasks::detect::metrics::parse_coco_gt(&text, &json)?;
+    let (gts, mapping) = crate::data::coco_json::parse_coco_gt(&text, &json)?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| data_err(&json, format!("invalid JSON: {e}")))?;
     let images_dir = root.join(split);
@@ -401,7 +401,7 @@ pub fn class_names(
                 join_inside(&root.join("annotations"), &format!("instances_{split}.json"), root)?;
             let text =
                 super::read_text_bounded(&json, super::MAX_COCO_JSON_BYTES, "COCO JSON file")?;
-            Ok(crate::tasks::detect::metrics::parse_coco_gt(&text, &json)?.1.category_names)
+            Ok(crate::data::coco_json::parse_coco_gt(&text, &json)?.1.category_names)
         }
     }
 }

@@ -2,6 +2,7 @@
 //! normalisation and tensor-side augmentation.
 pub mod augment;
 pub mod cifar;
+pub mod coco_json;
 pub mod coco_out;
 pub mod detection_sets;
 pub mod idx;

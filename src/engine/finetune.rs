@@ -28,9 +28,9 @@ pub struct FinetuneStats {
     pub refit_stop_at: usize,
     pub refit_steps: usize,
     /// Share of the step time spent refitting quanta.
-    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub refit_share: f64,
-    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub final_train_loss: f64,
 }
 

@@ -20,7 +20,7 @@ pub struct Cell {
     pub t_inference: Option<f64>,
     pub stats: McStats,
     /// The digital (noise-free) metric; NaN (null in JSON) when not measured.
-    #[serde(deserialize_with = "crate::sweep::cell::nan_if_null")]
+    #[serde(deserialize_with = "crate::report::nan_if_null")]
     pub digital_accuracy: f64,
     pub finetune: Option<FinetuneStats>,
     /// Set when the cell is another method's cell computed once (gq-noise at σ = 0 is gq:

@@ -4,7 +4,7 @@ use super::Cell;
 use crate::analog::cost::network_program_stats;
 use crate::analog::montecarlo::monte_carlo_times;
 use crate::analog::path::{AnalogPath, NoisyTrainPath};
-use crate::analog::writeverify::{fisher_scores, top_fraction_masks};
+use crate::analog::writeverify::{fisher_scores, top_fraction_masks, BatchLoss};
 use crate::config::{Config, ProgrammingNoise, QuantMethod, TuneMode};
 use crate::costreport::{cell_cost, programming_variants};
 use crate::engine::finetune::{finetune_loop, recalibrate_bn, FinetuneStats};
@@ -193,7 +193,11 @@ pub fn run_cell(
         .any(|v| v.programming.is_write_verify() && v.programming.verify_fraction < 1.0)
     {
         let p = &c.analog.programming;
-        Some(fisher_scores(&net, task, p.sensitivity_batches, c.finetune.batch_size, c.seed)?)
+        {
+            let loss = |n: &crate::nets::Network, idx: &Tensor| task.batch_loss(n, idx);
+            let data: BatchLoss = (task.train_len(), &loss);
+            Some(fisher_scores(&net, data, p.sensitivity_batches, c.finetune.batch_size, c.seed)?)
+        }
     } else {
         None
     };

@@ -1,5 +1,6 @@
 //! Weight quantizers: generalized (Lloyd-Max) quantization and uniform / LSQ baselines.
 pub mod exact;
+pub mod gq;
 pub mod learn;
 pub mod levels;
 pub mod lloyd;

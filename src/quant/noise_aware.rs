@@ -23,9 +23,9 @@
 //!    noise that every level carries; s > 1 widens it).
 //!
 //! With no noise and no faults, mu(q) = q and v(q) = 0, and the method is `gq` exactly.
+use super::gq::fit_gq;
 use super::levels::SortedWeights;
 use super::lloyd::LloydOptions;
-use super::paths::fit_gq;
 use tch::Tensor;
 
 /// The device a layer's quanta are chosen for: the shared model (`crate::device`), whose

@@ -11,14 +11,15 @@
 //! - `LsqPath`: learned step size quantization (Esser et al., ICLR 2020): levels
 //!   s·{-Q..Q}, the step s a trainable parameter whose gradient is scaled by
 //!   1/sqrt(numel·Q_P).
-use super::exact::{exact_kmeans_1d, exact_kmeans_1d_sorted};
+use super::exact::exact_kmeans_1d;
+use super::gq::fit_gq;
 use super::levels::SortedWeights;
 use super::levels::{sqnr_db, thresholds};
-use super::lloyd::{lloyd_from, lloyd_max_sorted, lloyd_max_with_init, LloydOptions};
+use super::lloyd::{lloyd_max_with_init, LloydOptions};
 use super::noise_aware::{
     expected_error_with, fit_gq_noise, refit_gq_noise, DeviceModel, NoiseFitOptions,
 };
-use super::uniform::{uniform_minmax, uniform_mse, uniform_mse_sorted};
+use super::uniform::{uniform_minmax, uniform_mse};
 use crate::config::{AnalogConfig, QuantConfig, QuantMethod};
 use crate::nets::layers::{LayerSpec, WeightPath};
 use serde_json::{json, Value};
@@ -205,29 +206,6 @@ pub fn sign_split_levels(w: &Tensor) -> Result<Vec<f64>, String> {
     let a = if a.is_nan() { -b } else { a.min(-1e-6 * scale) };
     let b = if b.is_nan() { -a } else { b };
     Ok(vec![a, b])
-}
-
-/// Histogram bins of the exact DP inside `fit_gq` (only layers above the exact module's
-/// full-resolution limit use the histogram).
-const GQ_EXACT_BINS: usize = 4096;
-
-/// Generalized quantization of one tensor: Lloyd-Max started from the quantiles, from the
-/// MSE-optimal uniform grid and from the exact DP optimum (`exact.rs`), keeping the lowest
-/// distortion. Lloyd-Max only finds a local optimum: on trained layers the quantile start ends
-/// up to 35% above the optimum (conv1 at N = 8), and on small, spiky layers even above the
-/// uniform grid. Each start can only improve on its seed, so gq's squared error is never above
-/// uniform-mse's (nor uniform-minmax's) nor above the DP's (the global optimum whenever the
-/// full-resolution DP runs, i.e. below `exact::FULL_DP_LIMIT`).
-pub fn fit_gq(w: &Tensor, n: usize, opts: &LloydOptions) -> Result<(Vec<f64>, usize), String> {
-    // One sort serves the three fits.
-    let sw = SortedWeights::from_tensor(w)?;
-    sw.check_fit(n)?;
-    let a = lloyd_max_sorted(&sw, n, opts)?;
-    let b = lloyd_from(&sw, n, &uniform_mse_sorted(&sw, n).0, opts, Vec::new());
-    let c = exact_kmeans_1d_sorted(&sw, n, GQ_EXACT_BINS)?;
-    let iters = a.iterations + b.iterations + c.iterations;
-    let best = [c, a, b].into_iter().min_by(|x, y| x.distortion.total_cmp(&y.distortion));
-    Ok((best.map(|r| r.levels).unwrap_or_default(), iters))
 }
 
 /// Levels [rows, n] and decision thresholds [rows, n-1] as tensors on a device.

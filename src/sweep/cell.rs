@@ -128,12 +128,6 @@ pub fn try_claim_unit(run: &Path, unit: &Unit) -> Result<Option<std::fs::File>> 
     crate::run::try_lock_file(&dir.join(".running.lock"))
 }
 
-/// Reads a number that JSON wrote as `null` because it was NaN (serde_json writes non-finite
-/// floats as null) back as NaN.
-pub fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
-
 /// `gqcim compare-cell`: runs units `index..index + count` of the plan in `run`, with the
 /// plan's thread count (Slurm's `SLURM_CPUS_PER_TASK` only warns when it differs: results
 /// depend on the thread count, so the plan's wins).

@@ -1,7 +1,6 @@
 //! Vision tasks: losses, metrics, training and evaluation loops.
 pub mod classify;
 pub mod detect;
-pub mod quantize;
 pub mod segment;
 
 use crate::config::Config;

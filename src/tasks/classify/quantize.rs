@@ -1,6 +1,6 @@
 //! Post-training quantization (`gqcim quantize`) and straight-through fine-tuning
 //! (`gqcim finetune`) of a trained classifier, each writing a run folder.
-use super::classify::{evaluate, ClassifyTask, EvalResult};
+use super::{evaluate, ClassifyTask, EvalResult};
 use crate::checkpoint::{self, load_strict, save_varstore};
 use crate::config::Config;
 use crate::data::{self, Normalizer};
