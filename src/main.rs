@@ -1,394 +1,11 @@
 //! The `gqcim` command line.
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+mod cli;
+use clap::Parser;
+use cli::{AnalogArgs, Cli, Command, ConfigArgs, GridArgs, QuantArgs};
 use gqcim::config::Config;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-#[derive(Parser)]
-#[command(
-    name = "gqcim",
-    version,
-    about = "Generalized quantization for analog CIM vision networks"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(clap::Args)]
-struct ConfigArgs {
-    /// YAML experiment config.
-    #[arg(long)]
-    config: PathBuf,
-    /// Override a config value: --set train.lr=0.05 (repeatable).
-    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
-    overrides: Vec<String>,
-    /// Run folder (default: <out_dir>/<task>/<config>-<command>-<time>).
-    #[arg(long)]
-    run_dir: Option<PathBuf>,
-}
-
-/// Shortcuts for `--set quant.method=...` and `--set quant.levels=...`.
-#[derive(clap::Args)]
-struct QuantArgs {
-    /// gq | gq-exact | uniform-minmax | uniform-mse | lsq | fp32
-    #[arg(long)]
-    method: Option<String>,
-    /// Number of quanta per layer (2..=256).
-    #[arg(long)]
-    levels: Option<usize>,
-}
-
-impl QuantArgs {
-    fn into_overrides(self, args: &mut ConfigArgs) {
-        if let Some(m) = self.method {
-            args.overrides.push(format!("quant.method={m}"));
-        }
-        if let Some(n) = self.levels {
-            args.overrides.push(format!("quant.levels={n}"));
-        }
-    }
-}
-
-/// Shortcuts for `--set analog.enabled=true` and `--set analog.trials=...` (detect-eval,
-/// segment-eval).
-#[derive(clap::Args)]
-struct AnalogArgs {
-    /// Evaluate on the simulated crossbar (sets analog.enabled).
-    #[arg(long)]
-    analog: bool,
-    /// Monte-Carlo trials (sets analog.trials).
-    #[arg(long)]
-    trials: Option<usize>,
-}
-
-impl AnalogArgs {
-    fn into_overrides(self, args: &mut ConfigArgs) {
-        if self.analog {
-            args.overrides.push("analog.enabled=true".into());
-        }
-        if let Some(t) = self.trials {
-            args.overrides.push(format!("analog.trials={t}"));
-        }
-    }
-}
-
-/// How a comparison grid runs (`compare`, `detect-compare`, `segment-compare`).
-#[derive(clap::Args)]
-struct GridArgs {
-    /// Only write the grid's plan.json (units for `compare-cell`, then `merge`).
-    #[arg(long)]
-    plan: bool,
-    /// Processes that run units at once on this machine (set `threads` so that workers x
-    /// threads fits the cores); results do not depend on it.
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
-}
-
-impl From<GridArgs> for gqcim::grid::GridRun {
-    fn from(g: GridArgs) -> Self {
-        gqcim::grid::GridRun { plan_only: g.plan, workers: g.workers }
-    }
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Train a network from scratch (or --resume a run folder); the task (classify, detect,
-    /// segment) is the config's `task` key.
-    Train {
-        #[command(flatten)]
-        args: ConfigArgs,
-        /// Continue from <run-dir>/checkpoints/last.*.
-        #[arg(long)]
-        resume: bool,
-    },
-    /// Post-training quantization of a checkpoint, then evaluation.
-    Quantize {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        quant: QuantArgs,
-    },
-    /// Straight-through quantization-aware fine-tuning of a checkpoint, then evaluation.
-    Finetune {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        quant: QuantArgs,
-    },
-    /// The comparison grid: fp32 vs quantizers x levels x fine-tuning x programming noise,
-    /// with Monte-Carlo trials on the crossbar.
-    Compare {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        grid: GridArgs,
-    },
-    /// Run units of a planned grid (`compare --plan`): index I, or I..I+count; a unit whose
-    /// result exists returns at once. One Slurm array task per unit.
-    CompareCell {
-        #[arg(long)]
-        run_dir: PathBuf,
-        #[arg(long)]
-        index: usize,
-        #[arg(long, default_value_t = 1)]
-        count: usize,
-    },
-    /// Merge a planned grid's cells into results.csv/json, table.md and plots; with missing
-    /// cells, exit nonzero and print their indices as `sbatch --array=` takes them.
-    Merge {
-        #[arg(long)]
-        run_dir: PathBuf,
-        /// Only print the missing unit indices (empty when complete) and exit 0.
-        #[arg(long)]
-        list_missing: bool,
-    },
-    /// Redraw a finished grid's charts from its results.csv and print its table.
-    Plot {
-        /// results.csv of a comparison run.
-        #[arg(long)]
-        results: PathBuf,
-        /// The grid's task (its metric): classify, detect or segment.
-        #[arg(long)]
-        task: String,
-        /// Folder for the PNGs (default: the CSV's folder).
-        #[arg(long)]
-        out_dir: Option<PathBuf>,
-        /// File name prefix, e.g. `detect_`.
-        #[arg(long, default_value = "")]
-        prefix: String,
-    },
-    /// Train the YOLO-style detector on Fashion-MNIST scenes.
-    #[command(hide = true)]
-    DetectTrain {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        resume: bool,
-    },
-    /// Evaluate a detection checkpoint (VOC mAP@0.5, COCO mAP@[.5:.95]; `--analog`:
-    /// Monte-Carlo on the crossbar).
-    #[command(hide = true)]
-    DetectEval {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        analog: AnalogArgs,
-    },
-    /// Post-training quantization of a detector (`quant` section or --method/--levels), then
-    /// mAP on the whole test set before and after.
-    #[command(hide = true)]
-    DetectQuantize {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        quant: QuantArgs,
-    },
-    /// Straight-through quantization-aware fine-tuning of a detector, then mAP.
-    #[command(hide = true)]
-    DetectFinetune {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        quant: QuantArgs,
-    },
-    /// Post-training quantization of a segmenter, then mIoU before and after.
-    #[command(hide = true)]
-    SegmentQuantize {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        quant: QuantArgs,
-    },
-    /// Straight-through quantization-aware fine-tuning of a segmenter, then mIoU.
-    #[command(hide = true)]
-    SegmentFinetune {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        quant: QuantArgs,
-    },
-    /// The comparison grid of the config's `compare` section on a trained detector.
-    #[command(hide = true)]
-    DetectCompare {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        grid: GridArgs,
-    },
-    /// Write a detection dataset's split (VOC, YOLO or COCO layout) as COCO instances JSON in
-    /// the images' own pixels, for `metrics detection --gt`.
-    DetectGt {
-        #[command(flatten)]
-        args: ConfigArgs,
-        /// The split (default: data.test_split).
-        #[arg(long)]
-        split: Option<String>,
-        #[arg(long)]
-        out: PathBuf,
-    },
-    /// Score predictions against ground truth: `detection` (COCO JSON files) or
-    /// `segmentation` (folders of masks with the same names; needs --num-classes).
-    Metrics {
-        /// `detection` or `segmentation`.
-        kind: String,
-        /// Ground truth: COCO JSON (detection) or a mask folder (segmentation).
-        #[arg(long, required_unless_present = "gt_config")]
-        gt: Option<PathBuf>,
-        /// Detection: the ground truth of a dataset in its own layout (VOC, YOLO, COCO), named
-        /// by a detection config's `data` section, instead of `--gt`.
-        #[arg(long, conflicts_with = "gt")]
-        gt_config: Option<PathBuf>,
-        /// With --gt-config: the split (default: the config's test split).
-        #[arg(long, requires = "gt_config")]
-        split: Option<String>,
-        #[arg(long)]
-        pred: PathBuf,
-        /// Segmentation: number of classes, background included.
-        #[arg(long)]
-        num_classes: Option<usize>,
-    },
-    /// Train the DeepLab-style segmenter on Fashion-MNIST scene masks.
-    #[command(hide = true)]
-    SegmentTrain {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        resume: bool,
-    },
-    /// Evaluate a segmentation checkpoint (mIoU, pixel accuracy, per-class IoU; `--analog`:
-    /// Monte-Carlo on the crossbar).
-    #[command(hide = true)]
-    SegmentEval {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        analog: AnalogArgs,
-    },
-    /// The comparison grid of the config's `compare` section on a trained segmenter.
-    #[command(hide = true)]
-    SegmentCompare {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        grid: GridArgs,
-    },
-    /// Per-layer sensitivity to programming noise: one layer at a time on the crossbar.
-    Sensitivity {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        quant: QuantArgs,
-        /// Programming noise, relative to the conductance window.
-        #[arg(long, default_value_t = 0.05)]
-        sigma: f64,
-        /// Monte-Carlo trials per layer (sets analog.trials).
-        #[arg(long)]
-        trials: Option<usize>,
-        /// The task, when the config has no `task` key: classify, detect or segment.
-        #[arg(long, hide = true)]
-        task: Option<String>,
-    },
-    /// Write each layer's level table and conductance tiles (safetensors + JSON index).
-    Export {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        quant: QuantArgs,
-        /// Output folder.
-        #[arg(long)]
-        out: PathBuf,
-        /// The task, when the config has no `task` key: classify, detect or segment.
-        #[arg(long, hide = true)]
-        task: Option<String>,
-    },
-    /// Benchmarks against PyTorch eager and aihwkit (ratios measured in one run).
-    Bench {
-        /// cpu or cuda.
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// libtorch threads (0 = libtorch's default); the Python peers get the same number.
-        #[arg(long, default_value_t = 0)]
-        threads: i32,
-        /// Python with torch (and aihwkit, scikit-learn for the CPU peers).
-        #[arg(long, env = "GQCIM_PYTHON", default_value = "python3")]
-        python: PathBuf,
-        #[arg(long, default_value = "benches/results")]
-        out: PathBuf,
-        /// Name of the machine in the results file (default: cpu<cores> or the GPU name).
-        #[arg(long)]
-        machine: Option<String>,
-        /// Checkpoint for the aihwkit accuracy sanity check.
-        #[arg(long)]
-        checkpoint: Option<PathBuf>,
-        /// Small sizes and few repeats (a smoke test).
-        #[arg(long)]
-        quick: bool,
-        #[arg(long)]
-        skip_aihwkit: bool,
-    },
-    /// Fit a device preset (sigma(g), drift nu(g), 1/f read noise) to measurements.
-    FitDevice {
-        /// CSV with columns g_target, g (µS), t (s after programming) and optionally device.
-        #[arg(long)]
-        csv: PathBuf,
-        /// The preset YAML to write (use with `analog: {preset_file: ...}`).
-        #[arg(long)]
-        out: PathBuf,
-        /// PNG of data vs fit (sigma(g); drift in `<stem>_drift.png`).
-        #[arg(long)]
-        plot: Option<PathBuf>,
-        /// Degree of the programming-noise polynomial sigma(g).
-        #[arg(long, default_value_t = 2)]
-        degree: usize,
-        /// Fit programming noise only (one read time, no device ids needed).
-        #[arg(long)]
-        no_drift: bool,
-        /// g_max of the window in µS (default: the largest target).
-        #[arg(long)]
-        g_max: Option<f64>,
-    },
-    /// Evaluate a checkpoint on the test split (`--analog`: Monte-Carlo on the crossbar).
-    Eval {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        /// Evaluate on the simulated crossbar (sets analog.enabled).
-        #[arg(long)]
-        analog: bool,
-        /// Monte-Carlo trials (sets analog.trials).
-        #[arg(long)]
-        trials: Option<usize>,
-    },
-}
 
 /// `--resume` must be able to find the run folder.
 fn check_resume(resume: bool, args: &ConfigArgs, run_name: &Option<String>) -> Result<()> {
@@ -407,11 +24,22 @@ fn load_detect(args: &ConfigArgs) -> Result<gqcim::tasks::detect::DetectConfig> 
         .context("reading a detection config (`task: detect`)")
 }
 
-fn load_segment(args: &ConfigArgs) -> Result<gqcim::tasks::segment::SegmentConfig> {
-    gqcim::tasks::segment::SegmentConfig::load(&args.config, &args.overrides)
-        .context("reading a segmentation config (`task: segment`)")
+/// The task of `args`' config opened for `purpose`; a config that does not parse as that
+/// task's says which task it was read as.
+fn open_task(
+    task: &str,
+    args: &ConfigArgs,
+    purpose: gqcim::tasks::Purpose,
+) -> Result<gqcim::tasks::GridSetup> {
+    gqcim::tasks::open(task, &args.config, &args.overrides, purpose).with_context(|| {
+        let kind = match task {
+            "detect" => "a detection",
+            "segment" => "a segmentation",
+            _ => "a classification",
+        };
+        format!("reading {kind} config (`task: {task}`)")
+    })
 }
-
 /// A fresh file name in the system's temporary folder (process id and time keep concurrent
 /// runs apart).
 fn tempfile_path(stem: &str, ext: &str) -> PathBuf {
@@ -427,44 +55,29 @@ fn task_of(args: &ConfigArgs) -> Result<String> {
     Ok(gqcim::tasks::task_of_config(&args.config, &args.overrides)?.to_string())
 }
 
-/// `train` (and the hidden `detect-train`, `segment-train`).
+/// `train` (and the hidden `detect-train`, `segment-train`): any task through the engine.
 fn train(task: &str, args: ConfigArgs, resume: bool) -> Result<()> {
+    use gqcim::tasks::Purpose;
+    let mut s = open_task(task, &args, Purpose::Train)?;
+    check_resume(resume, &args, s.harness.train_setup().place.name)?;
     let run_dir = args.run_dir.as_deref();
-    match task {
-        "detect" => {
-            let cfg = load_detect(&args)?;
-            check_resume(resume, &args, &cfg.run_name)?;
-            gqcim::tasks::detect::train(&cfg, &args.config, run_dir, resume)
-        }
-        "segment" => {
-            let cfg = load_segment(&args)?;
-            check_resume(resume, &args, &cfg.run_name)?;
-            gqcim::tasks::segment::train(&cfg, &args.config, run_dir, resume)
-        }
-        _ => {
-            let cfg = load_config(&args)?;
-            check_resume(resume, &args, &cfg.run_name)?;
-            gqcim::tasks::classify::train(&cfg, &args.config, run_dir, resume)
-        }
-    }
-    .with_context(|| format!("{task} training failed"))?;
+    gqcim::engine::train::train(s.harness.as_mut(), s.device, &args.config, run_dir, resume)
+        .with_context(|| format!("{task} training failed"))?;
     Ok(())
 }
 
 /// `eval` (and the hidden `detect-eval`, `segment-eval`); `--analog` is an override.
 fn eval(task: &str, args: ConfigArgs, checkpoint: &Path) -> Result<()> {
+    use gqcim::tasks::Purpose;
+    let s = open_task(task, &args, Purpose::Eval)?;
     let run_dir = args.run_dir.as_deref();
-    match task {
-        "detect" => {
-            let cfg = load_detect(&args)?;
-            gqcim::tasks::detect::eval(&cfg, &args.config, checkpoint, run_dir)
-        }
-        "segment" => {
-            let cfg = load_segment(&args)?;
-            gqcim::tasks::segment::eval(&cfg, &args.config, checkpoint, run_dir)
-        }
-        _ => gqcim::tasks::classify::eval(&load_config(&args)?, &args.config, checkpoint, run_dir),
-    }
+    gqcim::engine::evaluate::command(
+        s.harness.as_ref(),
+        s.device,
+        &args.config,
+        checkpoint,
+        run_dir,
+    )
     .with_context(|| format!("{task} evaluation failed"))?;
     Ok(())
 }
@@ -481,25 +94,20 @@ fn quantize(
     quant.into_overrides(&mut args);
     let run_dir = args.run_dir.as_deref();
     let what = if finetune { "fine-tuning" } else { "quantization" };
-    match task {
-        "detect" => {
-            let cfg = load_detect(&args)?;
-            gqcim::tasks::detect::quantize(&cfg, &args.config, checkpoint, run_dir, finetune)
-        }
-        "segment" => {
-            let cfg = load_segment(&args)?;
-            gqcim::tasks::segment::quantize(&cfg, &args.config, checkpoint, run_dir, finetune)
-        }
-        _ => {
-            let cfg = load_config(&args)?;
-            gqcim::tasks::classify::quantize::quantize_command(
-                &cfg,
-                &args.config,
-                checkpoint,
-                run_dir,
-                finetune,
-            )
-        }
+    if task == "classify" {
+        let cfg = load_config(&args)?;
+        gqcim::tasks::classify::quantize::quantize_command(
+            &cfg,
+            &args.config,
+            checkpoint,
+            run_dir,
+            finetune,
+        )
+    } else {
+        let purpose = gqcim::tasks::Purpose::Train;
+        let s = open_task(task, &args, purpose)?;
+        let paths = (args.config.as_path(), checkpoint, run_dir);
+        gqcim::engine::quantize::command(s.harness.as_ref(), s.device, paths, finetune)
     }
     .with_context(|| format!("{task} {what} failed"))?;
     Ok(())
@@ -507,7 +115,7 @@ fn quantize(
 
 /// `compare` (and the hidden `detect-compare`, `segment-compare`): the grid of any task.
 fn compare(task: &str, args: ConfigArgs, checkpoint: &Path, grid: GridArgs) -> Result<()> {
-    let (s, _) = gqcim::tasks::task_setup(task, &args.config, &args.overrides)?;
+    let s = open_task(task, &args, gqcim::tasks::Purpose::Grid)?;
     let paths = (args.config.as_path(), checkpoint, args.run_dir.as_deref());
     gqcim::grid::compare_command(&s.cfg, s.harness.as_ref(), s.device, paths, grid.into())
         .with_context(|| format!("{task} comparison failed"))?;
@@ -574,7 +182,7 @@ fn run(cli: Cli) -> Result<()> {
                 Some(t) => t,
                 None => task_of(&args)?,
             };
-            let (s, _) = gqcim::tasks::task_setup(&task, &args.config, &args.overrides)?;
+            let s = open_task(&task, &args, gqcim::tasks::Purpose::Grid)?;
             gqcim::grid::sensitivity::sensitivity_command(
                 &s.cfg,
                 s.harness.as_ref(),
@@ -683,16 +291,9 @@ fn run(cli: Cli) -> Result<()> {
                 Some(t) => t,
                 None => task_of(&args)?,
             };
-            if task == "classify" {
-                let cfg = load_config(&args)?;
-                gqcim::tasks::classify::quantize::export_command(&cfg, &checkpoint, &out)
-                    .context("export failed")?;
-            } else {
-                let (s, _) = gqcim::tasks::task_setup(&task, &args.config, &args.overrides)?;
-                let net = s.harness.load_network(&s.cfg, &checkpoint, s.device)?;
-                gqcim::engine::quantize::export_network(&s.cfg, net, &out)
-                    .context("export failed")?;
-            }
+            let s = open_task(&task, &args, gqcim::tasks::Purpose::Eval)?;
+            let net = s.harness.load_network(&s.cfg, &checkpoint, s.device)?;
+            gqcim::engine::quantize::export_network(&s.cfg, net, &out).context("export failed")?;
         }
         Command::FitDevice { csv, out, plot, degree, no_drift, g_max } => {
             let opts = gqcim::device::fit::FitOptions { degree, drift: !no_drift, g_max };

@@ -11,9 +11,10 @@ use gqcim::analog::cost::{
 use gqcim::analog::device::map_to_pairs;
 use gqcim::analog::montecarlo::{deploy_analog, program_trial};
 use gqcim::analog::path::AnalogPath;
+use gqcim::analog::sensitivity::top_fraction_masks;
 use gqcim::analog::writeverify::{
-    program_pairs, tolerance_map, top_fraction_masks, write_verify, ProgramStats,
-    ProgrammingConfig, ProgrammingMode, PulseModel, Tolerance,
+    program_pairs, tolerance_map, write_verify, ProgramStats, ProgrammingConfig, ProgrammingMode,
+    PulseModel, Tolerance,
 };
 use gqcim::config::{AnalogConfig, Config, ModelConfig, ProgrammingNoise, QuantConfig};
 use gqcim::costreport::pareto_front;

@@ -321,8 +321,12 @@ fn train_writes_a_run_folder_and_resumes() {
     write_toy_idx(&root, 200, 50);
     let run = dir.path().join("run");
     let cfg_path = dir.path().join("tiny.yaml");
-    let one = gqcim::tasks::detect::train(
-        &tiny_run_config(dir.path(), &root, 1),
+    let one = gqcim::engine::train::train_opened(
+        gqcim::tasks::detect::open(
+            &tiny_run_config(dir.path(), &root, 1),
+            gqcim::tasks::Purpose::Train,
+        )
+        .unwrap(),
         &cfg_path,
         Some(&run),
         false,
@@ -343,8 +347,12 @@ fn train_writes_a_run_folder_and_resumes() {
         .file_name()
         .to_string_lossy()
         .contains("tfevents")));
-    let two = gqcim::tasks::detect::train(
-        &tiny_run_config(dir.path(), &root, 2),
+    let two = gqcim::engine::train::train_opened(
+        gqcim::tasks::detect::open(
+            &tiny_run_config(dir.path(), &root, 2),
+            gqcim::tasks::Purpose::Train,
+        )
+        .unwrap(),
         &cfg_path,
         Some(&run),
         true,
@@ -397,8 +405,8 @@ fn tiny_run_on_fashion_mnist_learns() {
     let h = DetectHarness::new(&cfg, Device::Cpu).unwrap();
     tch::manual_seed(cfg.seed as i64);
     let untrained = h.evaluate_full(&build_detector(&cfg.model, Device::Cpu)).unwrap();
-    let res = gqcim::tasks::detect::train(
-        &cfg,
+    let res = gqcim::engine::train::train_opened(
+        gqcim::tasks::detect::open(&cfg, gqcim::tasks::Purpose::Train).unwrap(),
         std::path::Path::new("tiny.yaml"),
         Some(&dir.path().join("run")),
         false,

@@ -114,7 +114,12 @@ fn toy_run(d: &Path, n_train: usize, n_test: usize, epochs: usize) -> (PathBuf, 
 }
 
 fn train(cfg: &Config, cfg_path: &Path, run: &Path, resume: bool) -> gqcim::error::Result<Value> {
-    gqcim::tasks::classify::train(cfg, cfg_path, Some(run), resume)
+    gqcim::engine::train::train_opened(
+        gqcim::tasks::classify::open(cfg, gqcim::tasks::Purpose::Train).unwrap(),
+        cfg_path,
+        Some(run),
+        resume,
+    )
 }
 
 fn expect_checkpoint_err(r: gqcim::error::Result<Value>, file: &str, needles: &[&str]) {

@@ -337,11 +337,23 @@ fn train_writes_run_folder_and_resumes() {
     std::fs::write(&path, text).unwrap();
     let run = d.path().join("run");
     let cfg = SegmentConfig::load(&path, &[]).unwrap();
-    let r1 = gqcim::tasks::segment::train(&cfg, &path, Some(&run), false).unwrap();
+    let r1 = gqcim::engine::train::train_opened(
+        gqcim::tasks::segment::open(&cfg, gqcim::tasks::Purpose::Train).unwrap(),
+        &path,
+        Some(&run),
+        false,
+    )
+    .unwrap();
     assert_eq!(r1["history"].as_array().unwrap().len(), 1);
     assert!(read_json(&run.join("checkpoints/last.json"))["epoch"] == 1);
     let cfg2 = SegmentConfig::load(&path, &["train.epochs=2".into()]).unwrap();
-    let r2 = gqcim::tasks::segment::train(&cfg2, &path, Some(&run), true).unwrap();
+    let r2 = gqcim::engine::train::train_opened(
+        gqcim::tasks::segment::open(&cfg2, gqcim::tasks::Purpose::Train).unwrap(),
+        &path,
+        Some(&run),
+        true,
+    )
+    .unwrap();
     let h = r2["history"].as_array().unwrap();
     assert_eq!(h.len(), 2, "{h:?}");
     assert_eq!(h[0], r1["history"][0], "resume rewrote the first epoch");
@@ -416,7 +428,13 @@ fn tiny_reference_run_learns() {
     )
     .unwrap();
     let run = dir.path().join("run");
-    let r = gqcim::tasks::segment::train(&cfg, &path, Some(&run), false).unwrap();
+    let r = gqcim::engine::train::train_opened(
+        gqcim::tasks::segment::open(&cfg, gqcim::tasks::Purpose::Train).unwrap(),
+        &path,
+        Some(&run),
+        false,
+    )
+    .unwrap();
     println!("{}", serde_json::to_string_pretty(&r["history"]).unwrap());
     println!("untrained {}", r["untrained"]);
     println!("final {}", r["metrics"]);

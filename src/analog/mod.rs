@@ -13,4 +13,5 @@ pub mod export;
 pub mod montecarlo;
 pub mod path;
 pub mod periphery;
+pub mod sensitivity;
 pub mod writeverify;

@@ -6,6 +6,8 @@
 //! Module placement: `quant` must not import `analog`, and `analog` already imports `quant`
 //! (quantized targets); the shared model therefore lives here, importing only `config`.
 pub mod fit;
+pub mod fit_output;
+pub mod measurements;
 pub mod model;
 pub mod presets;
 

@@ -2,7 +2,7 @@
 //! Monte-Carlo evaluation on the crossbar (quantize with `quant`, fp32 = continuous
 //! conductances; program every layer; score each seeded trial on the whole test set, at each
 //! `analog.t_inference`).
-use super::task::Task;
+use super::task::{task_run_dir, Task};
 use super::train::log_weight_histograms;
 use crate::analog::montecarlo::{deploy_analog, monte_carlo_times, time_label};
 use crate::checkpoint;
@@ -14,6 +14,20 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
 use tch::Device;
+
+/// `gqcim eval [--analog]` for any task: loads the checkpoint into the task's network and
+/// evaluates it in a fresh run folder.
+pub fn command(
+    task: &dyn Task,
+    device: Device,
+    config_path: &Path,
+    checkpoint: &Path,
+    run_dir: Option<&Path>,
+) -> Result<Value> {
+    let net = task.load_network(&task.deploy_config(), checkpoint, device)?;
+    let run = task_run_dir(task, "eval", config_path, run_dir)?;
+    evaluate(task, &net, checkpoint, run, device)
+}
 
 /// Scores `net` (loaded from `checkpoint`) with the task's metrics, and on the crossbar when
 /// the task's `analog.enabled` is set; writes the run folder's results.json.

@@ -14,6 +14,26 @@ use crate::sgd::Sgd;
 use std::time::Instant;
 use tch::Tensor;
 
+/// The optimizer's parameter groups of a network under fine-tuning: its trainable variables
+/// in name order at learning-rate scale 1, then the weight paths' own parameters (LSQ steps,
+/// learned levels) at `path_scale`.
+pub fn parameter_groups(net: &Network, path_scale: f64) -> Vec<(String, Tensor, f64)> {
+    let mut params: Vec<(String, Tensor, f64)> = net
+        .vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .map(|(n, t)| (n, t, 1.0))
+        .collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    for l in net.layers.layers() {
+        for (i, t) in l.trainable().into_iter().enumerate() {
+            params.push((format!("{}.path{i}", l.spec.name), t, path_scale));
+        }
+    }
+    params
+}
+
 /// What a fine-tuning run measured.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FinetuneStats {
@@ -71,25 +91,13 @@ pub fn finetune_loop(
     mut on_epoch: impl FnMut(usize, f64, &[f64]),
 ) -> Result<FinetuneStats> {
     let f = &cfg.finetune;
-    let mut params: Vec<(String, Tensor, f64)> = net
-        .vs
-        .variables()
-        .into_iter()
-        .filter(|(_, t)| t.requires_grad())
-        .map(|(n, t)| (n, t, 1.0))
-        .collect();
-    params.sort_by(|a, b| a.0.cmp(&b.0));
     // Path parameters: LSQ steps at `lsq_lr_scale`, gq-learn levels at `learn_lr_scale`.
     let path_scale = if cfg.quant.method == QuantMethod::GqLearn {
         cfg.quant.learn_lr_scale
     } else {
         f.lsq_lr_scale
     };
-    for l in net.layers.layers() {
-        for (i, t) in l.trainable().into_iter().enumerate() {
-            params.push((format!("{}.path{i}", l.spec.name), t, path_scale));
-        }
-    }
+    let params = parameter_groups(net, path_scale);
     let mut opt = Sgd::with_groups(params, f.momentum, f.nesterov, f.weight_decay);
     let device = net.vs.device();
     let n_train = task.train_len();

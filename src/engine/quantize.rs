@@ -4,13 +4,32 @@
 use super::finetune::{finetune_loop, recalibrate_bn};
 use crate::checkpoint::{save_varstore, sha256_file};
 use crate::config::Config;
-use crate::engine::task::Task;
+use crate::engine::task::{config_record, task_run_dir, Task};
 use crate::error::Result;
 use crate::quant::deploy::{apply_quantization, fold_batchnorm};
 use crate::run::{device_info, git_commit, RunDir};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
+
+/// `gqcim quantize` / `finetune` for a task through its `Task` (detection and segmentation;
+/// classification has its own command with BatchNorm folding and per-layer TensorBoard).
+pub fn command(
+    task: &dyn Task,
+    device: tch::Device,
+    (config_path, checkpoint, run_dir): (&Path, &Path, Option<&Path>),
+    finetune: bool,
+) -> Result<Value> {
+    let verb = if finetune { "finetune" } else { "quantize" };
+    let run = task_run_dir(task, verb, config_path, run_dir)?;
+    let t = TaskQuantize {
+        cfg: &task.deploy_config(),
+        harness: task,
+        device,
+        task_config: config_record(task),
+    };
+    quantize_task(&t, checkpoint, run, finetune)
+}
 
 /// What the task command hands over: the deployment view of its config (quant, finetune,
 /// analog sections), its harness, and its own resolved config for the record.
@@ -20,22 +39,6 @@ pub struct TaskQuantize<'a> {
     pub device: tch::Device,
     /// The task's own resolved config (results.json records it, not the deployment view).
     pub task_config: Value,
-}
-
-/// The task commands' entry: `task_yaml` is the task's own resolved config (to_yaml), kept in
-/// results.json instead of the deployment view.
-pub fn run(
-    cfg: &Config,
-    harness: &dyn Task,
-    device: tch::Device,
-    task_yaml: &str,
-    checkpoint: &Path,
-    run_dir: RunDir,
-    finetune: bool,
-) -> Result<Value> {
-    let task_config = serde_yaml::from_str::<Value>(task_yaml).unwrap_or(Value::Null);
-    let t = TaskQuantize { cfg, harness, device, task_config };
-    quantize_task(&t, checkpoint, run_dir, finetune)
 }
 
 /// Loads the checkpoint, quantizes it as `cfg.quant` says, optionally fine-tunes, scores

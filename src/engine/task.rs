@@ -55,6 +55,33 @@ pub struct TrainSetup<'a> {
     pub place: RunPlace<'a>,
 }
 
+/// The `Task` methods that only read the task's config struct, for a task type that keeps
+/// it in `self.cfg` (every task config has `seed`, `out_dir`, `run_name`, `train`,
+/// `to_yaml()` and the deployment view `base_config()`). Used inside `impl Task for ...`.
+#[macro_export]
+macro_rules! task_config_methods {
+    ($name:literal) => {
+        fn task(&self) -> &'static str {
+            $name
+        }
+
+        fn deploy_config(&self) -> $crate::config::Config {
+            self.cfg.base_config()
+        }
+
+        fn config_yaml(&self) -> String {
+            self.cfg.to_yaml()
+        }
+
+        fn train_setup(&self) -> $crate::engine::task::TrainSetup<'_> {
+            let c = &self.cfg;
+            let place =
+                $crate::run::RunPlace { out_dir: &c.out_dir, task: $name, name: &c.run_name };
+            $crate::engine::task::TrainSetup { train: &c.train, seed: c.seed, place }
+        }
+    };
+}
+
 /// Creates (or re-opens) the run folder of `command` for the task: `explicit`, else
 /// `<out_dir>/<task>/<run_name or config-command-time>`, with the task's own config saved.
 pub fn task_run_dir(

@@ -47,6 +47,16 @@ fn log_metrics(run: &mut RunDir, m: &Metrics, step: usize) {
     }
 }
 
+/// `train` on a task as the registry opens it (`tasks::X::open(cfg, Purpose::Train)`).
+pub fn train_opened(
+    (mut task, device): (Box<dyn Task>, Device),
+    config_path: &Path,
+    run_dir: Option<&Path>,
+    resume: bool,
+) -> Result<Value> {
+    train(task.as_mut(), device, config_path, run_dir, resume)
+}
+
 /// Trains the task's network from scratch (or resumes `run_dir`), evaluating after every
 /// epoch; writes the run folder and returns its results.json.
 pub fn train(

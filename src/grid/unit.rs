@@ -4,7 +4,7 @@ use super::Cell;
 use crate::analog::cost::network_program_stats;
 use crate::analog::montecarlo::monte_carlo_times;
 use crate::analog::path::{AnalogPath, NoisyTrainPath};
-use crate::analog::writeverify::{fisher_scores, top_fraction_masks, BatchLoss};
+use crate::analog::sensitivity::{fisher_scores, top_fraction_masks, BatchLoss};
 use crate::config::{Config, ProgrammingNoise, QuantMethod, TuneMode};
 use crate::costreport::{cell_cost, programming_variants};
 use crate::engine::finetune::{finetune_loop, recalibrate_bn, FinetuneStats};

@@ -1,6 +1,7 @@
 //! Puts a quantization config onto a built network: validates the layer selection, folds
 //! BatchNorm when asked, installs one weight path per conv/linear layer, and reports.
-use super::paths::{FitSettings, LevelPath, LsqPath, SharedClock};
+use super::lsq::LsqPath;
+use super::paths::{FitSettings, LevelPath, SharedClock};
 use crate::config::{did_you_mean, AnalogConfig, QuantConfig, QuantMethod};
 use crate::error::{invalid, GqcimError, Result};
 use crate::nets::layers::{LayerOp, WeightPath};

@@ -4,6 +4,7 @@ pub mod gq;
 pub mod learn;
 pub mod levels;
 pub mod lloyd;
+pub mod lsq;
 pub mod uniform;
 
 pub use exact::{
@@ -20,3 +21,4 @@ pub use uniform::{uniform_minmax, uniform_mse, uniform_mse_sorted};
 pub mod deploy;
 pub mod noise_aware;
 pub mod paths;
+pub mod radix;

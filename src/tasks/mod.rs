@@ -46,67 +46,66 @@ pub fn task_of_config(config: &std::path::Path, overrides: &[String]) -> Result<
     }
 }
 
-/// A task's setup from its config file and `--set` overrides, parsed as the task parses
-/// them (`task`: classify, detect, segment): the grid's setup (harness with the test set cut
-/// to `compare.eval_limit`) and the task's own resolved config, for the record.
-pub fn task_setup(
+/// What a command opens a task for, i.e. which data it reads: everything (`Train`), the
+/// test set only (`Eval`), or the grid's (training pool and the test set cut to
+/// `compare.eval_limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Train,
+    Eval,
+    Grid,
+}
+
+/// A task from its config file and `--set` overrides, parsed as the task parses them
+/// (`task`: classify, detect, segment), opened for `purpose`.
+pub fn open(
     task: &str,
     config: &std::path::Path,
     overrides: &[String],
-) -> Result<(GridSetup, serde_json::Value)> {
+    purpose: Purpose,
+) -> Result<GridSetup> {
     let yaml = match task {
-        "classify" => serde_yaml::to_string(&Config::load(config, overrides)?)
-            .map_err(|e| invalid("config", e.to_string()))?,
+        "classify" => Config::load(config, overrides)?.to_yaml(),
         "detect" => detect::DetectConfig::load(config, overrides)?.to_yaml(),
         "segment" => segment::SegmentConfig::load(config, overrides)?.to_yaml(),
         other => {
             return Err(invalid(
-                "--task",
+                "task",
                 format!("expected classify, detect or segment, got `{other}`"),
             ))
         }
     };
-    let record = serde_yaml::from_str(&yaml).unwrap_or(serde_json::Value::Null);
-    Ok((grid_setup(task, &yaml, &config.display().to_string())?, record))
+    open_yaml(task, &yaml, &config.display().to_string(), purpose)
 }
 
 /// Rebuilds a grid's task from the resolved config stored in its plan (`task` names the
 /// parser: `classify`, `detect` or `segment`).
 pub fn grid_setup(task: &str, config_yaml: &str, origin: &str) -> Result<GridSetup> {
-    match task {
-        "classify" => {
-            let cfg = Config::from_yaml_str(config_yaml, origin, &[])?;
-            let device = crate::run::setup_device(&cfg)?;
-            let harness = classify::classify_harness(&cfg, device)?;
-            Ok(GridSetup { cfg, harness, device })
-        }
+    open_yaml(task, config_yaml, origin, Purpose::Grid)
+}
+
+/// A task from its resolved config (YAML text; `origin` names it in errors).
+pub fn open_yaml(
+    task: &str,
+    config_yaml: &str,
+    origin: &str,
+    purpose: Purpose,
+) -> Result<GridSetup> {
+    let (harness, device) = match task {
+        "classify" => classify::open(&Config::from_yaml_str(config_yaml, origin, &[])?, purpose)?,
         "detect" => {
-            let dc = detect::DetectConfig::from_yaml_str(config_yaml, origin, &[])?;
-            let cfg = dc.base_config();
-            let device = crate::run::setup_device(&cfg)?;
-            let mut h = detect::DetectHarness::new(&dc, device)?;
-            if dc.compare.eval_limit > 0 {
-                h.limit_test(dc.compare.eval_limit);
-            }
-            Ok(GridSetup { cfg, harness: Box::new(h), device })
+            detect::open(&detect::DetectConfig::from_yaml_str(config_yaml, origin, &[])?, purpose)?
         }
-        "segment" => {
-            let sc = segment::SegmentConfig::from_yaml_str(config_yaml, origin, &[])?;
-            let cfg = sc.base_config();
-            let device = crate::run::setup_device(&cfg)?;
-            let mut data = segment::SegmentData::load(&sc, device)?;
-            if sc.compare.eval_limit > 0 {
-                data.test = data.test.first(sc.compare.eval_limit);
-            }
-            Ok(GridSetup {
-                cfg,
-                harness: Box::new(segment::SegmentHarness::from_data(&sc, data)),
-                device,
-            })
+        "segment" => segment::open(
+            &segment::SegmentConfig::from_yaml_str(config_yaml, origin, &[])?,
+            purpose,
+        )?,
+        other => {
+            return Err(invalid(
+                "task",
+                format!("`{other}` in {origin}: expected classify, detect or segment"),
+            ))
         }
-        other => Err(invalid(
-            "task",
-            format!("the plan names task `{other}`; expected classify, detect or segment"),
-        )),
-    }
+    };
+    Ok(GridSetup { cfg: harness.deploy_config(), harness, device })
 }

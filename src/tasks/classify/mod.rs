@@ -3,14 +3,13 @@
 //! engine's `Task`, `quantize` the classification quantize/finetune/export commands.
 use crate::config::Config;
 use crate::data::{self, augment, Dataset, Normalizer};
+use crate::engine::task::Task;
 use crate::error::{GqcimError, Result};
 use crate::nets::Network;
-use crate::run::{setup_device, RunDir};
+use crate::run::setup_device;
+use crate::tasks::Purpose;
 pub mod quantize;
 pub mod task;
-use quantize::load_classifier;
-use serde_json::Value;
-use std::path::Path;
 use std::time::Instant;
 pub use task::{classify_harness, ClassifyTask};
 use tch::{Device, Kind, Reduction, Tensor};
@@ -118,30 +117,17 @@ pub fn load_data(cfg: &Config, device: Device) -> Result<(Dataset, Dataset)> {
     Ok((train.to_device(device), test.to_device(device)))
 }
 
-/// Trains a classifier from scratch (or resumes a run folder) through the engine's loop.
-pub fn train(
-    cfg: &Config,
-    config_path: &Path,
-    run_dir: Option<&Path>,
-    resume: bool,
-) -> Result<Value> {
+/// The classification task opened for `purpose` (tasks::Purpose), and its device.
+pub fn open(cfg: &Config, purpose: Purpose) -> Result<(Box<dyn Task>, Device)> {
     let device = setup_device(cfg)?;
-    let (train, test) = load_data(cfg, device)?;
-    let norm = Normalizer::new(&cfg.data, device);
-    let mut task = ClassifyTask { cfg: cfg.clone(), train, test, norm };
-    crate::engine::train::train(&mut task, device, config_path, run_dir, resume)
-}
-
-/// `gqcim eval` (and `--analog`): a checkpoint on the test split, through the engine.
-pub fn eval(
-    cfg: &Config,
-    config_path: &Path,
-    checkpoint_path: &Path,
-    run_dir: Option<&Path>,
-) -> Result<Value> {
-    let device = setup_device(cfg)?;
-    let task = ClassifyTask::for_eval(cfg, device)?;
-    let net = load_classifier(cfg, checkpoint_path, device)?;
-    let run = RunDir::create(cfg, "eval", config_path, run_dir)?;
-    crate::engine::evaluate::evaluate(&task, &net, checkpoint_path, run, device)
+    let task: Box<dyn Task> = match purpose {
+        Purpose::Train => {
+            let (train, test) = load_data(cfg, device)?;
+            let norm = Normalizer::new(&cfg.data, device);
+            Box::new(ClassifyTask { cfg: cfg.clone(), train, test, norm })
+        }
+        Purpose::Eval => Box::new(ClassifyTask::for_eval(cfg, device)?),
+        Purpose::Grid => classify_harness(cfg, device)?,
+    };
+    Ok((task, device))
 }

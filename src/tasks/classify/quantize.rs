@@ -156,10 +156,3 @@ pub fn quantize_command(
     println!("run folder {}", run.path.display());
     Ok(results)
 }
-
-/// `gqcim export`: quantize a checkpoint and write its crossbar programming data.
-pub fn export_command(cfg: &Config, checkpoint_path: &Path, out: &Path) -> Result<Value> {
-    let device = setup_device(cfg)?;
-    let net = load_classifier(cfg, checkpoint_path, device)?;
-    crate::engine::quantize::export_network(cfg, net, out)
-}

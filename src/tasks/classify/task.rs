@@ -4,10 +4,9 @@ use super::quantize::load_classifier;
 use super::{evaluate, train_batch};
 use crate::config::Config;
 use crate::data::{self, Dataset, Normalizer};
-use crate::engine::task::{Loss, Metrics, PerEpoch, Task, TrainSetup};
+use crate::engine::task::{Loss, Metrics, PerEpoch, Task};
 use crate::error::Result;
 use crate::nets::{build_classifier, Network};
-use crate::run::RunPlace;
 use crate::tb::Tb;
 use serde_json::json;
 use std::path::Path;
@@ -38,9 +37,7 @@ impl ClassifyTask {
 }
 
 impl Task for ClassifyTask {
-    fn task(&self) -> &'static str {
-        "classify"
-    }
+    crate::task_config_methods!("classify");
 
     fn metric_name(&self) -> &'static str {
         "top-1 accuracy (%)"
@@ -65,23 +62,6 @@ impl Task for ClassifyTask {
 
     fn eval_len(&self) -> i64 {
         self.test.len()
-    }
-
-    fn deploy_config(&self) -> Config {
-        self.cfg.clone()
-    }
-
-    fn config_yaml(&self) -> String {
-        self.cfg.to_yaml()
-    }
-
-    fn train_setup(&self) -> TrainSetup<'_> {
-        let c = &self.cfg;
-        TrainSetup {
-            train: &c.train,
-            seed: c.seed,
-            place: RunPlace { out_dir: &c.out_dir, task: "classify", name: &c.run_name },
-        }
     }
 
     fn build_network(&self, device: Device) -> Result<Network> {

@@ -1,6 +1,7 @@
 //! The detection experiment's config: one self-contained YAML (seed, device, data, model,
 //! training, loss, evaluation and the deployment sections), with `--set` overrides and named
 //! errors.
+use crate::config::in_range;
 use crate::config::{
     AnalogConfig, CompareConfig, Config, DataConfig, DeviceChoice, FinetuneConfig, QuantConfig,
     Task as TaskKind, TrainConfig, TrainNoiseConfig,
@@ -219,13 +220,6 @@ fn is_scenes(d: &DetDataset) -> bool {
     *d == DetDataset::Scenes
 }
 
-fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: T) -> Result<()> {
-    if v < lo || v > hi || v.partial_cmp(&v).is_none() {
-        return Err(invalid(field, format!("expected a value in [{lo}, {hi}], got {v}")));
-    }
-    Ok(())
-}
-
 impl DetectConfig {
     /// The validation pass: every range check names its field.
     pub fn validate(&self) -> Result<()> {
@@ -264,22 +258,7 @@ impl DetectConfig {
         }
         in_range("data.scenes.train_scenes", self.data.scenes.train_scenes, 1, 10_000_000)?;
         in_range("data.scenes.test_scenes", self.data.scenes.test_scenes, 1, 10_000_000)?;
-        let t = &self.train;
-        in_range("train.epochs", t.epochs, 1, 100_000)?;
-        in_range("train.batch_size", t.batch_size, 2, 1 << 20)?;
-        if !(t.lr > 0.0 && t.lr <= 10.0) {
-            return Err(invalid("train.lr", format!("expected a value in (0, 10], got {}", t.lr)));
-        }
-        in_range("train.momentum", t.momentum, 0.0, 0.999)?;
-        in_range("train.weight_decay", t.weight_decay, 0.0, 1.0)?;
-        in_range("train.warmup_epochs", t.warmup_epochs, 0.0, t.epochs as f64)?;
-        in_range("train.nan_check_every", t.nan_check_every, 1, 1_000_000)?;
-        if t.nesterov && t.momentum == 0.0 {
-            return Err(invalid("train.nesterov", "Nesterov momentum needs train.momentum > 0"));
-        }
-        if t.label_smoothing != 0.0 {
-            return Err(invalid("train.label_smoothing", "not used by detection; leave it at 0"));
-        }
+        self.train.validate(2, Some("detection"))?;
         let l = &self.loss;
         for (k, v) in [("box_weight", l.box_weight), ("obj_weight", l.obj_weight)] {
             in_range(&format!("loss.{k}"), v, 0.0, 1000.0)?;

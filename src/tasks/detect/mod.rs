@@ -34,7 +34,8 @@ pub mod own;
 pub mod task;
 use crate::engine::task::Task;
 use crate::error::Result;
-use crate::run::{setup_device, RunDir, RunPlace};
+use crate::run::setup_device;
+use crate::tasks::Purpose;
 pub use boxes::{
     batched_nms, decode, decode_boxes, encode_boxes, giou, nms, pairwise_iou, postprocess, Grid,
 };
@@ -44,9 +45,8 @@ pub(crate) use draw::{log_detections, scene_pictures};
 pub(crate) use eval::metrics_json;
 pub use eval::{evaluate, ground_truth, predict, score, DetEval};
 pub use loss::{assign, detection_loss, LossParts, Targets};
-use serde_json::Value;
-use std::path::Path;
 pub use task::{load_items, scene_input, test_scenes, train_pool, DetectHarness};
+use tch::Device;
 
 /// The scenes' class names as owned strings (what own datasets give).
 pub fn fmnist_names() -> Vec<String> {
@@ -67,59 +67,13 @@ pub const FMNIST_CLASSES: [&str; 10] = [
     "Ankle boot",
 ];
 
-/// `gqcim detect-quantize` / `detect-finetune`: one method and level count on the whole
-/// test set (engine::quantize).
-pub fn quantize(
-    cfg: &DetectConfig,
-    config_path: &Path,
-    checkpoint: &Path,
-    run_dir: Option<&Path>,
-    finetune: bool,
-) -> Result<Value> {
-    let base = cfg.base_config();
-    let device = setup_device(&base)?;
-    let harness = DetectHarness::new(cfg, device)?;
-    let command = if finetune { "finetune" } else { "quantize" };
-    let run = create_run_dir(cfg, command, config_path, run_dir)?;
-    let yaml = cfg.to_yaml();
-    crate::engine::quantize::run(&base, &harness, device, &yaml, checkpoint, run, finetune)
-}
-
-/// Creates (or re-opens) `<out_dir>/detect/<run>/` and saves the resolved config.
-pub fn create_run_dir(
-    cfg: &DetectConfig,
-    command: &str,
-    config_path: &Path,
-    explicit: Option<&Path>,
-) -> Result<RunDir> {
-    let place = RunPlace { out_dir: &cfg.out_dir, task: "detect", name: &cfg.run_name };
-    RunDir::create_at(place, command, config_path, explicit, &cfg.to_yaml())
-}
-
-/// Trains the detector from scratch (or resumes a run folder) through the engine's loop.
-pub fn train(
-    cfg: &DetectConfig,
-    config_path: &Path,
-    run_dir: Option<&Path>,
-    resume: bool,
-) -> Result<Value> {
+/// The detection task opened for `purpose` (tasks::Purpose), and its device.
+pub fn open(cfg: &DetectConfig, purpose: Purpose) -> Result<(Box<dyn Task>, Device)> {
     cfg.validate()?;
     let device = setup_device(&cfg.base_config())?;
-    let mut task = DetectHarness::new(cfg, device)?;
-    crate::engine::train::train(&mut task, device, config_path, run_dir, resume)
-}
-
-/// `gqcim detect-eval` (and `--analog`): a checkpoint on the test set, through the engine.
-pub fn eval(
-    cfg: &DetectConfig,
-    config_path: &Path,
-    checkpoint_path: &Path,
-    run_dir: Option<&Path>,
-) -> Result<Value> {
-    cfg.validate()?;
-    let device = setup_device(&cfg.base_config())?;
-    let task = DetectHarness::load(cfg, device, false)?;
-    let net = task.load_network(&cfg.base_config(), checkpoint_path, device)?;
-    let run = create_run_dir(cfg, "eval", config_path, run_dir)?;
-    crate::engine::evaluate::evaluate(&task, &net, checkpoint_path, run, device)
+    let mut task = DetectHarness::load(cfg, device, purpose != Purpose::Eval)?;
+    if purpose == Purpose::Grid && cfg.compare.eval_limit > 0 {
+        task.limit_test(cfg.compare.eval_limit);
+    }
+    Ok((Box::new(task), device))
 }

@@ -14,12 +14,11 @@ use crate::data::scenes::{generate, SceneSet};
 use crate::data::{self, Dataset};
 use crate::engine::schedule::epoch_seed;
 use crate::engine::task::Task;
-use crate::engine::task::{Loss, Metrics, PerEpoch, TrainSetup};
+use crate::engine::task::{Loss, Metrics, PerEpoch};
 use crate::error::Result;
 use crate::glance::picture::Picture;
 use crate::nets::yolo::build_detector;
 use crate::nets::Network;
-use crate::run::RunPlace;
 use crate::tb::Tb;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -178,9 +177,7 @@ impl DetectHarness {
 }
 
 impl Task for DetectHarness {
-    fn task(&self) -> &'static str {
-        "detect"
-    }
+    crate::task_config_methods!("detect");
 
     fn metric_name(&self) -> &'static str {
         "mAP@0.5 (%)"
@@ -199,14 +196,7 @@ impl Task for DetectHarness {
     }
 
     fn batch_loss(&self, net: &Network, idx: &Tensor) -> Tensor {
-        let (x, gt) = own::batch(
-            self.own.as_ref(),
-            &self.train_images.index_select(0, idx),
-            &self.train_targets.index_select(0, idx),
-        );
-        let targets = assign(&gt, &self.grid, &self.cfg.loss);
-        let raw = net.forward_t(&x, true);
-        detection_loss(&raw, &targets, &self.grid, &self.cfg.loss).total
+        self.train_loss(net, idx).total
     }
 
     fn evaluate(&self, net: &Network) -> Result<f64> {
@@ -230,23 +220,6 @@ impl Task for DetectHarness {
             Err(_) => Vec::new(),
         }
     }
-    fn deploy_config(&self) -> Config {
-        self.cfg.base_config()
-    }
-
-    fn config_yaml(&self) -> String {
-        self.cfg.to_yaml()
-    }
-
-    fn train_setup(&self) -> TrainSetup<'_> {
-        let c = &self.cfg;
-        TrainSetup {
-            train: &c.train,
-            seed: c.seed,
-            place: RunPlace { out_dir: &c.out_dir, task: "detect", name: &c.run_name },
-        }
-    }
-
     fn build_network(&self, device: Device) -> Result<Network> {
         Ok(build_detector(&self.cfg.model, device))
     }

@@ -1,6 +1,7 @@
 //! The segmentation experiment's config: one self-contained YAML (seed, device, data, model,
 //! training, evaluation and the deployment sections), with `--set` overrides and named errors.
 use super::CLASS_NAMES;
+use crate::config::in_range;
 use crate::config::{
     AnalogConfig, CompareConfig, Config, DataConfig, DeviceChoice, FinetuneConfig, QuantConfig,
     Task as TaskKind, TrainConfig, TrainNoiseConfig,
@@ -216,13 +217,6 @@ pub const DEFAULT_INPUT_SIZE: i64 = 256;
 /// Zoom range of own datasets when `data.scale_jitter` is unset: factors in [0.8, 1.2].
 pub const DEFAULT_SCALE_JITTER: f64 = 0.2;
 
-fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: T) -> Result<()> {
-    if v < lo || v > hi || v.partial_cmp(&v).is_none() {
-        return Err(invalid(field, format!("expected a value in [{lo}, {hi}], got {v}")));
-    }
-    Ok(())
-}
-
 impl SegmentConfig {
     /// The validation pass: every range check names its field.
     pub fn validate(&self) -> Result<()> {
@@ -271,24 +265,9 @@ impl SegmentConfig {
                 ),
             ));
         }
-        let t = &self.train;
-        in_range("train.epochs", t.epochs, 1, 100_000)?;
         // The ASPP image-pooling BN sees one value per channel and sample: a batch of one
         // has no variance (PyTorch raises the same error).
-        in_range("train.batch_size", t.batch_size, 2, 1 << 20)?;
-        if !(t.lr > 0.0 && t.lr <= 10.0) {
-            return Err(invalid("train.lr", format!("expected a value in (0, 10], got {}", t.lr)));
-        }
-        in_range("train.momentum", t.momentum, 0.0, 0.999)?;
-        in_range("train.weight_decay", t.weight_decay, 0.0, 1.0)?;
-        in_range("train.warmup_epochs", t.warmup_epochs, 0.0, t.epochs as f64)?;
-        if t.label_smoothing != 0.0 {
-            return Err(invalid("train.label_smoothing", "not used for segmentation; set it to 0"));
-        }
-        in_range("train.nan_check_every", t.nan_check_every, 1, 1_000_000)?;
-        if t.nesterov && t.momentum == 0.0 {
-            return Err(invalid("train.nesterov", "Nesterov momentum needs train.momentum > 0"));
-        }
+        self.train.validate(2, Some("segmentation"))?;
         in_range("eval.batch_size", self.eval.batch_size, 1, 1 << 20)?;
         in_range("eval.sample_images", self.eval.sample_images, 0, 64)?;
         self.base_config().validate_deploy()

@@ -26,8 +26,10 @@ pub mod metrics;
 pub mod score;
 pub mod task;
 use crate::data::seg_sets::SegDataset;
+use crate::engine::task::Task;
 use crate::error::Result;
-use crate::run::{setup_device, RunDir, RunPlace};
+use crate::run::setup_device;
+use crate::tasks::Purpose;
 pub use config::{
     SegArch, SegDataConfig, SegEvalConfig, SegModelConfig, SegmentConfig, DEFAULT_INPUT_SIZE,
     DEFAULT_SCALE_JITTER,
@@ -40,8 +42,6 @@ pub use draw::{
 };
 pub(crate) use eval::eval_json;
 pub use eval::{evaluate, predict, SegEval};
-use serde_json::Value;
-use std::path::Path;
 use std::time::Instant;
 pub use task::{build_network, load_network, SegmentHarness};
 use tch::Device;
@@ -70,70 +70,20 @@ pub const CLASS_NAMES: [&str; 11] = [
     "bag",
     "ankle boot",
 ];
-/// Resolves the device and thread count (the classification code's rules).
-pub(crate) fn setup(cfg: &SegmentConfig) -> Result<Device> {
-    setup_device(&cfg.base_config())
-}
-
-/// Creates (or re-opens, when resuming) `runs/segment/<run>/` and saves the resolved config.
-pub(crate) fn create_run_dir(
-    cfg: &SegmentConfig,
-    command: &str,
-    config_path: &Path,
-    explicit: Option<&Path>,
-) -> Result<RunDir> {
-    let place = RunPlace { out_dir: &cfg.out_dir, task: "segment", name: &cfg.run_name };
-    RunDir::create_at(place, command, config_path, explicit, &cfg.to_yaml())
-}
-/// Trains DeepLab (or resumes a run folder) through the engine's loop.
-pub fn train(
-    cfg: &SegmentConfig,
-    config_path: &Path,
-    run_dir: Option<&Path>,
-    resume: bool,
-) -> Result<Value> {
-    let device = setup(cfg)?;
+/// The segmentation task opened for `purpose` (tasks::Purpose), and its device. Evaluation
+/// of a dataset on disk reads no training split.
+pub fn open(cfg: &SegmentConfig, purpose: Purpose) -> Result<(Box<dyn Task>, Device)> {
+    let device = setup_device(&cfg.base_config())?;
     let start = Instant::now();
-    let data = SegmentData::load(cfg, device)?;
+    let mut data = if purpose == Purpose::Eval && cfg.data.dataset != SegDataset::Scenes {
+        SegmentData::load_own(cfg, false, device)?
+    } else {
+        SegmentData::load(cfg, device)?
+    };
+    if purpose == Purpose::Grid && cfg.compare.eval_limit > 0 {
+        data.test = data.test.first(cfg.compare.eval_limit);
+    }
     let mut task = SegmentHarness::from_data(cfg, data);
     task.compose_seconds = start.elapsed().as_secs_f64();
-    crate::engine::train::train(&mut task, device, config_path, run_dir, resume)
-}
-
-/// `gqcim segment-eval` (and `--analog`): a checkpoint on the test set, through the engine.
-pub fn eval(
-    cfg: &SegmentConfig,
-    config_path: &Path,
-    checkpoint_path: &Path,
-    run_dir: Option<&Path>,
-) -> Result<Value> {
-    let device = setup(cfg)?;
-    // Evaluation reads no training split.
-    let data = if cfg.data.dataset == SegDataset::Scenes {
-        SegmentData::load(cfg, device)?
-    } else {
-        SegmentData::load_own(cfg, false, device)?
-    };
-    let task = SegmentHarness::from_data(cfg, data);
-    let net = load_network(cfg, checkpoint_path, device)?;
-    let run = create_run_dir(cfg, "eval", config_path, run_dir)?;
-    crate::engine::evaluate::evaluate(&task, &net, checkpoint_path, run, device)
-}
-/// `gqcim segment-quantize` / `segment-finetune`: one method and level count on the whole
-/// test set (engine::quantize).
-pub fn quantize(
-    cfg: &SegmentConfig,
-    config_path: &Path,
-    checkpoint: &Path,
-    run_dir: Option<&Path>,
-    finetune: bool,
-) -> Result<Value> {
-    let base = cfg.base_config();
-    let device = setup(cfg)?;
-    let data = SegmentData::load(cfg, device)?;
-    let harness = SegmentHarness::from_data(cfg, data);
-    let command = if finetune { "finetune" } else { "quantize" };
-    let run = create_run_dir(cfg, command, config_path, run_dir)?;
-    let yaml = cfg.to_yaml();
-    crate::engine::quantize::run(&base, &harness, device, &yaml, checkpoint, run, finetune)
+    Ok((Box::new(task), device))
 }

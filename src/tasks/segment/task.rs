@@ -8,13 +8,12 @@ use super::{
 use crate::checkpoint::load_strict;
 use crate::config::Config;
 use crate::data::voc_seg::IGNORE_INDEX;
+use crate::engine::task::Metrics;
 use crate::engine::task::Task;
-use crate::engine::task::{Metrics, TrainSetup};
 use crate::error::Result;
 use crate::glance::picture::Picture;
 use crate::nets::deeplab::build_deeplab;
 use crate::nets::Network;
-use crate::run::RunPlace;
 use crate::tb::Tb;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -54,9 +53,7 @@ impl SegmentHarness {
 }
 
 impl Task for SegmentHarness {
-    fn task(&self) -> &'static str {
-        "segment"
-    }
+    crate::task_config_methods!("segment");
 
     fn metric_name(&self) -> &'static str {
         "mIoU (%)"
@@ -92,23 +89,6 @@ impl Task for SegmentHarness {
     fn sample_pictures(&self, net: &Network) -> Vec<Picture> {
         sample_predictions(net, &self.data, self.cfg.eval.sample_images)
     }
-    fn deploy_config(&self) -> Config {
-        self.cfg.base_config()
-    }
-
-    fn config_yaml(&self) -> String {
-        self.cfg.to_yaml()
-    }
-
-    fn train_setup(&self) -> TrainSetup<'_> {
-        let c = &self.cfg;
-        TrainSetup {
-            train: &c.train,
-            seed: c.seed,
-            place: RunPlace { out_dir: &c.out_dir, task: "segment", name: &c.run_name },
-        }
-    }
-
     fn build_network(&self, device: Device) -> Result<Network> {
         build_network(&self.cfg, device)
     }

@@ -1,228 +1,21 @@
-//! `gqcim bench`: the pipeline's speed against PyTorch eager and IBM aihwkit, as ratios of
-//! two things measured in the same run (medians over repeats), written to
-//! `benches/results/<machine>-<date>.json` with a printed table.
+//! The benchmark suite itself: each measurement in turn, the ratios, the JSON record and the
+//! printed table.
+use super::{
+    eval_pass, median, optimizer_steps, periphery_device, quant_gq, resnet, run_python, time_it,
+    train_steps, weights_only_device, BenchOptions,
+};
 use crate::analog::montecarlo::{deploy_analog, monte_carlo};
 use crate::analog::path::NoisyTrainPath;
 use crate::checkpoint::write_json_atomic;
 use crate::config::{
-    AnalogConfig, Arch, Converter, Drift, ModelConfig, ProgrammingNoise, QuantConfig, QuantMethod,
-    ReadNoise, StuckAt, TrainNoiseConfig,
+    AnalogConfig, Arch, ProgrammingNoise, QuantConfig, QuantMethod, TrainNoiseConfig,
 };
 use crate::error::{invalid, Result};
-use crate::nets::{build_classifier, Network};
 use crate::quant::deploy::{apply_quantization, make_path, QuantDeployment};
 use crate::quant::paths::RefitSchedule;
-use crate::sgd::Sgd;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Instant;
-use tch::{Device, Kind, Reduction, Tensor};
-
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct BenchOptions {
-    pub device: Device,
-    pub threads: i32,
-    pub python: PathBuf,
-    pub out_dir: PathBuf,
-    pub machine: String,
-    /// Fewer repeats and smaller sizes (smoke test).
-    pub quick: bool,
-    pub checkpoint: Option<PathBuf>,
-    pub skip_aihwkit: bool,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
-
-fn sync(device: Device) {
-    if device.is_cuda() {
-        tch::Cuda::synchronize(0);
-    }
-}
-
-/// Times `f` `repeats` times after `warmup` untimed calls; returns all seconds.
-fn time_it(device: Device, warmup: usize, repeats: usize, mut f: impl FnMut()) -> Vec<f64> {
-    for _ in 0..warmup {
-        f();
-    }
-    sync(device);
-    (0..repeats)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            sync(device);
-            t.elapsed().as_secs_f64()
-        })
-        .collect()
-}
-
-fn resnet(arch: Arch, device: Device) -> Network {
-    tch::manual_seed(0);
-    build_classifier(&ModelConfig { arch, in_channels: 1, num_classes: 10 }, device)
-}
-
-/// Training steps on random data with the network's current weight paths.
-fn train_steps(net: &Network, steps: usize, batch: i64, device: Device) -> impl FnMut() + '_ {
-    let mut params: Vec<(String, Tensor, f64)> = net
-        .vs
-        .variables()
-        .into_iter()
-        .filter(|(_, t)| t.requires_grad())
-        .map(|(n, t)| (n, t, 1.0))
-        .collect();
-    for l in net.layers.layers() {
-        for (i, t) in l.trainable().into_iter().enumerate() {
-            params.push((format!("{}.p{i}", l.spec.name), t, 1.0));
-        }
-    }
-    let mut opt = Sgd::with_groups(params, 0.9, true, 5e-4);
-    let x = Tensor::randn([batch, 1, 28, 28], (Kind::Float, device));
-    let y = Tensor::randint(10, [batch], (Kind::Int64, device));
-    move || {
-        for _ in 0..steps {
-            let loss = net.forward_t(&x, true).cross_entropy_loss::<Tensor>(
-                &y,
-                None,
-                Reduction::Mean,
-                -100,
-                0.0,
-            );
-            opt.zero_grad();
-            loss.backward();
-            opt.step(0.01);
-        }
-    }
-}
-
-/// The per-parameter SGD update gqcim used before its flat buffers (about nine tensor ops per
-/// parameter), kept here as the reference for the optimizer-step measurement.
-fn per_parameter_sgd_step(params: &[Tensor], bufs: &mut [Option<Tensor>], lr: f64) {
-    let (mu, wd) = (0.9, 5e-4);
-    tch::no_grad(|| {
-        for (p, buf) in params.iter().zip(bufs.iter_mut()) {
-            let g = p.grad();
-            let d = &g + p * wd;
-            let b = match buf.take() {
-                None => d.copy(),
-                Some(mut b) => {
-                    let _ = b.g_mul_scalar_(mu).g_add_(&d);
-                    b
-                }
-            };
-            let d = d + &b * mu;
-            *buf = Some(b);
-            let _ = p.shallow_clone().g_add_(&(d * -lr));
-        }
-    })
-}
-
-/// Seconds per optimizer step on ResNet-20's parameters and gradients: gqcim's flat-buffer
-/// SGD and the per-parameter loop (medians over `reps` windows of `steps` updates).
-fn optimizer_steps(device: Device, reps: usize, steps: usize) -> (f64, f64, usize) {
-    let net = resnet(Arch::Resnet20, device);
-    let x = Tensor::randn([8, 1, 28, 28], (Kind::Float, device));
-    net.forward_t(&x, true).sum(Kind::Float).backward();
-    let params: Vec<Tensor> =
-        net.vs.trainable_variables().into_iter().filter(|t| t.grad().defined()).collect();
-    let n = params.len();
-    let mut bufs: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
-    let per_param = median(time_it(device, 1, reps, || {
-        for _ in 0..steps {
-            per_parameter_sgd_step(&params, &mut bufs, 1e-6);
-        }
-    })) / steps as f64;
-    let named = params.iter().enumerate().map(|(i, p)| (format!("p{i}"), p.shallow_clone()));
-    let mut opt = Sgd::new(named.collect(), 0.9, true, 5e-4);
-    let flat = median(time_it(device, 1, reps, || {
-        for _ in 0..steps {
-            opt.step(1e-6);
-        }
-    })) / steps as f64;
-    (flat, per_param, n)
-}
-
-/// One pass of eval-mode inference over `images` random images.
-fn eval_pass(net: &Network, images: i64, batch: i64, device: Device) -> impl FnMut() + '_ {
-    let x = Tensor::randn([images, 1, 28, 28], (Kind::Float, device));
-    move || {
-        tch::no_grad(|| {
-            let mut i = 0;
-            while i < images {
-                let b = batch.min(images - i);
-                let _ = net.forward_t(&x.narrow(0, i, b), false).sum(Kind::Float).double_value(&[]);
-                i += b;
-            }
-        })
-    }
-}
-
-fn run_python(python: &Path, script: &Path, args: &[String]) -> Result<Value> {
-    let out = Command::new(python).arg(script).args(args).output().map_err(|e| {
-        invalid("bench", format!("cannot run {} {}: {e}", python.display(), script.display()))
-    })?;
-    if !out.status.success() {
-        return Err(invalid(
-            "bench",
-            format!(
-                "{} failed: {}",
-                script.display(),
-                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-            ),
-        ));
-    }
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| invalid("bench", format!("{} printed no JSON: {e}", script.display())))
-}
-
-/// The weights-only device model of the benchmark (programming noise, faults, drift + GDC).
-pub fn weights_only_device() -> AnalogConfig {
-    AnalogConfig {
-        enabled: true,
-        programming_noise: ProgrammingNoise::Gaussian { sigma: 0.02 },
-        stuck_at: StuckAt { at_gmin: 0.01, at_gmax: 0.0 },
-        drift: Drift::PowerLaw {
-            nu_mean: 0.05,
-            nu_std: 0.02,
-            t0: 1.0,
-            t: 86_400.0,
-            compensation: true,
-        },
-        trials: 1,
-        ..Default::default()
-    }
-}
-
-/// Adds read noise, 8-bit DAC, 8-bit per-tile ADC (bound 12) on 256-row tiles.
-pub fn periphery_device() -> AnalogConfig {
-    AnalogConfig {
-        read_noise: ReadNoise::Gaussian { sigma: 0.01 },
-        dac: Converter::Uniform { bits: 8, range: 1.0 },
-        adc: Converter::Uniform { bits: 8, range: 12.0 },
-        tile_rows: 256,
-        ..weights_only_device()
-    }
-}
-
-fn quant_gq(levels: usize, refit_every: usize) -> QuantConfig {
-    QuantConfig {
-        method: QuantMethod::Gq,
-        levels,
-        refit_every,
-        report_exact_gap: false,
-        ..Default::default()
-    }
-}
 
 /// Runs the suite; returns the JSON written to `<out_dir>/<machine>-<date>.json`.
 pub fn bench_command(o: &BenchOptions) -> Result<Value> {
@@ -521,7 +314,7 @@ pub fn bench_command(o: &BenchOptions) -> Result<Value> {
     Ok(out)
 }
 
-fn fit_bench(o: &BenchOptions, benches: &Path) -> Result<Value> {
+pub(crate) fn fit_bench(o: &BenchOptions, benches: &Path) -> Result<Value> {
     let tmp = std::env::temp_dir().join(format!("gqcim-r50-{}.safetensors", std::process::id()));
     let mut args =
         vec!["--export".to_string(), tmp.display().to_string(), "--threads".into(), "1".into()];
