@@ -7,6 +7,7 @@ pub mod checkpoint_set;
 pub mod config;
 pub mod costreport;
 pub mod data;
+pub mod deploy;
 pub mod device;
 pub mod engine;
 pub mod error;

@@ -3,11 +3,12 @@
 mod common;
 use common::*;
 use gqcim::analog::device::{drift, map_to_pairs, program_noise, read_noise, stuck_at};
-use gqcim::analog::montecarlo::{deploy_analog, program_trial};
+use gqcim::analog::montecarlo::program_trial;
 use gqcim::analog::path::AnalogPath;
 use gqcim::config::{
     AnalogConfig, Converter, Drift, ModelConfig, ProgrammingNoise, QuantConfig, ReadNoise, StuckAt,
 };
+use gqcim::deploy::deploy_analog;
 use gqcim::nets::build_classifier;
 use gqcim::nets::layers::WeightPath;
 use gqcim::quant::deploy::apply_quantization;

@@ -9,7 +9,7 @@ use gqcim::analog::cost::{
     parse_preset, program_cost, CostPreset, CostSection, LayerGeom, DEFAULT_PRESET,
 };
 use gqcim::analog::device::map_to_pairs;
-use gqcim::analog::montecarlo::{deploy_analog, program_trial};
+use gqcim::analog::montecarlo::program_trial;
 use gqcim::analog::path::AnalogPath;
 use gqcim::analog::sensitivity::top_fraction_masks;
 use gqcim::analog::writeverify::{
@@ -18,6 +18,7 @@ use gqcim::analog::writeverify::{
 };
 use gqcim::config::{AnalogConfig, Config, ModelConfig, ProgrammingNoise, QuantConfig};
 use gqcim::costreport::pareto_front;
+use gqcim::deploy::deploy_analog;
 use gqcim::nets::build_classifier;
 use gqcim::nets::layers::{LayerOp, LayerSpec, WeightPath};
 use gqcim::quant::deploy::apply_quantization;

@@ -292,7 +292,7 @@ fn keep_fp32_is_honoured_under_qat_noise() {
     cfg.quant.keep_fp32 = vec!["conv1".into(), "fc".into()];
     cfg.quant.levels = 4;
     cfg.train_noise.programming_noise = ProgrammingNoise::Gaussian { sigma: 0.05 };
-    let dep = gqcim::grid::add_train_noise(&net, &cfg).unwrap();
+    let dep = gqcim::deploy::with_train_noise(&net, &cfg).unwrap();
     assert_eq!(dep.kept_fp32, vec!["conv1".to_string(), "fc".to_string()]);
     for l in net.layers.layers() {
         let kept = cfg.quant.keep_fp32.contains(&l.spec.name);
@@ -306,7 +306,7 @@ fn keep_fp32_is_honoured_under_qat_noise() {
         assert_eq!(l.describe() == "fp32", kept, "{}: {}", l.spec.name, l.describe());
     }
     cfg.quant.keep_fp32 = vec!["conv9".into()];
-    let e = gqcim::grid::add_train_noise(&net, &cfg).unwrap_err().to_string();
+    let e = gqcim::deploy::with_train_noise(&net, &cfg).unwrap_err().to_string();
     assert!(e.contains("conv9") && e.contains("keep_fp32"), "{e}");
 }
 

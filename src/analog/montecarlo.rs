@@ -8,16 +8,6 @@ use crate::nets::Network;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-/// Replaces every layer's path by a crossbar path whose target is the weight that layer
-/// currently computes with (quantized, or fp32 for unquantized layers).
-pub fn deploy_analog(net: &Network, cfg: &AnalogConfig) {
-    for l in net.layers.layers() {
-        let target = l.effective_weight();
-        let source = l.describe();
-        l.set_path(Box::new(AnalogPath::new(target, source, cfg)));
-    }
-}
-
 /// The generator seed of one trial: trial t of base seed s always draws the same devices.
 pub fn trial_seed(base: u64, trial: usize) -> i64 {
     let x = (base ^ 0xA5A5_5A5A_C3C3_3C3C)

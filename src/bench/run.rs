@@ -4,14 +4,14 @@ use super::{
     eval_pass, median, optimizer_steps, periphery_device, quant_gq, resnet, run_python, time_it,
     train_steps, weights_only_device, BenchOptions,
 };
-use crate::analog::montecarlo::{deploy_analog, monte_carlo};
-use crate::analog::path::NoisyTrainPath;
+use crate::analog::montecarlo::monte_carlo;
 use crate::checkpoint::write_json_atomic;
 use crate::config::{
-    AnalogConfig, Arch, ProgrammingNoise, QuantConfig, QuantMethod, TrainNoiseConfig,
+    AnalogConfig, Arch, Config, ProgrammingNoise, QuantConfig, QuantMethod, TrainNoiseConfig,
 };
+use crate::deploy::deploy_analog;
 use crate::error::{invalid, Result};
-use crate::quant::deploy::{apply_quantization, make_path, QuantDeployment};
+use crate::quant::deploy::apply_quantization;
 use crate::quant::paths::RefitSchedule;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -101,27 +101,15 @@ pub fn bench_command(o: &BenchOptions) -> Result<Value> {
         let q = quant_gq(8, k.min(window));
         let dep = apply_quantization(&qnet, &q, &AnalogConfig::default())?;
         let dep = if noisy {
-            let d = QuantDeployment::default();
-            let noise = TrainNoiseConfig {
-                programming_noise: ProgrammingNoise::Gaussian { sigma: 0.03 },
-                ..Default::default()
+            let cfg = Config {
+                quant: q.clone(),
+                train_noise: TrainNoiseConfig {
+                    programming_noise: ProgrammingNoise::Gaussian { sigma: 0.03 },
+                    ..Default::default()
+                },
+                ..Config::default()
             };
-            for l in qnet.layers.layers() {
-                if q.keep_fp32.contains(&l.spec.name) {
-                    l.set_path(Box::new(crate::nets::layers::Identity));
-                    continue;
-                }
-                let inner =
-                    tch::no_grad(|| make_path(&l.spec, &q, &AnalogConfig::default(), &d.clock))?;
-                l.set_path(Box::new(NoisyTrainPath {
-                    inner,
-                    noise: noise.clone(),
-                    g_min: 1.0,
-                    g_max: 25.0,
-                    per_column: false,
-                }));
-            }
-            d
+            crate::deploy::with_train_noise(&qnet, &cfg)?
         } else {
             dep
         };

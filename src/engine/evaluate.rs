@@ -4,9 +4,10 @@
 //! `analog.t_inference`).
 use super::task::{task_run_dir, Task};
 use super::train::log_weight_histograms;
-use crate::analog::montecarlo::{deploy_analog, monte_carlo_times, time_label};
+use crate::analog::montecarlo::{monte_carlo_times, time_label};
 use crate::checkpoint;
 use crate::config::Config;
+use crate::deploy::deploy_analog;
 use crate::error::Result;
 use crate::nets::Network;
 use crate::run::{device_info, git_commit, RunDir};

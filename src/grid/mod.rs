@@ -8,4 +8,4 @@ pub mod sensitivity;
 pub mod unit;
 pub use compare::{compare_command, plan_grid, run_grid, run_grid_steps, GridRun};
 pub use outputs::{write_outputs, Cell};
-pub use unit::{add_train_noise, run_cell, UnitDone};
+pub use unit::{run_cell, UnitDone};

@@ -3,7 +3,6 @@
 use super::Cell;
 use crate::analog::cost::network_program_stats;
 use crate::analog::montecarlo::monte_carlo_times;
-use crate::analog::path::{AnalogPath, NoisyTrainPath};
 use crate::analog::sensitivity::{fisher_scores, top_fraction_masks, BatchLoss};
 use crate::config::{Config, ProgrammingNoise, QuantMethod, TuneMode};
 use crate::costreport::{cell_cost, programming_variants};
@@ -12,36 +11,12 @@ use crate::engine::task::Task;
 use crate::error::Result;
 use crate::glance::points::{net_label, policy_suffix, GridPoint};
 use crate::glance::tb_grid::unit_dir;
-use crate::quant::deploy::{apply_quantization, check_layer_names, make_path, QuantDeployment};
+use crate::quant::deploy::apply_quantization;
 use crate::sweep::plan::layers_label;
 use crate::sweep::{read_cell, write_cell, CellFile, Plan, Unit};
 use std::path::Path;
 use std::time::Instant;
 use tch::Tensor;
-
-/// Wraps every quantizing path with training-time device noise; layers in `quant.keep_fp32`
-/// stay digital fp32 (no quantizer, no noise), as in the other modes.
-pub fn add_train_noise(net: &crate::nets::Network, cfg: &Config) -> Result<QuantDeployment> {
-    check_layer_names(net, "quant.keep_fp32", &cfg.quant.keep_fp32)?;
-    let mut dep = QuantDeployment::default();
-    for l in net.layers.layers() {
-        if cfg.quant.keep_fp32.contains(&l.spec.name) {
-            l.set_path(Box::new(crate::nets::layers::Identity));
-            dep.kept_fp32.push(l.spec.name.clone());
-            continue;
-        }
-        dep.quantized.push(l.spec.name.clone());
-        let inner = tch::no_grad(|| make_path(&l.spec, &cfg.quant, &cfg.analog, &dep.clock))?;
-        l.set_path(Box::new(NoisyTrainPath {
-            inner,
-            noise: cfg.train_noise.clone(),
-            g_min: cfg.analog.g_min,
-            g_max: cfg.analog.g_max,
-            per_column: cfg.analog.per_column_scale,
-        }));
-    }
-    Ok(dep)
-}
 
 /// The programming noise of a σ cell: Gaussian σ of the window, or with
 /// `compare.device_noise` the `analog` section's own (a device preset's σ(g); σ is then 0).
@@ -92,7 +67,7 @@ fn prepare_network(
     // Every draw of the unit comes from its own seed, whatever ran before in this process.
     tch::manual_seed(u.seed as i64);
     let dep = match u.mode {
-        TuneMode::QatNoise => add_train_noise(&net, c)?,
+        TuneMode::QatNoise => crate::deploy::with_train_noise(&net, c)?,
         _ => apply_quantization(&net, &c.quant, &c.analog)?,
     };
     // Post-training cells re-estimate BatchNorm for the quantized weights (not when folded).
@@ -185,8 +160,7 @@ pub fn run_cell(
         a.is_ideal()
     };
     let mut digital = if ideal_at_zero { f64::NAN } else { task.evaluate(&net)? };
-    let targets: Vec<(Tensor, String)> =
-        net.layers.layers().iter().map(|l| (l.effective_weight(), l.describe())).collect();
+    let targets = crate::deploy::crossbar_targets(&net);
     // Selective write-verify ranks the weights once per network (quantizing paths on).
     let scores = if variants
         .iter()
@@ -214,11 +188,7 @@ pub fn run_cell(
                 }
                 _ => None,
             };
-            for (i, (l, (t, src))) in net.layers.layers().iter().zip(&targets).enumerate() {
-                let mut path = AnalogPath::new(t.shallow_clone(), src.clone(), &a);
-                path.verify_mask = masks.as_ref().map(|m| m[i].shallow_clone());
-                l.set_path(Box::new(path));
-            }
+            crate::deploy::onto_crossbar(&net, &targets, &a, masks.as_deref());
             // The same trial seeds for every network of a fine-tuning seed at a given sigma.
             let seed = u.seed.wrapping_add(1000 * si as u64);
             // Programming statistics per evaluation: trials x times, in that order (a
