@@ -252,3 +252,41 @@ pub fn repo_dir() -> std::path::PathBuf {
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
     }
 }
+
+/// The fields every command's results.json starts with, in one typed record: what ran (the
+/// verb), on which task and resolved config, with which seed, code, device and libtorch
+/// thread count (results at different thread counts are not comparable). Each command adds
+/// its own fields with `with`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRecord {
+    pub command: String,
+    pub task: String,
+    pub config: Value,
+    pub seed: u64,
+    pub git_commit: String,
+    pub device: Value,
+    pub threads: i32,
+}
+
+impl RunRecord {
+    pub fn new(command: &str, task: &str, config: Value, seed: u64, device: Device) -> RunRecord {
+        RunRecord {
+            command: command.to_string(),
+            task: task.to_string(),
+            config,
+            seed,
+            git_commit: git_commit(),
+            device: device_info(device),
+            threads: tch::get_num_threads(),
+        }
+    }
+
+    /// The record as JSON with the command's own `fields` (an object) after it.
+    pub fn with(&self, fields: Value) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let (Value::Object(r), Value::Object(extra)) = (&mut v, fields) {
+            r.extend(extra);
+        }
+        v
+    }
+}

@@ -260,6 +260,12 @@ fn eval_analog_has_the_time_axis_for_every_task() {
         ));
         let r: Value = serde_json::from_str(&read(&run.join("results.json"))).unwrap();
         assert_eq!(r["command"], "eval --analog", "{verb}");
+        // The typed run record: task, the task's own config, seed, code, thread count.
+        let task = if metric == "map50" { "detect" } else { "segment" };
+        assert_eq!((r["task"].as_str(), r["config"]["task"].as_str()), (Some(task), Some(task)));
+        assert_eq!(r["threads"], 1, "{verb}");
+        assert_eq!(r["seed"], r["config"]["seed"], "{verb}");
+        assert!(r["git_commit"].as_str().is_some_and(|c| c.len() >= 7), "{verb}");
         assert_eq!(r["analog"]["metric"], metric, "{verb}");
         let by_time = r["analog"]["analog_by_time"].as_array().unwrap();
         let times: Vec<f64> = by_time.iter().map(|t| t["t_inference"].as_f64().unwrap()).collect();

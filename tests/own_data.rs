@@ -504,7 +504,8 @@ fn detection_trains_evaluates_and_runs_the_grid_on_each_layout() {
                 &[&[verb][..], &args, &["--method", "gq", "--levels", "4"], &tune].concat(),
             ));
             let r = results(&q);
-            assert_eq!(r["command"], verb);
+            assert_eq!(r["command"], verb.trim_start_matches("detect-"));
+            assert_eq!(r["task"], "detect");
             assert_eq!(r["fp32"].as_f64(), Some(map), "{verb}: fp32 = eval");
             assert_eq!((r["method"].as_str(), r["levels"].as_u64()), (Some("gq"), Some(4)));
             assert_eq!(r["config"]["data"]["dataset"], "voc", "{verb}: the task's own config");
@@ -641,7 +642,8 @@ fn segmentation_trains_and_evaluates_on_voc_and_folder() {
                 "finetune.batch_size=2",
             ]));
             let r = results(&q);
-            assert_eq!(r["command"], "segment-finetune");
+            assert_eq!(r["command"], "finetune");
+            assert_eq!(r["task"], "segment");
             assert_eq!(r["fp32"].as_f64(), Some(miou), "fp32 = eval");
             assert!((0.0..=1.0).contains(&r["after_finetune"].as_f64().unwrap()), "{r}");
         }

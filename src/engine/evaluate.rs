@@ -2,7 +2,7 @@
 //! Monte-Carlo evaluation on the crossbar (quantize with `quant`, fp32 = continuous
 //! conductances; program every layer; score each seeded trial on the whole test set, at each
 //! `analog.t_inference`).
-use super::task::{task_run_dir, Task};
+use super::task::{run_record, task_run_dir, Task};
 use super::train::log_weight_histograms;
 use crate::analog::montecarlo::{monte_carlo_times, time_label};
 use crate::checkpoint;
@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::deploy::deploy_analog;
 use crate::error::Result;
 use crate::nets::Network;
-use crate::run::{device_info, git_commit, RunDir};
+use crate::run::RunDir;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
@@ -48,20 +48,14 @@ pub fn evaluate(
     }
     log_weight_histograms(&mut run, net, 0);
     run.tb.flush()?;
-    let mut results = json!({
-        "command": "eval",
-        "task": task.task(),
-        "config": serde_yaml::from_str::<Value>(&task.config_yaml()).unwrap_or(Value::Null),
-        "seed": cfg.seed,
-        "git_commit": git_commit(),
-        "device": device_info(device),
+    let mut results = run_record(task, "eval", device).with(json!({
         "arch": net.arch,
         "checkpoint": checkpoint.display().to_string(),
         "checkpoint_sha256": checkpoint::sha256_file(checkpoint)?,
         "metrics": m.json,
         "eval_seconds": eval_seconds,
         "images_per_second": task.eval_len() as f64 / eval_seconds.max(1e-9),
-    });
+    }));
     if let (Value::Object(r), Value::Object(extra)) = (&mut results, task.record()) {
         r.extend(extra);
     }

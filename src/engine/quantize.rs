@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::engine::task::{config_record, task_run_dir, Task};
 use crate::error::Result;
 use crate::quant::deploy::{apply_quantization, fold_batchnorm};
-use crate::run::{device_info, git_commit, RunDir};
+use crate::run::{RunDir, RunRecord};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
@@ -51,7 +51,6 @@ pub fn quantize_task(
 ) -> Result<Value> {
     let wall = Instant::now();
     let (cfg, h) = (t.cfg, t.harness);
-    let command = format!("{}-{}", h.task(), if finetune { "finetune" } else { "quantize" });
     let net = h.load_network(cfg, checkpoint, t.device)?;
     let fp32 = h.evaluate(&net)?;
     let dep = apply_quantization(&net, &cfg.quant, &cfg.analog)?;
@@ -74,14 +73,9 @@ pub fn quantize_task(
         100.0 * ptq,
         h.metric_name()
     );
-    let mut results = json!({
-        "command": command,
-        "task": h.task(),
-        "config": t.task_config,
-        "seed": cfg.seed,
-        "git_commit": git_commit(),
-        "device": device_info(t.device),
-        "threads": tch::get_num_threads(),
+    let verb = if finetune { "finetune" } else { "quantize" };
+    let record = RunRecord::new(verb, h.task(), t.task_config.clone(), cfg.seed, t.device);
+    let mut results = record.with(json!({
         "checkpoint": checkpoint.display().to_string(),
         "checkpoint_sha256": sha256_file(checkpoint)?,
         "method": cfg.quant.method.name(),
@@ -93,7 +87,7 @@ pub fn quantize_task(
         "test_samples": h.eval_len(),
         "fp32": fp32,
         "post_training": ptq,
-    });
+    }));
     let mut last = ptq;
     if finetune {
         let stats = finetune_loop(&net, h, cfg, &dep, |e, loss, _| {

@@ -94,6 +94,12 @@ pub fn task_run_dir(
     crate::run::RunDir::create_at(task.train_setup().place, command, config_path, explicit, &yaml)
 }
 
+/// The record every results.json of a command on `task` starts with.
+pub fn run_record(task: &dyn Task, command: &str, device: tch::Device) -> crate::run::RunRecord {
+    let seed = task.deploy_config().seed;
+    crate::run::RunRecord::new(command, task.task(), config_record(task), seed, device)
+}
+
 /// The task's own resolved config as a JSON value (results.json's `config`).
 pub fn config_record(task: &dyn Task) -> Value {
     serde_yaml::from_str::<Value>(&task.config_yaml()).unwrap_or(Value::Null)

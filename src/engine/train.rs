@@ -4,13 +4,13 @@
 //! Every task trains through it; what differs (data, loss, metrics, pictures) is the task's.
 use super::progress::{progress, say};
 use super::schedule::{epoch_seed, learning_rate};
-use super::task::{Metrics, PerEpoch, Task};
+use super::task::{run_record, Metrics, PerEpoch, Task};
 use crate::checkpoint::{self, save_varstore};
 use crate::checkpoint_set::CheckpointSet;
 use crate::data;
 use crate::error::{invalid, GqcimError, Result};
 use crate::nets::Network;
-use crate::run::{device_info, git_commit, RunDir};
+use crate::run::RunDir;
 use crate::sgd::Sgd;
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -234,13 +234,7 @@ pub fn train(
     };
     let final_model = run.path.join("model.safetensors");
     save_varstore(&net.vs, &final_model)?;
-    let mut results = json!({
-        "command": "train",
-        "task": task.task(),
-        "config": serde_yaml::from_str::<Value>(&config_yaml).unwrap_or(Value::Null),
-        "seed": seed,
-        "git_commit": git_commit(),
-        "device": device_info(device),
+    let mut results = run_record(&*task, "train", device).with(json!({
         "arch": net.arch,
         "parameters": net.vs.trainable_variables().iter().map(|t| t.numel()).sum::<usize>(),
         "hooked_layers": net.layers.layers().len(),
@@ -252,7 +246,7 @@ pub fn train(
         "wall_seconds": wall.elapsed().as_secs_f64(),
         "train_seconds_this_process": train_seconds,
         "train_images_per_second": if train_seconds > 0.0 { train_images as f64 / train_seconds } else { 0.0 },
-    });
+    }));
     if let (Value::Object(r), Value::Object(extra)) = (&mut results, task.record()) {
         r.extend(extra);
     }

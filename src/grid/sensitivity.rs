@@ -10,7 +10,7 @@ use crate::engine::task::{config_record, task_run_dir};
 use crate::error::Result;
 use crate::quant::deploy::apply_quantization;
 use crate::report::markdown_table;
-use crate::run::{device_info, git_commit};
+use crate::run::RunRecord;
 use serde_json::{json, Value};
 use std::path::Path;
 use tch::Kind;
@@ -109,9 +109,9 @@ pub fn sensitivity_command(
         markdown_table(&header, &table)
     );
     write_text_atomic(&run.path.join("table.md"), &md)?;
-    let results = json!({"command": "sensitivity", "task": task.task(), "metric_name": task.metric_name(),
-        "config": task_config, "threads": tch::get_num_threads(), "seed": cfg.seed, "git_commit": git_commit(), "device": device_info(device), "sigma": sigma,
-        "baseline": baseline, "layers": rows});
+    let record = RunRecord::new("sensitivity", task.task(), task_config, cfg.seed, device);
+    let results = record.with(json!({"metric_name": task.metric_name(), "sigma": sigma,
+        "baseline": baseline, "layers": rows}));
     run.write_results(&results)?;
     println!("\n{md}\nrun folder {}", run.path.display());
     Ok(results)

@@ -8,7 +8,7 @@ use crate::engine::finetune::{finetune_loop, recalibrate_bn};
 use crate::error::Result;
 use crate::nets::{build_classifier, Network};
 use crate::quant::deploy::{apply_quantization, fold_batchnorm, quant_report};
-use crate::run::{device_info, git_commit, setup_device, RunDir};
+use crate::run::{setup_device, RunDir, RunRecord};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
@@ -102,12 +102,9 @@ pub fn quantize_command(
         100.0 * fp32.accuracy,
         100.0 * ptq.accuracy
     );
-    let mut results = json!({
-        "command": command,
-        "config": serde_json::to_value(cfg).unwrap_or(Value::Null),
-        "seed": cfg.seed,
-        "git_commit": git_commit(),
-        "device": device_info(device),
+    let config = serde_json::to_value(cfg).unwrap_or(Value::Null);
+    let record = RunRecord::new(command, "classify", config, cfg.seed, device);
+    let mut results = record.with(json!({
         "arch": net.arch,
         "checkpoint": checkpoint_path.display().to_string(),
         "checkpoint_sha256": checkpoint::sha256_file(checkpoint_path)?,
@@ -123,7 +120,7 @@ pub fn quantize_command(
         "fp32": summary(&fp32),
         "post_training": summary(&ptq),
         "layers_post_training": ptq_report,
-    });
+    }));
     let mut final_res = ptq;
     if let Some(task) = task.filter(|_| finetune) {
         let stats = finetune_loop(&net, &task, cfg, &dep, |e, loss, _| {
