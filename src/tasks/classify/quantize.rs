@@ -22,6 +22,21 @@ pub fn load_classifier(cfg: &Config, checkpoint_path: &Path, device: Device) -> 
     Ok(net)
 }
 
+/// The quantized network's accuracy and per-layer report, both logged at `step`.
+fn score_quantized(
+    net: &Network,
+    (test, norm): (&crate::data::Dataset, &Normalizer),
+    cfg: &Config,
+    run: &mut RunDir,
+    step: usize,
+) -> Result<(EvalResult, Value)> {
+    let r = evaluate(net, test, norm, cfg.eval.batch_size)?;
+    let report = quant_report(net, &cfg.quant, cfg.quant.report_exact_gap);
+    log_quant_tb(run, net, &report, step);
+    run.tb.scalar("test/accuracy", r.accuracy, step);
+    Ok((r, report))
+}
+
 fn log_quant_tb(run: &mut RunDir, net: &Network, report: &Value, step: usize) {
     for l in net.layers.layers() {
         if let Some(mse) = report[&l.spec.name]["mse"].as_f64() {
@@ -91,10 +106,7 @@ pub fn quantize_command(
         )?,
         _ => 0,
     };
-    let ptq = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size)?;
-    let ptq_report = quant_report(&net, &cfg.quant, cfg.quant.report_exact_gap);
-    log_quant_tb(&mut run, &net, &ptq_report, 0);
-    run.tb.scalar("test/accuracy", ptq.accuracy, 0);
+    let (ptq, ptq_report) = score_quantized(&net, (&test_ds, &norm), cfg, &mut run, 0)?;
     println!(
         "{} {} levels: fp32 {:.2}%  post-training {:.2}%",
         cfg.quant.method.name(),
@@ -126,10 +138,7 @@ pub fn quantize_command(
         let stats = finetune_loop(&net, &task, cfg, &dep, |e, loss, _| {
             run.tb.scalar("finetune/loss", loss, e);
         })?;
-        let ft = evaluate(&net, &test_ds, &norm, cfg.eval.batch_size)?;
-        let report = quant_report(&net, &cfg.quant, cfg.quant.report_exact_gap);
-        log_quant_tb(&mut run, &net, &report, 1);
-        run.tb.scalar("test/accuracy", ft.accuracy, 1);
+        let (ft, report) = score_quantized(&net, (&test_ds, &norm), cfg, &mut run, 1)?;
         println!(
             "after {:.2} epochs of straight-through fine-tuning: {:.2}%  (refit share {:.1}% of step time)",
             cfg.finetune.epochs,
