@@ -49,8 +49,7 @@ impl QuantArgs {
     }
 }
 
-/// Shortcuts for `--set analog.enabled=true` and `--set analog.trials=...` (detect-eval,
-/// segment-eval).
+/// Shortcuts for `--set analog.enabled=true` and `--set analog.trials=...` (`eval`).
 #[derive(clap::Args)]
 pub(crate) struct AnalogArgs {
     /// Evaluate on the simulated crossbar (sets analog.enabled).
@@ -90,45 +89,61 @@ impl From<GridArgs> for gqcim::grid::GridRun {
     }
 }
 
+/// `train`: a config, and whether to resume.
+#[derive(clap::Args)]
+pub(crate) struct TrainArgs {
+    #[command(flatten)]
+    pub(crate) args: ConfigArgs,
+    /// Continue from <run-dir>/checkpoints/last.*.
+    #[arg(long)]
+    pub(crate) resume: bool,
+}
+
+/// `eval`: a config, a checkpoint, and the crossbar shortcuts.
+#[derive(clap::Args)]
+pub(crate) struct EvalArgs {
+    #[command(flatten)]
+    pub(crate) args: ConfigArgs,
+    #[arg(long)]
+    pub(crate) checkpoint: PathBuf,
+    #[command(flatten)]
+    pub(crate) analog: AnalogArgs,
+}
+
+/// `quantize` / `finetune`: a config, a checkpoint, and the method/levels shortcuts.
+#[derive(clap::Args)]
+pub(crate) struct QuantizeArgs {
+    #[command(flatten)]
+    pub(crate) args: ConfigArgs,
+    #[arg(long)]
+    pub(crate) checkpoint: PathBuf,
+    #[command(flatten)]
+    pub(crate) quant: QuantArgs,
+}
+
+/// `compare`: a config, a checkpoint, and how the grid runs.
+#[derive(clap::Args)]
+pub(crate) struct CompareArgs {
+    #[command(flatten)]
+    pub(crate) args: ConfigArgs,
+    #[arg(long)]
+    pub(crate) checkpoint: PathBuf,
+    #[command(flatten)]
+    pub(crate) grid: GridArgs,
+}
+
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Train a network from scratch (or --resume a run folder); the task (classify, detect,
     /// segment) is the config's `task` key.
-    Train {
-        #[command(flatten)]
-        args: ConfigArgs,
-        /// Continue from <run-dir>/checkpoints/last.*.
-        #[arg(long)]
-        resume: bool,
-    },
+    Train(TrainArgs),
     /// Post-training quantization of a checkpoint, then evaluation.
-    Quantize {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        quant: QuantArgs,
-    },
+    Quantize(QuantizeArgs),
     /// Straight-through quantization-aware fine-tuning of a checkpoint, then evaluation.
-    Finetune {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        quant: QuantArgs,
-    },
+    Finetune(QuantizeArgs),
     /// The comparison grid: fp32 vs quantizers x levels x fine-tuning x programming noise,
     /// with Monte-Carlo trials on the crossbar.
-    Compare {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        grid: GridArgs,
-    },
+    Compare(CompareArgs),
     /// Run units of a planned grid (`compare --plan`): index I, or I..I+count; a unit whose
     /// result exists returns at once. One Slurm array task per unit.
     CompareCell {
@@ -165,74 +180,27 @@ pub(crate) enum Command {
     },
     /// Train the YOLO-style detector on Fashion-MNIST scenes.
     #[command(hide = true)]
-    DetectTrain {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        resume: bool,
-    },
+    DetectTrain(TrainArgs),
     /// Evaluate a detection checkpoint (VOC mAP@0.5, COCO mAP@[.5:.95]; `--analog`:
     /// Monte-Carlo on the crossbar).
     #[command(hide = true)]
-    DetectEval {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        analog: AnalogArgs,
-    },
+    DetectEval(EvalArgs),
     /// Post-training quantization of a detector (`quant` section or --method/--levels), then
     /// mAP on the whole test set before and after.
     #[command(hide = true)]
-    DetectQuantize {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        quant: QuantArgs,
-    },
+    DetectQuantize(QuantizeArgs),
     /// Straight-through quantization-aware fine-tuning of a detector, then mAP.
     #[command(hide = true)]
-    DetectFinetune {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        quant: QuantArgs,
-    },
+    DetectFinetune(QuantizeArgs),
     /// Post-training quantization of a segmenter, then mIoU before and after.
     #[command(hide = true)]
-    SegmentQuantize {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        quant: QuantArgs,
-    },
+    SegmentQuantize(QuantizeArgs),
     /// Straight-through quantization-aware fine-tuning of a segmenter, then mIoU.
     #[command(hide = true)]
-    SegmentFinetune {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        quant: QuantArgs,
-    },
+    SegmentFinetune(QuantizeArgs),
     /// The comparison grid of the config's `compare` section on a trained detector.
     #[command(hide = true)]
-    DetectCompare {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        grid: GridArgs,
-    },
+    DetectCompare(CompareArgs),
     /// Write a detection dataset's split (VOC, YOLO or COCO layout) as COCO instances JSON in
     /// the images' own pixels, for `metrics detection --gt`.
     DetectGt {
@@ -267,33 +235,14 @@ pub(crate) enum Command {
     },
     /// Train the DeepLab-style segmenter on Fashion-MNIST scene masks.
     #[command(hide = true)]
-    SegmentTrain {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        resume: bool,
-    },
+    SegmentTrain(TrainArgs),
     /// Evaluate a segmentation checkpoint (mIoU, pixel accuracy, per-class IoU; `--analog`:
     /// Monte-Carlo on the crossbar).
     #[command(hide = true)]
-    SegmentEval {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        analog: AnalogArgs,
-    },
+    SegmentEval(EvalArgs),
     /// The comparison grid of the config's `compare` section on a trained segmenter.
     #[command(hide = true)]
-    SegmentCompare {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        #[command(flatten)]
-        grid: GridArgs,
-    },
+    SegmentCompare(CompareArgs),
     /// Per-layer sensitivity to programming noise: one layer at a time on the crossbar.
     Sensitivity {
         #[command(flatten)]
@@ -374,16 +323,5 @@ pub(crate) enum Command {
         g_max: Option<f64>,
     },
     /// Evaluate a checkpoint on the test split (`--analog`: Monte-Carlo on the crossbar).
-    Eval {
-        #[command(flatten)]
-        args: ConfigArgs,
-        #[arg(long)]
-        checkpoint: PathBuf,
-        /// Evaluate on the simulated crossbar (sets analog.enabled).
-        #[arg(long)]
-        analog: bool,
-        /// Monte-Carlo trials (sets analog.trials).
-        #[arg(long)]
-        trials: Option<usize>,
-    },
+    Eval(EvalArgs),
 }

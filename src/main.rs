@@ -2,9 +2,9 @@
 use anyhow::{Context, Result};
 mod cli;
 use clap::Parser;
-use cli::{AnalogArgs, Cli, Command, ConfigArgs, GridArgs, QuantArgs};
+use cli::{Cli, Command, CompareArgs, ConfigArgs, EvalArgs, QuantizeArgs, TrainArgs};
 use gqcim::config::Config;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// `--resume` must be able to find the run folder.
@@ -55,9 +55,18 @@ fn task_of(args: &ConfigArgs) -> Result<String> {
     Ok(gqcim::tasks::task_of_config(&args.config, &args.overrides)?.to_string())
 }
 
+/// The task a verb names (`detect-*`, `segment-*`), else the config's own.
+fn pick(task: Option<&str>, args: &ConfigArgs) -> Result<String> {
+    match task {
+        Some(t) => Ok(t.to_string()),
+        None => task_of(args),
+    }
+}
+
 /// `train` (and the hidden `detect-train`, `segment-train`): any task through the engine.
-fn train(task: &str, args: ConfigArgs, resume: bool) -> Result<()> {
+fn train(task: Option<&str>, TrainArgs { args, resume }: TrainArgs) -> Result<()> {
     use gqcim::tasks::Purpose;
+    let task = &pick(task, &args)?;
     let mut s = open_task(task, &args, Purpose::Train)?;
     check_resume(resume, &args, s.harness.train_setup().place.name)?;
     let run_dir = args.run_dir.as_deref();
@@ -67,8 +76,11 @@ fn train(task: &str, args: ConfigArgs, resume: bool) -> Result<()> {
 }
 
 /// `eval` (and the hidden `detect-eval`, `segment-eval`); `--analog` is an override.
-fn eval(task: &str, args: ConfigArgs, checkpoint: &Path) -> Result<()> {
+fn eval(task: Option<&str>, EvalArgs { mut args, checkpoint, analog }: EvalArgs) -> Result<()> {
     use gqcim::tasks::Purpose;
+    analog.into_overrides(&mut args);
+    let task = &pick(task, &args)?;
+    let checkpoint = checkpoint.as_path();
     let s = open_task(task, &args, Purpose::Eval)?;
     let run_dir = args.run_dir.as_deref();
     gqcim::engine::evaluate::command(
@@ -84,14 +96,11 @@ fn eval(task: &str, args: ConfigArgs, checkpoint: &Path) -> Result<()> {
 
 /// `quantize` / `finetune` (and the hidden task-prefixed verbs): classification through its
 /// own command, detection and segmentation through engine::quantize.
-fn quantize(
-    task: &str,
-    mut args: ConfigArgs,
-    checkpoint: &Path,
-    quant: QuantArgs,
-    finetune: bool,
-) -> Result<()> {
+fn quantize(task: Option<&str>, a: QuantizeArgs, finetune: bool) -> Result<()> {
+    let QuantizeArgs { mut args, checkpoint, quant } = a;
     quant.into_overrides(&mut args);
+    let task = &pick(task, &args)?;
+    let checkpoint = checkpoint.as_path();
     let run_dir = args.run_dir.as_deref();
     let what = if finetune { "fine-tuning" } else { "quantization" };
     if task == "classify" {
@@ -114,9 +123,10 @@ fn quantize(
 }
 
 /// `compare` (and the hidden `detect-compare`, `segment-compare`): the grid of any task.
-fn compare(task: &str, args: ConfigArgs, checkpoint: &Path, grid: GridArgs) -> Result<()> {
+fn compare(task: Option<&str>, CompareArgs { args, checkpoint, grid }: CompareArgs) -> Result<()> {
+    let task = &pick(task, &args)?;
     let s = open_task(task, &args, gqcim::tasks::Purpose::Grid)?;
-    let paths = (args.config.as_path(), checkpoint, args.run_dir.as_deref());
+    let paths = (args.config.as_path(), checkpoint.as_path(), args.run_dir.as_deref());
     gqcim::grid::compare_command(&s.cfg, s.harness.as_ref(), s.device, paths, grid.into())
         .with_context(|| format!("{task} comparison failed"))?;
     Ok(())
@@ -124,13 +134,9 @@ fn compare(task: &str, args: ConfigArgs, checkpoint: &Path, grid: GridArgs) -> R
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train { args, resume } => train(&task_of(&args)?, args, resume)?,
-        Command::Quantize { args, checkpoint, quant } => {
-            quantize(&task_of(&args)?, args, &checkpoint, quant, false)?
-        }
-        Command::Finetune { args, checkpoint, quant } => {
-            quantize(&task_of(&args)?, args, &checkpoint, quant, true)?
-        }
+        Command::Train(a) => train(None, a)?,
+        Command::Quantize(a) => quantize(None, a, false)?,
+        Command::Finetune(a) => quantize(None, a, true)?,
         Command::Bench {
             device,
             threads,
@@ -193,29 +199,14 @@ fn run(cli: Cli) -> Result<()> {
             )
             .context("sensitivity study failed")?;
         }
-        Command::DetectTrain { args, resume } => train("detect", args, resume)?,
-        Command::DetectEval { mut args, checkpoint, analog } => {
-            analog.into_overrides(&mut args);
-            eval("detect", args, &checkpoint)?
-        }
-        Command::DetectQuantize { args, checkpoint, quant } => {
-            quantize("detect", args, &checkpoint, quant, false)?
-        }
-        Command::DetectFinetune { args, checkpoint, quant } => {
-            quantize("detect", args, &checkpoint, quant, true)?
-        }
-        Command::SegmentQuantize { args, checkpoint, quant } => {
-            quantize("segment", args, &checkpoint, quant, false)?
-        }
-        Command::SegmentFinetune { args, checkpoint, quant } => {
-            quantize("segment", args, &checkpoint, quant, true)?
-        }
-        Command::DetectCompare { args, checkpoint, grid } => {
-            compare("detect", args, &checkpoint, grid)?
-        }
-        Command::SegmentCompare { args, checkpoint, grid } => {
-            compare("segment", args, &checkpoint, grid)?
-        }
+        Command::DetectTrain(a) => train(Some("detect"), a)?,
+        Command::DetectEval(a) => eval(Some("detect"), a)?,
+        Command::DetectQuantize(a) => quantize(Some("detect"), a, false)?,
+        Command::DetectFinetune(a) => quantize(Some("detect"), a, true)?,
+        Command::SegmentQuantize(a) => quantize(Some("segment"), a, false)?,
+        Command::SegmentFinetune(a) => quantize(Some("segment"), a, true)?,
+        Command::DetectCompare(a) => compare(Some("detect"), a)?,
+        Command::SegmentCompare(a) => compare(Some("segment"), a)?,
         Command::DetectGt { args, split, out } => {
             let cfg = load_detect(&args)?;
             let n = gqcim::tasks::detect::own::write_ground_truth(&cfg, split.as_deref(), &out)?;
@@ -251,14 +242,9 @@ fn run(cli: Cli) -> Result<()> {
             };
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
-        Command::SegmentTrain { args, resume } => train("segment", args, resume)?,
-        Command::SegmentEval { mut args, checkpoint, analog } => {
-            analog.into_overrides(&mut args);
-            eval("segment", args, &checkpoint)?
-        }
-        Command::Compare { args, checkpoint, grid } => {
-            compare(&task_of(&args)?, args, &checkpoint, grid)?
-        }
+        Command::SegmentTrain(a) => train(Some("segment"), a)?,
+        Command::SegmentEval(a) => eval(Some("segment"), a)?,
+        Command::Compare(a) => compare(None, a)?,
         Command::CompareCell { run_dir, index, count } => {
             gqcim::sweep::cell::cell_command(&run_dir, index, count).context("grid cell failed")?;
         }
@@ -300,10 +286,7 @@ fn run(cli: Cli) -> Result<()> {
             gqcim::device::fit::fit_device_command(&csv, &out, plot.as_deref(), &opts)
                 .context("fit-device failed")?;
         }
-        Command::Eval { mut args, checkpoint, analog, trials } => {
-            AnalogArgs { analog, trials }.into_overrides(&mut args);
-            eval(&task_of(&args)?, args, &checkpoint)?
-        }
+        Command::Eval(a) => eval(None, a)?,
     }
     Ok(())
 }
