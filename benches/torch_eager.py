@@ -50,7 +50,115 @@ def build_model(arch, depth, in_channels=1, num_classes=10):
                                     old.padding, bias=False)
             nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
         return model, arch
-    raise SystemExit(f"unknown --arch {arch!r} (cifar, resnet20/32/44/56, resnet18, resnet34, resnet50)")
+    if arch == "yolo":
+        return Yolo(in_channels, num_classes), arch
+    if arch == "deeplabv3_resnet18":
+        return DeepLabV3R18(in_channels, num_classes), arch
+    raise SystemExit(f"unknown --arch {arch!r} (cifar, resnet20/32/44/56, resnet18, resnet34, resnet50, "
+                     "yolo, deeplabv3_resnet18)")
+
+
+# --- gqcim's dense-task networks (src/nets/yolo.rs, src/nets/deeplab.rs), layer for layer ----
+
+def conv_bn(c_in, c_out, k, relu):
+    layers = [nn.Conv2d(c_in, c_out, k, 1, k // 2, bias=False), nn.BatchNorm2d(c_out)]
+    return nn.Sequential(*layers, *([nn.ReLU()] if relu else []))
+
+
+class Yolo(nn.Module):
+    """The YOLOX-style detector of src/nets/yolo.rs with its default shape: a CIFAR-style
+    ResNet of basic blocks (stem 3x3/1, stages 16/32/64/128 of one block, each stride 2), an
+    FPN over stages 2-4 (1x1 lateral + BN, nearest upsampling and addition, 3x3 + BN + ReLU,
+    64 channels) and a decoupled head per level (3x3 cls and reg branches, 1x1 cls/reg/obj
+    predictions with bias). Output [b, cells, 5 + C]."""
+
+    def __init__(self, in_channels=1, num_classes=10, widths=(16, 32, 64, 128), neck=64, levels=(2, 3, 4)):
+        super().__init__()
+        from torchvision.models.resnet import BasicBlock
+
+        self.stem = conv_bn(in_channels, widths[0], 3, True)
+        stages, c = [], widths[0]
+        for w in widths:
+            down = nn.Sequential(nn.Conv2d(c, w, 1, 2, bias=False), nn.BatchNorm2d(w))
+            stages.append(BasicBlock(c, w, 2, down))
+            c = w
+        self.stages = nn.ModuleList(stages)
+        self.levels = levels
+        self.lateral = nn.ModuleList(conv_bn(widths[l - 1], neck, 1, False) for l in levels)
+        self.output = nn.ModuleList(conv_bn(neck, neck, 3, True) for _ in levels)
+        self.heads = nn.ModuleList(
+            nn.ModuleDict({"cls": conv_bn(neck, neck, 3, True), "reg": conv_bn(neck, neck, 3, True),
+                           "cls_pred": nn.Conv2d(neck, num_classes, 1), "reg_pred": nn.Conv2d(neck, 4, 1),
+                           "obj_pred": nn.Conv2d(neck, 1, 1)}) for _ in levels)
+
+    def forward(self, x):
+        y, outs = self.stem(x), []
+        for s in self.stages:
+            y = s(y)
+            outs.append(y)
+        lat = [conv(outs[l - 1]) for l, conv in zip(self.levels, self.lateral)]
+        merged, above = [], None
+        for t in reversed(lat):
+            m = t if above is None else t + F.interpolate(above, size=t.shape[2:], mode="nearest")
+            above = m
+            merged.append(m)
+        merged.reverse()
+        preds = []
+        for m, conv, h in zip(merged, self.output, self.heads):
+            f = conv(m)
+            c, r = h["cls"](f), h["reg"](f)
+            o = torch.cat([h["reg_pred"](r), h["obj_pred"](r), h["cls_pred"](c)], 1)
+            preds.append(o.flatten(2).transpose(1, 2))
+        return torch.cat(preds, 1)
+
+
+class DilatedBasicBlock(nn.Module):
+    """torchvision's BasicBlock with dilation d in both 3x3 convs (torchvision raises for
+    d > 1; src/nets/resnet.rs allows it)."""
+
+    def __init__(self, c_in, c_out, stride, d):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, d, d, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, d, d, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.downsample = (nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+                           if stride != 1 or c_in != c_out else None)
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class DeepLabV3R18(nn.Module):
+    """src/nets/deeplab.rs's `deeplabv3_resnet18`: a resnet18 backbone (1-channel 7x7/2 stem,
+    max-pool) at output stride 8 (the strides of stages 3 and 4 replaced by dilation 2 and 4,
+    torchvision's rule), torchvision's ASPP with 64 channels and rates 3/6/9, a 3x3 conv + BN
+    + ReLU, a 1x1 classifier with bias, bilinear upsampling to the input size."""
+
+    def __init__(self, in_channels=1, num_classes=11):
+        super().__init__()
+        from torchvision.models.segmentation.deeplabv3 import ASPP
+
+        layers = [nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                  nn.MaxPool2d(3, 2, 1)]
+        c_in, dilation = 64, 1
+        for i, planes in enumerate([64, 128, 256, 512]):
+            stride, previous = (1 if i == 0 else 2), dilation
+            if i >= 2:  # replace_stride_with_dilation = [False, True, True]
+                dilation *= stride
+                stride = 1
+            layers.append(DilatedBasicBlock(c_in, planes, stride, previous))
+            layers.append(DilatedBasicBlock(planes, planes, 1, dilation))
+            c_in = planes
+        self.backbone = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(ASPP(512, [3, 6, 9], 64), nn.Conv2d(64, 64, 3, padding=1, bias=False),
+                                        nn.BatchNorm2d(64), nn.ReLU(), nn.Conv2d(64, num_classes, 1))
+
+    def forward(self, x):
+        y = self.classifier(self.backbone(x))
+        return F.interpolate(y, size=x.shape[2:], mode="bilinear", align_corners=False)
 
 
 def sync(device):
@@ -66,7 +174,10 @@ def bench_train(model, args, device):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
+        out = model(x)
+        # Dense tasks: the mean square of all outputs, the same stand-in loss gqcim's bench
+        # uses for them (the speed of network + optimizer, not of a task loss).
+        loss = F.cross_entropy(out, y) if out.dim() == 2 else out.square().mean()
         loss.backward()
         opt.step()
         return loss

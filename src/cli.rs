@@ -298,8 +298,19 @@ pub(crate) enum Command {
         /// Small sizes and few repeats (a smoke test).
         #[arg(long)]
         quick: bool,
+        /// Skip the peer simulators (section 4).
         #[arg(long)]
         skip_aihwkit: bool,
+        /// Python of a venv with aihwkit 1.2.0 (a peer beside the project venv's aihwkit).
+        #[arg(long, env = "GQCIM_AIHWKIT12_PYTHON")]
+        aihwkit12_python: Option<PathBuf>,
+        /// Python of a venv with aihwkit-lightning (it pins its own torch).
+        #[arg(long, env = "GQCIM_LIGHTNING_PYTHON")]
+        lightning_python: Option<PathBuf>,
+        /// Run only these sections (comma-separated: train, qat, mc, peers, fit, scaling,
+        /// tasks).
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<String>>,
     },
     /// Fit a device preset (sigma(g), drift nu(g), 1/f read noise) to measurements.
     FitDevice {

@@ -146,7 +146,18 @@ fn run(cli: Cli) -> Result<()> {
             checkpoint,
             quick,
             skip_aihwkit,
+            aihwkit12_python,
+            lightning_python,
+            only,
         } => {
+            if let Some(bad) =
+                only.iter().flatten().find(|s| !gqcim::bench::SECTIONS.contains(&s.as_str()))
+            {
+                anyhow::bail!(
+                    "--only {bad}: expected some of {}",
+                    gqcim::bench::SECTIONS.join(", ")
+                );
+            }
             let device = match device.as_str() {
                 "cpu" => tch::Device::Cpu,
                 "cuda" if tch::Cuda::is_available() => tch::Device::Cuda(0),
@@ -164,6 +175,8 @@ fn run(cli: Cli) -> Result<()> {
                     )
                 }
             });
+            let peers =
+                gqcim::bench::peers::default_peers(&python, aihwkit12_python, lightning_python);
             let opts = gqcim::bench::BenchOptions {
                 device,
                 threads,
@@ -173,6 +186,8 @@ fn run(cli: Cli) -> Result<()> {
                 quick,
                 checkpoint,
                 skip_aihwkit,
+                peers,
+                only,
             };
             gqcim::bench::bench_command(&opts).context("benchmark failed")?;
         }
@@ -292,6 +307,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    gqcim::memory::keep_freed_memory();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

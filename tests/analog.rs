@@ -319,3 +319,127 @@ fn grouped_dilated_convs_run_on_the_crossbar() {
         assert!(rel < 1e-3, "tile_rows {tile_rows}: analog vs digital differ by {rel} (relative)");
     }
 }
+
+/// The periphery as its plain formulas (the pre-fusion implementation, one op per step):
+/// per-sample abs-max DAC, a conv per tile, output noise, the ADC's clamp-shift-round, the
+/// sum of tiles and the back-scaling. `forward_with_periphery` folds these into fewer passes.
+fn periphery_reference(
+    layer: &gqcim::nets::layers::LayerSpec,
+    xs: &Tensor,
+    w: &Tensor,
+    w_max: &Tensor,
+    cfg: &AnalogConfig,
+) -> Tensor {
+    use gqcim::nets::layers::LayerOp;
+    let dims: Vec<i64> = (1..xs.dim() as i64).collect();
+    let x_scale = xs.abs().amax(dims.as_slice(), true).clamp_min(1e-12);
+    let mut xn = xs / &x_scale;
+    if let Converter::Uniform { bits, range } = cfg.dac {
+        let steps = ((1u64 << (bits - 1)) - 1).max(1) as f64;
+        xn = ((&xn / range).clamp(-1.0, 1.0) * steps).round() / steps * range;
+    }
+    let wn = w / w_max;
+    let c_in = xs.size()[1];
+    let per_tile = gqcim::analog::periphery::channels_per_tile(layer, cfg.tile_rows);
+    let mut total: Option<Tensor> = None;
+    let mut start = 0;
+    while start < c_in {
+        let len = per_tile.min(c_in - start);
+        let (x_t, w_t) = (xn.narrow(1, start, len), wn.narrow(1, start, len));
+        let mut y = match layer.op {
+            LayerOp::Conv2d { stride, padding, dilation, groups } => x_t.conv2d(
+                &w_t,
+                None::<Tensor>,
+                [stride, stride],
+                [padding, padding],
+                [dilation, dilation],
+                groups,
+            ),
+            LayerOp::Linear => x_t.linear(&w_t, None::<Tensor>),
+        };
+        if cfg.output_noise > 0.0 {
+            y = &y + y.randn_like() * cfg.output_noise;
+        }
+        if let Converter::Uniform { bits, range: r } = cfg.adc {
+            let step = 2.0 * r / ((1u64 << bits) - 1) as f64;
+            y = ((y.clamp(-r, r) + r) / step).round() * step - r;
+        }
+        total = Some(match total {
+            Some(t) => t + y,
+            None => y,
+        });
+        start += len;
+    }
+    let c = w.size()[0];
+    let col: Vec<i64> = if xs.dim() == 4 { vec![1, c, 1, 1] } else { vec![1, c] };
+    let w_scale =
+        if w_max.dim() > 0 { w_max.reshape(col.as_slice()) } else { w_max.shallow_clone() };
+    let mut out = total.expect("at least one tile") * w_scale * x_scale;
+    if let Some(bias) = &layer.bias {
+        out += bias.reshape(col.as_slice());
+    }
+    out
+}
+
+/// The fused periphery (one fake-quantize per converter, ADC offset in the conv bias, one
+/// back-scaling pass) gives the plain formulas' results: equal up to float rounding, except
+/// that a partial sum lying within rounding error of an ADC threshold may land one step
+/// over (rare: checked to be under 0.1% of outputs, and never more than one step per tile).
+#[test]
+fn fused_periphery_matches_the_plain_formulas() {
+    use gqcim::analog::device::weight_bound;
+    use gqcim::analog::periphery::forward_with_periphery;
+    let _rng = rng_lock();
+    tch::manual_seed(5);
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let reg = gqcim::nets::layers::LayerRegistry::default();
+    // 48 -> 20 channels, 3x3: 28 channels per 256-row tile, so two tiles (28 + 20).
+    let _conv =
+        gqcim::nets::layers::conv2d_grouped(vs.root() / "c", &reg, 48, 20, 3, 1, 1, 1, 1, true);
+    let _fc = gqcim::nets::layers::linear(vs.root() / "fc", &reg, 300, 10);
+    let uniform = |bits, range| Converter::Uniform { bits, range };
+    let cases = [
+        ("c", vec![16, 48, 9, 9], 256, uniform(8, 1.0), uniform(8, 3.0), 0.0, false),
+        ("c", vec![16, 48, 9, 9], 256, uniform(6, 0.5), uniform(6, 2.0), 0.05, true),
+        ("c", vec![16, 48, 9, 9], 1000, Converter::Ideal, uniform(8, 4.0), 0.0, true),
+        ("c", vec![16, 48, 9, 9], 90, uniform(8, 1.0), Converter::Ideal, 0.02, false),
+        ("fc", vec![64, 300], 128, uniform(8, 1.0), uniform(8, 5.0), 0.0, false),
+        ("fc", vec![64, 300], 100, uniform(4, 1.0), uniform(10, 5.0), 0.01, true),
+    ];
+    for (name, shape, tile_rows, dac, adc, output_noise, per_column) in cases {
+        let h = reg.get(name).unwrap();
+        let x = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)).relu() - 0.2;
+        let w = h.spec.weight.detach();
+        let w_max = weight_bound(&w, per_column);
+        let cfg = AnalogConfig {
+            tile_rows,
+            dac: dac.clone(),
+            adc: adc.clone(),
+            output_noise,
+            per_column_scale: per_column,
+            ..Default::default()
+        };
+        tch::manual_seed(9);
+        let want = tch::no_grad(|| periphery_reference(&h.spec, &x, &w, &w_max, &cfg));
+        tch::manual_seed(9);
+        let got = tch::no_grad(|| forward_with_periphery(&h.spec, &x, &w, &w_max, &cfg));
+        assert_eq!(got.size(), want.size(), "{name}: shape");
+        let diff = (&got - &want).abs();
+        let scale = want.abs().max().double_value(&[]);
+        let what = format!("{name} dac {dac:?} adc {adc:?} tile_rows {tile_rows}");
+        let off = diff.gt(1e-4 * scale).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+        let tiles = (w.size()[1] * w.size()[2..].iter().product::<i64>()) as f64 / tile_rows as f64;
+        let step = match &adc {
+            Converter::Uniform { bits, range } => 2.0 * range / ((1u64 << *bits) - 1) as f64,
+            Converter::Ideal => 0.0,
+        };
+        let one_step_per_tile =
+            tiles.ceil() * step * w_max.max().double_value(&[]) * x.abs().max().double_value(&[]);
+        let worst = diff.max().double_value(&[]);
+        assert!(off < 1e-3, "{what}: {off} of outputs differ beyond rounding");
+        assert!(
+            worst <= 1e-4 * scale + 1.001 * one_step_per_tile,
+            "{what}: worst difference {worst} exceeds one ADC step per tile ({one_step_per_tile})"
+        );
+    }
+}

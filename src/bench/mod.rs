@@ -1,7 +1,9 @@
 //! `gqcim bench`: the pipeline's speed against PyTorch eager and IBM aihwkit, as ratios of
 //! two things measured in the same run (medians over repeats), written to
 //! `benches/results/<machine>-<date>.json` with a printed table.
+pub mod peers;
 pub mod run;
+pub mod tasks;
 use crate::config::{
     AnalogConfig, Arch, Converter, Drift, ModelConfig, ProgrammingNoise, QuantConfig, QuantMethod,
     ReadNoise, StuckAt,
@@ -28,6 +30,20 @@ pub struct BenchOptions {
     pub quick: bool,
     pub checkpoint: Option<PathBuf>,
     pub skip_aihwkit: bool,
+    /// The peer simulators of section 4 (`peers::default_peers`).
+    pub peers: Vec<peers::Peer>,
+    /// Sections to run (train, qat, mc, peers, fit, scaling, tasks); None: all.
+    pub only: Option<Vec<String>>,
+}
+
+/// The sections `--only` accepts, in the order the bench runs them.
+pub const SECTIONS: [&str; 7] = ["train", "qat", "mc", "peers", "fit", "scaling", "tasks"];
+
+impl BenchOptions {
+    /// Whether section `name` runs.
+    pub fn runs(&self, name: &str) -> bool {
+        self.only.as_ref().is_none_or(|o| o.iter().any(|s| s == name))
+    }
 }
 
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
@@ -169,9 +185,15 @@ pub(crate) fn eval_pass(
 }
 
 pub(crate) fn run_python(python: &Path, script: &Path, args: &[String]) -> Result<Value> {
-    let out = Command::new(python).arg(script).args(args).output().map_err(|e| {
-        invalid("bench", format!("cannot run {} {}: {e}", python.display(), script.display()))
-    })?;
+    // The peers run under gqcim's heap policy (src/memory.rs): same work, same allocator.
+    let out = Command::new(python)
+        .arg(script)
+        .args(args)
+        .env("GLIBC_TUNABLES", crate::memory::GLIBC_TUNABLES)
+        .output()
+        .map_err(|e| {
+            invalid("bench", format!("cannot run {} {}: {e}", python.display(), script.display()))
+        })?;
     if !out.status.success() {
         return Err(invalid(
             "bench",

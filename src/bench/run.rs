@@ -6,9 +6,7 @@ use super::{
 };
 use crate::analog::montecarlo::monte_carlo;
 use crate::checkpoint::write_json_atomic;
-use crate::config::{
-    AnalogConfig, Arch, Config, ProgrammingNoise, QuantConfig, QuantMethod, TrainNoiseConfig,
-};
+use crate::config::{AnalogConfig, Arch, Config, ProgrammingNoise, TrainNoiseConfig};
 use crate::deploy::deploy_analog;
 use crate::error::{invalid, Result};
 use crate::quant::deploy::apply_quantization;
@@ -38,243 +36,210 @@ pub fn bench_command(o: &BenchOptions) -> Result<Value> {
     let devname = if dev.is_cuda() { "cuda" } else { "cpu" };
 
     // 1. Training step, ResNet-20, batch 128, 28x28: gqcim vs PyTorch eager.
-    eprintln!("[1/6] training step: gqcim vs PyTorch eager");
     let batch = 128;
-    let net = resnet(Arch::Resnet20, dev);
-    let ours = median(time_it(dev, 1, reps, train_steps(&net, steps, batch, dev))) / steps as f64;
-    let torch = run_python(
-        &o.python,
-        &benches.join("torch_eager.py"),
-        &[
-            "--mode".into(),
-            "train".into(),
-            "--depth".into(),
-            "20".into(),
-            "--batch".into(),
-            batch.to_string(),
-            "--steps".into(),
-            steps.to_string(),
-            "--repeats".into(),
-            reps.to_string(),
-            "--warmup".into(),
-            "1".into(),
-            "--threads".into(),
-            threads.to_string(),
-            "--device".into(),
-            devname.into(),
-        ],
-    )?;
-    let torch_step = torch["median_step_s"].as_f64().unwrap_or(f64::NAN);
-    let r1 = torch_step / ours;
-    out["train_step"] = json!({"batch": batch, "gqcim_step_s": ours, "torch_step_s": torch_step,
-        "gqcim_images_per_s": batch as f64 / ours, "torch": torch, "ratio_gqcim_vs_torch": r1, "target": 1.0});
-    table.push(("1 train step vs PyTorch eager".into(), format!("{r1:.2}x"), ">= 1.0x".into()));
-    // Where a step's fixed cost goes: the optimizer alone, flat buffers vs one loop per tensor.
-    let (flat, per_param, tensors) = optimizer_steps(dev, reps, if o.quick { 5 } else { 50 });
-    out["optimizer_step"] = json!({"parameter_tensors": tensors, "flat_sgd_s": flat,
-        "per_parameter_sgd_s": per_param, "speedup_flat_vs_per_parameter": per_param / flat});
-    table.push((
-        format!("1b SGD step, flat buffers vs per-parameter ({tensors} tensors)"),
-        format!("{:.2}x ({:.2} vs {:.2} ms)", per_param / flat, 1e3 * flat, 1e3 * per_param),
-        "report".into(),
-    ));
-
-    // 2. QAT steps against an fp32 step (same loop, same data).
-    eprintln!("[2/6] QAT steps vs fp32 steps");
-    // Steady-state steps (fp32, refit every step) are timed over short windows; a "refit every
-    // 100" step only over whole windows of 100 steps, so each window holds exactly one refit
-    // (at its first step) and the amortised cost is measured, not modelled.
-    let (short, long) = if o.quick { (5, 10) } else { (20, 100) };
-    let (short_reps, long_reps) = if o.quick { (1, 1) } else { (3, 2) };
-    let fp32_net = resnet(Arch::Resnet20, dev);
-    let fp32_t = median(time_it(dev, 1, short_reps, train_steps(&fp32_net, short, batch, dev)));
-    let fp32_step = fp32_t / short as f64;
-    let mut qat =
-        json!({"fp32_steps_per_window": short, "fp32_window_s": fp32_t, "fp32_step_s": fp32_step});
-    for (name, k, noisy) in [
-        ("gq_refit_100", 100usize, false),
-        ("gq_refit_1", 1, false),
-        ("gq_refit_100_noise_aware", 100, true),
-    ] {
-        let qnet = resnet(Arch::Resnet20, dev);
-        let (window, qreps) = if k == 1 { (short, short_reps) } else { (long, long_reps) };
-        let q = quant_gq(8, k.min(window));
-        let dep = apply_quantization(&qnet, &q, &AnalogConfig::default())?;
-        let dep = if noisy {
-            let cfg = Config {
-                quant: q.clone(),
-                train_noise: TrainNoiseConfig {
-                    programming_noise: ProgrammingNoise::Gaussian { sigma: 0.03 },
-                    ..Default::default()
-                },
-                ..Config::default()
-            };
-            crate::deploy::with_train_noise(&qnet, &cfg)?
-        } else {
-            dep
-        };
-        // Refit every k steps for as long as the bench runs (no fine-tuning loop sets one).
-        if let Ok(mut c) = dep.clock.lock() {
-            c.schedule = Some(RefitSchedule { every: k.min(window), stop_at: usize::MAX });
-        }
-        let t = median(time_it(dev, 0, qreps, train_steps(&qnet, window, batch, dev)));
-        let refit = dep.clock.lock().map(|c| c.total.as_secs_f64()).unwrap_or(0.0) / qreps as f64;
-        let step = t / window as f64;
-        let ratio = fp32_step / step;
-        qat[name] = json!({"steps_per_window": window, "repeats": qreps, "window_s": t, "step_s": step,
-            "ratio_vs_fp32": ratio, "refit_s_per_window": refit, "refit_share": refit / t});
-        let target =
-            if name == "gq_refit_1" { "report".to_string() } else { ">= 0.85x".to_string() };
-        table.push((format!("2 QAT step {name} vs fp32 step"), format!("{ratio:.2}x"), target));
-    }
-    out["qat_step"] = qat;
-
-    // 3. Monte-Carlo analog evaluation vs fp32 evaluation.
-    eprintln!("[3/6] Monte-Carlo analog evaluation vs fp32 evaluation");
-    let (images, ebatch) = (if o.quick { 500 } else { 1000 }, 1000);
-    let enet = resnet(Arch::Resnet20, dev);
-    let fp32_eval = median(time_it(dev, 1, reps, eval_pass(&enet, images, ebatch, dev)));
-    let mut mc = json!({"images": images, "batch": ebatch, "fp32_eval_s": fp32_eval});
-    for (name, cfg) in [("weights_only", weights_only_device()), ("periphery", periphery_device())]
-    {
-        let anet = resnet(Arch::Resnet20, dev);
-        apply_quantization(&anet, &quant_gq(8, 100), &cfg)?;
-        deploy_analog(&anet, &cfg);
-        let mut pass = eval_pass(&anet, images, ebatch, dev);
-        let mut seed = 0u64;
-        let trial = median(time_it(dev, 1, reps, || {
-            seed += 1;
-            // One trial: program every layer (seeded), then the whole evaluation.
-            let _ = monte_carlo(&anet, &cfg, seed, |_| {
-                pass();
-                Ok(0.0)
-            });
-        }));
-        let ratio = fp32_eval / trial;
-        mc[name] = json!({"trial_s": trial, "throughput_ratio_vs_fp32": ratio, "cost_ratio_vs_fp32": trial / fp32_eval});
-        let target = if name == "weights_only" { ">= 0.9x (cost <= 1.15x)" } else { "report" };
-        table.push((
-            format!("3 MC trial ({name}) vs fp32 eval"),
-            format!("{ratio:.2}x (cost {:.2}x)", trial / fp32_eval),
-            target.into(),
-        ));
-    }
-    out["monte_carlo"] = mc;
-
-    // 4. Against aihwkit on the same network and non-idealities (CPU).
-    if o.skip_aihwkit || dev.is_cuda() {
-        out["aihwkit"] = json!("skipped");
-    } else {
-        eprintln!("[4/6] gqcim vs IBM aihwkit inference");
-        let mut aih = json!({});
-        // aihwkit runs at about a tenth of plain PyTorch's speed here: fewer images per trial.
-        let images = if o.quick { 200 } else { 500 };
-        let ebatch = images;
-        for (name, cfg) in [("weights", weights_only_device()), ("periphery", periphery_device())] {
-            let mut args = vec![
-                "--config".to_string(),
-                name.into(),
-                "--images".into(),
-                images.to_string(),
+    if o.runs("train") {
+        eprintln!("[1/7] training step: gqcim vs PyTorch eager");
+        let net = resnet(Arch::Resnet20, dev);
+        let ours =
+            median(time_it(dev, 1, reps, train_steps(&net, steps, batch, dev))) / steps as f64;
+        let torch = run_python(
+            &o.python,
+            &benches.join("torch_eager.py"),
+            &[
+                "--mode".into(),
+                "train".into(),
+                "--depth".into(),
+                "20".into(),
                 "--batch".into(),
-                ebatch.to_string(),
+                batch.to_string(),
+                "--steps".into(),
+                steps.to_string(),
                 "--repeats".into(),
-                (if o.quick { 1 } else { 3 }).to_string(),
+                reps.to_string(),
+                "--warmup".into(),
+                "1".into(),
                 "--threads".into(),
                 threads.to_string(),
-            ];
-            if let Some(c) = &o.checkpoint {
-                // Accuracy sanity check on a few test images (untimed).
-                args.extend([
-                    "--checkpoint".to_string(),
-                    c.display().to_string(),
-                    "--eval-images".into(),
-                    "300".into(),
-                ]);
-            }
-            let theirs = match run_python(&o.python, &benches.join("aihwkit_bench.py"), &args) {
-                Ok(v) => v,
-                Err(e) => {
-                    aih[name] = json!({"error": e.to_string()});
-                    continue;
-                }
-            };
-            let anet = resnet(Arch::Resnet20, dev);
-            apply_quantization(
-                &anet,
-                &QuantConfig { method: QuantMethod::Fp32, ..Default::default() },
-                &cfg,
-            )?;
-            deploy_analog(&anet, &cfg);
-            let mut pass = eval_pass(&anet, images, ebatch, dev);
-            let mut seed = 0u64;
-            let ours = median(time_it(dev, 1, reps, || {
-                seed += 1;
-                let _ = monte_carlo(&anet, &cfg, seed, |_| {
-                    pass();
-                    Ok(0.0)
-                });
-            }));
-            let ours_ips = images as f64 / ours;
-            // Like for like: images / (programming + drift + inference) per trial on both sides.
-            let their_ips = theirs["median_trial_images_per_s"].as_f64().unwrap_or(f64::NAN);
-            let ratio = ours_ips / their_ips;
-            aih[name] = json!({"gqcim_images_per_s": ours_ips, "aihwkit": theirs, "ratio_gqcim_vs_aihwkit": ratio});
-            table.push((
-                format!("4 analog inference ({name}) vs aihwkit"),
-                format!("{ratio:.1}x"),
-                ">= 5x".into(),
-            ));
-        }
-        out["aihwkit"] = aih;
-    }
-
-    // 5. Fitting quanta on ResNet-50-shaped tensors: gq, gq-exact vs scikit-learn KMeans.
-    eprintln!("[5/6] fitting quanta: gq, gq-exact, scikit-learn KMeans");
-    out["quanta_fit"] = fit_bench(o, &benches).unwrap_or_else(|e| json!({"error": e.to_string()}));
-    if let Some(r) = out["quanta_fit"]["speedup_gq_vs_sklearn"].as_f64() {
+                "--device".into(),
+                devname.into(),
+            ],
+        )?;
+        let torch_step = torch["median_step_s"].as_f64().unwrap_or(f64::NAN);
+        let r1 = torch_step / ours;
+        out["train_step"] = json!({"batch": batch, "gqcim_step_s": ours, "torch_step_s": torch_step,
+        "gqcim_images_per_s": batch as f64 / ours, "torch": torch, "ratio_gqcim_vs_torch": r1, "target": 1.0});
+        table.push(("1 train step vs PyTorch eager".into(), format!("{r1:.2}x"), ">= 1.0x".into()));
+        // Where a step's fixed cost goes: the optimizer alone, flat buffers vs one loop per tensor.
+        let (flat, per_param, tensors) = optimizer_steps(dev, reps, if o.quick { 5 } else { 50 });
+        out["optimizer_step"] = json!({"parameter_tensors": tensors, "flat_sgd_s": flat,
+        "per_parameter_sgd_s": per_param, "speedup_flat_vs_per_parameter": per_param / flat});
         table.push((
-            "5 gq fit (ResNet-50, N=8) vs sklearn KMeans".into(),
-            format!("{r:.0}x faster"),
+            format!("1b SGD step, flat buffers vs per-parameter ({tensors} tensors)"),
+            format!("{:.2}x ({:.2} vs {:.2} ms)", per_param / flat, 1e3 * flat, 1e3 * per_param),
             "report".into(),
         ));
     }
 
-    // 6. Scaling: evaluation time against batch size and model size, fp32 and analog.
-    eprintln!("[6/6] scaling with batch size and model size");
-    let mut scaling = Vec::new();
-    let per_model_images = if o.quick { 256 } else { 512 };
-    for arch in [Arch::Resnet20, Arch::Resnet56, Arch::Resnet18, Arch::Resnet50] {
-        for b in [16i64, 128, 512] {
-            if b > per_model_images {
-                continue;
+    // 2. QAT steps against an fp32 step (same loop, same data).
+    if o.runs("qat") {
+        eprintln!("[2/7] QAT steps vs fp32 steps");
+        // Steady-state steps (fp32, refit every step) are timed over short windows; a "refit every
+        // 100" step only over whole windows of 100 steps, so each window holds exactly one refit
+        // (at its first step) and the amortised cost is measured, not modelled.
+        let (short, long) = if o.quick { (5, 10) } else { (20, 100) };
+        let (short_reps, long_reps) = if o.quick { (1, 1) } else { (3, 2) };
+        let fp32_net = resnet(Arch::Resnet20, dev);
+        let fp32_t = median(time_it(dev, 1, short_reps, train_steps(&fp32_net, short, batch, dev)));
+        let fp32_step = fp32_t / short as f64;
+        let mut qat = json!({"fp32_steps_per_window": short, "fp32_window_s": fp32_t, "fp32_step_s": fp32_step});
+        for (name, k, noisy) in [
+            ("gq_refit_100", 100usize, false),
+            ("gq_refit_1", 1, false),
+            ("gq_refit_100_noise_aware", 100, true),
+        ] {
+            let qnet = resnet(Arch::Resnet20, dev);
+            let (window, qreps) = if k == 1 { (short, short_reps) } else { (long, long_reps) };
+            let q = quant_gq(8, k.min(window));
+            let dep = apply_quantization(&qnet, &q, &AnalogConfig::default())?;
+            let dep = if noisy {
+                let cfg = Config {
+                    quant: q.clone(),
+                    train_noise: TrainNoiseConfig {
+                        programming_noise: ProgrammingNoise::Gaussian { sigma: 0.03 },
+                        ..Default::default()
+                    },
+                    ..Config::default()
+                };
+                crate::deploy::with_train_noise(&qnet, &cfg)?
+            } else {
+                dep
+            };
+            // Refit every k steps for as long as the bench runs (no fine-tuning loop sets one).
+            if let Ok(mut c) = dep.clock.lock() {
+                c.schedule = Some(RefitSchedule { every: k.min(window), stop_at: usize::MAX });
             }
-            let n = resnet(arch, dev);
-            let f = median(time_it(
-                dev,
-                1,
-                if o.quick { 1 } else { 3 },
-                eval_pass(&n, per_model_images, b, dev),
+            let t = median(time_it(dev, 0, qreps, train_steps(&qnet, window, batch, dev)));
+            let refit =
+                dep.clock.lock().map(|c| c.total.as_secs_f64()).unwrap_or(0.0) / qreps as f64;
+            let step = t / window as f64;
+            let ratio = fp32_step / step;
+            qat[name] = json!({"steps_per_window": window, "repeats": qreps, "window_s": t, "step_s": step,
+            "ratio_vs_fp32": ratio, "refit_s_per_window": refit, "refit_share": refit / t});
+            let target =
+                if name == "gq_refit_1" { "report".to_string() } else { ">= 0.85x".to_string() };
+            table.push((format!("2 QAT step {name} vs fp32 step"), format!("{ratio:.2}x"), target));
+        }
+        out["qat_step"] = qat;
+    }
+
+    // 3. Monte-Carlo analog evaluation vs fp32 evaluation, at the configs' evaluation batch
+    // (1,000) and at 100 (activations that stay in cache: every elementwise pass is cheaper,
+    // which the op-heavy periphery feels most).
+    if o.runs("mc") {
+        eprintln!("[3/7] Monte-Carlo analog evaluation vs fp32 evaluation");
+        let images = if o.quick { 500 } else { 1000 };
+        let mut mc = json!({"images": images});
+        for ebatch in [1000i64, 100] {
+            let enet = resnet(Arch::Resnet20, dev);
+            let fp32_eval = median(time_it(dev, 1, reps, eval_pass(&enet, images, ebatch, dev)));
+            let mut at = json!({"batch": ebatch, "fp32_eval_s": fp32_eval});
+            for (name, cfg) in
+                [("weights_only", weights_only_device()), ("periphery", periphery_device())]
+            {
+                let anet = resnet(Arch::Resnet20, dev);
+                apply_quantization(&anet, &quant_gq(8, 100), &cfg)?;
+                deploy_analog(&anet, &cfg);
+                let mut pass = eval_pass(&anet, images, ebatch, dev);
+                let mut seed = 0u64;
+                let trial = median(time_it(dev, 1, reps, || {
+                    seed += 1;
+                    // One trial: program every layer (seeded), then the whole evaluation.
+                    let _ = monte_carlo(&anet, &cfg, seed, |_| {
+                        pass();
+                        Ok(0.0)
+                    });
+                }));
+                let ratio = fp32_eval / trial;
+                at[name] = json!({"trial_s": trial, "throughput_ratio_vs_fp32": ratio, "cost_ratio_vs_fp32": trial / fp32_eval});
+                let target =
+                    if name == "weights_only" { ">= 0.9x (cost <= 1.15x)" } else { ">= 0.8x" };
+                table.push((
+                    format!("3 MC trial ({name}) vs fp32 eval, batch {ebatch}"),
+                    format!("{ratio:.2}x (cost {:.2}x)", trial / fp32_eval),
+                    target.into(),
+                ));
+            }
+            mc[format!("batch_{ebatch}")] = at;
+        }
+        out["monte_carlo"] = mc;
+    }
+
+    // 4. Against the peer simulators on the same network and non-idealities (CPU).
+    if o.skip_aihwkit || !o.runs("peers") {
+        out["peers"] = json!("skipped");
+    } else {
+        eprintln!("[4/7] gqcim vs the peer simulators (aihwkit, aihwkit-lightning)");
+        out["peers"] = super::peers::peers_section(o, threads, &mut table)?;
+    }
+
+    // 5. Fitting quanta on ResNet-50-shaped tensors: gq, gq-exact vs scikit-learn KMeans.
+    if o.runs("fit") {
+        eprintln!("[5/7] fitting quanta: gq, gq-exact, scikit-learn KMeans");
+        out["quanta_fit"] =
+            fit_bench(o, &benches).unwrap_or_else(|e| json!({"error": e.to_string()}));
+        if let Some(r) = out["quanta_fit"]["speedup_gq_vs_sklearn"].as_f64() {
+            table.push((
+                "5 gq fit (ResNet-50, N=8) vs sklearn KMeans".into(),
+                format!("{r:.0}x faster"),
+                "report".into(),
             ));
-            let cfg = weights_only_device();
-            apply_quantization(&n, &quant_gq(8, 100), &cfg)?;
-            deploy_analog(&n, &cfg);
-            let mut pass = eval_pass(&n, per_model_images, b, dev);
-            let mut seed = 0u64;
-            let a = median(time_it(dev, 1, if o.quick { 1 } else { 3 }, || {
-                seed += 1;
-                let _ = monte_carlo(&n, &cfg, seed, |_| {
-                    pass();
-                    Ok(0.0)
-                });
-            }));
-            let params: i64 = n.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
-            scaling.push(json!({"arch": arch.name(), "parameters": params, "batch": b, "images": per_model_images,
-                "fp32_images_per_s": per_model_images as f64 / f, "analog_images_per_s": per_model_images as f64 / a,
-                "analog_cost_ratio": a / f}));
         }
     }
-    out["scaling"] = json!(scaling);
+
+    // 6. Scaling: evaluation time against batch size and model size, fp32 and analog.
+    if o.runs("scaling") {
+        eprintln!("[6/7] scaling with batch size and model size");
+        let mut scaling = Vec::new();
+        let per_model_images = if o.quick { 256 } else { 512 };
+        for arch in [Arch::Resnet20, Arch::Resnet56, Arch::Resnet18, Arch::Resnet50] {
+            for b in [16i64, 128, 512] {
+                if b > per_model_images {
+                    continue;
+                }
+                let n = resnet(arch, dev);
+                let f = median(time_it(
+                    dev,
+                    1,
+                    if o.quick { 1 } else { 3 },
+                    eval_pass(&n, per_model_images, b, dev),
+                ));
+                let cfg = weights_only_device();
+                apply_quantization(&n, &quant_gq(8, 100), &cfg)?;
+                deploy_analog(&n, &cfg);
+                let mut pass = eval_pass(&n, per_model_images, b, dev);
+                let mut seed = 0u64;
+                let a = median(time_it(dev, 1, if o.quick { 1 } else { 3 }, || {
+                    seed += 1;
+                    let _ = monte_carlo(&n, &cfg, seed, |_| {
+                        pass();
+                        Ok(0.0)
+                    });
+                }));
+                let params: i64 = n.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+                scaling.push(json!({"arch": arch.name(), "parameters": params, "batch": b, "images": per_model_images,
+                "fp32_images_per_s": per_model_images as f64 / f, "analog_images_per_s": per_model_images as f64 / a,
+                "analog_cost_ratio": a / f}));
+            }
+        }
+        out["scaling"] = json!(scaling);
+    }
+
+    // 7. Detection and segmentation networks.
+    if o.runs("tasks") {
+        eprintln!("[7/7] detection and segmentation networks");
+        out["tasks"] = super::tasks::tasks_section(o, threads, &mut table)?;
+    }
+
     out["summary"] = json!(table
         .iter()
         .map(|(a, b, c)| json!({"measure": a, "result": b, "target": c}))
