@@ -136,21 +136,22 @@ peer-check: build data $(VENV)/.gqcim-bench-ok
 	nice -n 10 $(PY) benches/peer_check.py --bin $(BIN) --checkpoint $(REF_CKPT) --trials 25 \
 		--images 1000 --threads 1 --out docs/peer_check_table.md
 
-# The newer peers pin other versions, so each gets its own venv outside the repo, built once:
+# The newer peers pin other versions, so each gets its own venv outside the repo, built once.
 # aihwkit 1.2.0 has wheels for Python 3.12/3.13 only, so on Debian's 3.11 it is compiled from
-# source against torch 2.11.0 (about 20 minutes on 2 cores, paid once; its build runs mypy's
-# stubgen); aihwkit-lightning
-# 2.1.0 requires torch 2.13.0.
+# source (about 20 minutes on 2 cores; needs OpenBLAS, and mypy's stubgen on PATH) against
+# torch 2.11.0, which stays pinned: its torchvision requirement would otherwise pull a newer
+# torch than the one it was compiled against. aihwkit-lightning 2.1.0 requires torch 2.13.0.
 AIHWKIT12_VENV ?= $(HOME)/.cache/gqcim/venv-aihwkit-1.2.0
 LIGHTNING_VENV ?= $(HOME)/.cache/gqcim/venv-lightning
 $(AIHWKIT12_VENV)/.gqcim-ok:
-	command -v cmake >/dev/null || (apt-get update -qq && apt-get install -y -qq cmake libopenblas-dev)
+	dpkg -s libopenblas-dev >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq libopenblas-dev)
 	python3 -m venv $(AIHWKIT12_VENV)
 	$(AIHWKIT12_VENV)/bin/pip install --quiet --upgrade pip
 	$(AIHWKIT12_VENV)/bin/pip install --quiet torch==2.11.0 numpy scipy safetensors scikit-build \
 		"setuptools>=77,<81" wheel pybind11 "cmake<4" ninja mypy
 	PATH=$(AIHWKIT12_VENV)/bin:$$PATH MAKEFLAGS=-j2 CMAKE_BUILD_PARALLEL_LEVEL=2 \
-		$(AIHWKIT12_VENV)/bin/pip install --quiet --no-build-isolation aihwkit==1.2.0
+		$(AIHWKIT12_VENV)/bin/pip install --quiet --no-build-isolation aihwkit==1.2.0 \
+		torch==2.11.0 torchvision==0.26.0
 	touch $@
 $(LIGHTNING_VENV)/.gqcim-ok:
 	python3 -m venv $(LIGHTNING_VENV)

@@ -18,6 +18,10 @@ pub struct AnalogPath {
     /// The weights to programme (detached): the quantized weights of the layer's
     /// quantizer, or its fp32 weights.
     pub target: Tensor,
+    /// The target's ideal pair map (no variation) and its single-shot pulse count: both
+    /// depend on the target only, so a trial reuses them instead of mapping again.
+    ideal: PairMap,
+    ideal_pulses: f64,
     /// What the target came from (e.g. `gq-8`), for reports.
     pub source: String,
     pub cfg: AnalogConfig,
@@ -56,8 +60,14 @@ impl AnalogPath {
         let effective = ideal.weight();
         let w_max = weight_bound(&target, cfg.per_column_scale);
         let gdc = Tensor::ones([], (Kind::Float, target.device()));
+        let ideal_pulses = tch::no_grad(|| {
+            single_shot_pulses(&ideal.g_pos, cfg.g_min)
+                + single_shot_pulses(&ideal.g_neg, cfg.g_min)
+        });
         AnalogPath {
             target,
+            ideal: ideal.shallow_clone(),
+            ideal_pulses,
             source,
             cfg: cfg.clone(),
             device: DeviceModel::from_analog(cfg),
@@ -90,11 +100,11 @@ impl AnalogPath {
         tch::no_grad(|| {
             let c = &self.cfg;
             let d = &self.device;
-            let ideal = map_to_pairs(&self.target, c.g_min, c.g_max, c.per_column_scale);
+            let ideal = &self.ideal;
             let start = std::time::Instant::now();
             let (prog, mut stats) = if c.programming.is_write_verify() {
                 // Write-verify replaces the assumed programming noise; faults come after.
-                let (wv, stats) = program_pairs(&ideal, c, self.verify_mask.as_ref());
+                let (wv, stats) = program_pairs(ideal, c, self.verify_mask.as_ref());
                 let fault = |g: &Tensor| d.stuck_at(g);
                 (
                     PairMap { g_pos: fault(&wv.g_pos), g_neg: fault(&wv.g_neg), alpha: wv.alpha },
@@ -107,8 +117,7 @@ impl AnalogPath {
                     g_neg: perturb(&ideal.g_neg),
                     alpha: ideal.alpha.shallow_clone(),
                 };
-                let pulses = single_shot_pulses(&ideal.g_pos, c.g_min)
-                    + single_shot_pulses(&ideal.g_neg, c.g_min);
+                let pulses = self.ideal_pulses;
                 let devices = 2 * ideal.g_pos.numel() as i64;
                 (prog, ProgramStats { devices, pulses, ..Default::default() })
             };

@@ -49,7 +49,7 @@ pub fn default_peers(
             vec!["weights", "periphery"],
         ),
         // Torch tiles cannot draw aihwkit's w_noise, so they get no periphery row.
-        aihwkit("aihwkit (torch tiles)", python.to_path_buf(), "torch", vec!["weights"]),
+        aihwkit("aihwkit 1.1.0 (torch tiles)", python.to_path_buf(), "torch", vec!["weights"]),
     ];
     if let Some(py) = aihwkit12 {
         peers.push(aihwkit(
@@ -63,7 +63,7 @@ pub fn default_peers(
     if let Some(py) = lightning {
         // Lightning's DAC uses a static input range, not the per-sample abs-max: weights only.
         peers.push(Peer {
-            name: "aihwkit-lightning".into(),
+            name: "aihwkit-lightning 2.1.0".into(),
             python: py,
             script: "lightning_bench.py",
             args: vec![],

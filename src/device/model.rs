@@ -169,10 +169,13 @@ impl DeviceModel {
             return g.shallow_clone();
         }
         let u = g.rand_like();
-        let low = u.lt(s.at_gmin);
+        let low = g.where_scalarother(&u.ge(s.at_gmin), self.g_min);
+        if s.at_gmax == 0.0 {
+            // (The usual case: skip the second mask, four passes over the devices.)
+            return low;
+        }
         let high = u.ge(s.at_gmin).logical_and(&u.lt(s.at_gmin + s.at_gmax));
-        g.where_scalarother(&low.logical_not(), self.g_min)
-            .where_scalarother(&high.logical_not(), self.g_max)
+        low.where_scalarother(&high.logical_not(), self.g_max)
     }
 
     /// Draws the drift exponents nu of devices with target conductances g (power laws).

@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Markdown tables of a `gqcim bench` result (benches/results/<machine>-<date>.json), with the
+commit and thread count that produced it, for the README's Performance section.
+
+Usage: python3 scripts/bench_table.py benches/results/cpu2-20261202.json
+"""
+import json
+import sys
+
+
+def main(path):
+    d = json.load(open(path))
+    print(f"`{path}`: commit {d['git_commit'][:7]}, {d['threads']} libtorch thread(s), "
+          f"device {d.get('device')}, {d['date']}\n")
+    print("| measure | result | target |\n| --- | --- | --- |")
+    for row in d["summary"]:
+        print(f"| {row['measure']} | {row['result']} | {row['target']} |")
+    if isinstance(d.get("peers"), dict):
+        print("\n| peer (device config) | versions | trial images/s | gqcim ÷ peer | accuracy (300 images) |")
+        print("| --- | --- | --- | --- | --- |")
+        for config in ("weights", "periphery"):
+            sec = d["peers"].get(config)
+            if not isinstance(sec, dict):
+                continue
+            acc = sec.get("gqcim_accuracy_mean")
+            print(f"| gqcim ({config}) | this commit | {sec['gqcim_images_per_s']:.0f} | 1 | "
+                  f"{'-' if acc is None else f'{100 * acc:.1f}%'} |")
+            for name, v in sec["peers"].items():
+                if "error" in v:
+                    print(f"| {name} ({config}) | - | error: {v['error'][:80]} | - | - |")
+                    continue
+                p = v["peer"]
+                vers = ", ".join(f"{k} {x}" for k, x in p.get("versions", {}).items() if k != "numpy")
+                a = p.get("accuracy_mean")
+                print(f"| {name} ({config}) | {vers} | {p['median_trial_images_per_s']:.0f} | "
+                      f"{v['ratio_gqcim_vs_peer']:.1f}× | {'-' if a is None else f'{100 * a:.1f}%'} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
