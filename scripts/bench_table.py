@@ -10,8 +10,10 @@ import sys
 
 def main(path):
     d = json.load(open(path))
-    print(f"`{path}`: commit {d['git_commit'][:7]}, {d['threads']} libtorch thread(s), "
-          f"device {d.get('device')}, {d['date']}\n")
+    dev = d.get("device") or {}
+    where = f"{dev.get('host_cores', '?')}-core CPU" if not dev.get("cuda_available") else "CUDA"
+    print(f"`{path}`: commit {d['git_commit'][:7]}, {where}, {d['threads']} libtorch thread(s), "
+          f"{d['date']}\n")
     print("| measure | result | target |\n| --- | --- | --- |")
     for row in d["summary"]:
         print(f"| {row['measure']} | {row['result']} | {row['target']} |")

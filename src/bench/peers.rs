@@ -43,7 +43,7 @@ pub fn default_peers(
     };
     let mut peers = vec![
         aihwkit(
-            "aihwkit (C++ tiles)",
+            "aihwkit 1.1.0 (C++ tiles)",
             python.to_path_buf(),
             "rpucuda",
             vec!["weights", "periphery"],
