@@ -164,14 +164,26 @@ pub(crate) fn optimizer_steps(device: Device, reps: usize, steps: usize) -> (f64
     (flat, per_param, n)
 }
 
-/// One pass of eval-mode inference over `images` random images.
+/// One pass of eval-mode inference over `images` random 1 x 28 x 28 images.
 pub(crate) fn eval_pass(
     net: &Network,
     images: i64,
     batch: i64,
     device: Device,
 ) -> impl FnMut() + '_ {
-    let x = Tensor::randn([images, 1, 28, 28], (Kind::Float, device));
+    eval_pass_of(net, [images, 1, 28, 28], batch, device)
+}
+
+/// One pass of eval-mode inference over random inputs of `shape` ([images, c, h, w]) in
+/// batches of `batch`.
+pub(crate) fn eval_pass_of(
+    net: &Network,
+    shape: [i64; 4],
+    batch: i64,
+    device: Device,
+) -> impl FnMut() + '_ {
+    let x = Tensor::randn(shape, (Kind::Float, device));
+    let images = shape[0];
     move || {
         tch::no_grad(|| {
             let mut i = 0;
@@ -182,6 +194,32 @@ pub(crate) fn eval_pass(
             }
         })
     }
+}
+
+/// Median seconds of one Monte-Carlo trial: program every crossbar layer of `net` (a fresh
+/// seed per repeat), then run `pass` (the evaluation).
+pub(crate) fn trial_seconds(
+    net: &Network,
+    cfg: &AnalogConfig,
+    device: Device,
+    reps: usize,
+    mut pass: impl FnMut(),
+) -> f64 {
+    let mut seed = 0u64;
+    median(time_it(device, 1, reps, || {
+        seed += 1;
+        let _ = crate::analog::montecarlo::monte_carlo(net, cfg, seed, |_| {
+            pass();
+            Ok(0.0)
+        });
+    }))
+}
+
+/// Puts `net` on the crossbar of `cfg` with the quantizer `q` (its targets).
+pub(crate) fn onto_crossbar(net: &Network, q: &QuantConfig, cfg: &AnalogConfig) -> Result<()> {
+    crate::quant::deploy::apply_quantization(net, q, cfg)?;
+    crate::deploy::deploy_analog(net, cfg);
+    Ok(())
 }
 
 pub(crate) fn run_python(python: &Path, script: &Path, args: &[String]) -> Result<Value> {

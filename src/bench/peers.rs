@@ -2,15 +2,13 @@
 //! same network, weights and non-idealities, with the accuracy each side reaches (so that
 //! equal work is visible next to the speed).
 use super::{
-    eval_pass, median, periphery_device, resnet, run_python, time_it, weights_only_device,
-    BenchOptions,
+    eval_pass, onto_crossbar, periphery_device, resnet, run_python, trial_seconds,
+    weights_only_device, BenchOptions,
 };
 use crate::analog::montecarlo::monte_carlo;
 use crate::config::{AnalogConfig, Arch, QuantConfig, QuantMethod};
 use crate::data::{load_split, Normalizer};
-use crate::deploy::deploy_analog;
 use crate::error::Result;
-use crate::quant::deploy::apply_quantization;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use tch::{Device, Kind};
@@ -86,22 +84,12 @@ fn gqcim_side(
     let dev = o.device;
     let fp32 = QuantConfig { method: QuantMethod::Fp32, ..Default::default() };
     let anet = resnet(Arch::Resnet20, dev);
-    apply_quantization(&anet, &fp32, cfg)?;
-    deploy_analog(&anet, cfg);
-    let mut pass = eval_pass(&anet, images, images, dev);
-    let mut seed = 0u64;
-    let t = median(time_it(dev, 1, reps, || {
-        seed += 1;
-        let _ = monte_carlo(&anet, cfg, seed, |_| {
-            pass();
-            Ok(0.0)
-        });
-    }));
+    onto_crossbar(&anet, &fp32, cfg)?;
+    let t = trial_seconds(&anet, cfg, dev, reps, eval_pass(&anet, images, images, dev));
     let Some(ckpt) = &o.checkpoint else { return Ok((images as f64 / t, None)) };
     let mut net = resnet(Arch::Resnet20, dev);
     crate::checkpoint::load_strict(&mut net.vs, ckpt)?;
-    apply_quantization(&net, &fp32, cfg)?;
-    deploy_analog(&net, cfg);
+    onto_crossbar(&net, &fp32, cfg)?;
     let data_cfg = crate::config::DataConfig::default();
     let test = load_split(&data_cfg, false)?.limit(eval_images as usize);
     let x = Normalizer::new(&data_cfg, dev).normalize(&Normalizer::to_unit(&test.images.to(dev)));

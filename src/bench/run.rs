@@ -1,13 +1,11 @@
 //! The benchmark suite itself: each measurement in turn, the ratios, the JSON record and the
 //! printed table.
 use super::{
-    eval_pass, median, optimizer_steps, periphery_device, quant_gq, resnet, run_python, time_it,
-    train_steps, weights_only_device, BenchOptions,
+    eval_pass, median, onto_crossbar, optimizer_steps, periphery_device, quant_gq, resnet,
+    run_python, time_it, train_steps, trial_seconds, weights_only_device, BenchOptions,
 };
-use crate::analog::montecarlo::monte_carlo;
 use crate::checkpoint::write_json_atomic;
 use crate::config::{AnalogConfig, Arch, Config, ProgrammingNoise, TrainNoiseConfig};
-use crate::deploy::deploy_analog;
 use crate::error::{invalid, Result};
 use crate::quant::deploy::apply_quantization;
 use crate::quant::paths::RefitSchedule;
@@ -147,18 +145,9 @@ pub fn bench_command(o: &BenchOptions) -> Result<Value> {
                 [("weights_only", weights_only_device()), ("periphery", periphery_device())]
             {
                 let anet = resnet(Arch::Resnet20, dev);
-                apply_quantization(&anet, &quant_gq(8, 100), &cfg)?;
-                deploy_analog(&anet, &cfg);
-                let mut pass = eval_pass(&anet, images, ebatch, dev);
-                let mut seed = 0u64;
-                let trial = median(time_it(dev, 1, reps, || {
-                    seed += 1;
-                    // One trial: program every layer (seeded), then the whole evaluation.
-                    let _ = monte_carlo(&anet, &cfg, seed, |_| {
-                        pass();
-                        Ok(0.0)
-                    });
-                }));
+                onto_crossbar(&anet, &quant_gq(8, 100), &cfg)?;
+                let trial =
+                    trial_seconds(&anet, &cfg, dev, reps, eval_pass(&anet, images, ebatch, dev));
                 let ratio = fp32_eval / trial;
                 at[name] = json!({"trial_s": trial, "throughput_ratio_vs_fp32": ratio, "cost_ratio_vs_fp32": trial / fp32_eval});
                 let target =
@@ -214,17 +203,14 @@ pub fn bench_command(o: &BenchOptions) -> Result<Value> {
                     eval_pass(&n, per_model_images, b, dev),
                 ));
                 let cfg = weights_only_device();
-                apply_quantization(&n, &quant_gq(8, 100), &cfg)?;
-                deploy_analog(&n, &cfg);
-                let mut pass = eval_pass(&n, per_model_images, b, dev);
-                let mut seed = 0u64;
-                let a = median(time_it(dev, 1, if o.quick { 1 } else { 3 }, || {
-                    seed += 1;
-                    let _ = monte_carlo(&n, &cfg, seed, |_| {
-                        pass();
-                        Ok(0.0)
-                    });
-                }));
+                onto_crossbar(&n, &quant_gq(8, 100), &cfg)?;
+                let a = trial_seconds(
+                    &n,
+                    &cfg,
+                    dev,
+                    if o.quick { 1 } else { 3 },
+                    eval_pass(&n, per_model_images, b, dev),
+                );
                 let params: i64 = n.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
                 scaling.push(json!({"arch": arch.name(), "parameters": params, "batch": b, "images": per_model_images,
                 "fp32_images_per_s": per_model_images as f64 / f, "analog_images_per_s": per_model_images as f64 / a,

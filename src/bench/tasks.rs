@@ -7,13 +7,13 @@
 //! The training step uses a stand-in loss on both sides, the mean square of all outputs:
 //! the measure is the network and optimizer, not the task's loss (the detection loss's
 //! target assignment is gqcim's own and has no PyTorch twin).
-use super::{median, periphery_device, run_python, time_it, weights_only_device, BenchOptions};
-use crate::analog::montecarlo::monte_carlo;
-use crate::deploy::deploy_analog;
+use super::{
+    eval_pass_of, median, onto_crossbar, periphery_device, run_python, time_it, trial_seconds,
+    weights_only_device, BenchOptions,
+};
 use crate::error::Result;
 use crate::nets::yolo::{build_detector, YoloConfig};
 use crate::nets::{deeplab::build_deeplab, Network};
-use crate::quant::deploy::apply_quantization;
 use crate::sgd::Sgd;
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
@@ -63,26 +63,6 @@ fn dense_train_steps<'a>(
             loss.backward();
             opt.step(0.01);
         }
-    }
-}
-
-fn eval_images<'a>(
-    net: &'a Network,
-    n: &DenseNet,
-    images: i64,
-    device: Device,
-) -> impl FnMut() + 'a {
-    let x = Tensor::randn([images, 1, n.size, n.size], (Kind::Float, device));
-    let batch = n.eval_batch;
-    move || {
-        tch::no_grad(|| {
-            let mut i = 0;
-            while i < images {
-                let b = batch.min(images - i);
-                let _ = net.forward_t(&x.narrow(0, i, b), false).sum(Kind::Float).double_value(&[]);
-                i += b;
-            }
-        })
     }
 }
 
@@ -144,23 +124,25 @@ pub fn tasks_section(
             ">= 1.0x".into(),
         ));
         let enet = build(n, dev)?;
-        let fp32 = median(time_it(dev, 1, reps, eval_images(&enet, n, images, dev)));
+        let fp32 = median(time_it(
+            dev,
+            1,
+            reps,
+            eval_pass_of(&enet, [images, 1, n.size, n.size], n.eval_batch, dev),
+        ));
         let mut mc = json!({});
         for (name, cfg) in
             [("weights_only", weights_only_device()), ("periphery", periphery_device())]
         {
             let anet = build(n, dev)?;
-            apply_quantization(&anet, &super::quant_gq(8, 100), &cfg)?;
-            deploy_analog(&anet, &cfg);
-            let mut pass = eval_images(&anet, n, images, dev);
-            let mut seed = 0u64;
-            let trial = median(time_it(dev, 1, reps, || {
-                seed += 1;
-                let _ = monte_carlo(&anet, &cfg, seed, |_| {
-                    pass();
-                    Ok(0.0)
-                });
-            }));
+            onto_crossbar(&anet, &super::quant_gq(8, 100), &cfg)?;
+            let trial = trial_seconds(
+                &anet,
+                &cfg,
+                dev,
+                reps,
+                eval_pass_of(&anet, [images, 1, n.size, n.size], n.eval_batch, dev),
+            );
             let r = fp32 / trial;
             mc[name] = json!({"trial_s": trial, "throughput_ratio_vs_fp32": r});
             table.push((
