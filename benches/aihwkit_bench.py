@@ -45,6 +45,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from resnet_cifar import (  # noqa: E402
     accuracy,
+    add_trial_args,
     load_checkpoint,
     load_fmnist_test,
     log,
@@ -249,33 +250,12 @@ def describe_tiles(model):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", choices=["weights", "periphery"], default="weights")
-    p.add_argument("--depth", type=int, default=20)
-    p.add_argument("--checkpoint", default=None, help="gqcim safetensors checkpoint (strict load)")
-    p.add_argument("--images", type=int, default=2000, help="random images per timed inference pass")
-    p.add_argument("--batch", type=int, default=1000)
-    p.add_argument("--eval-images", type=int, default=1000,
-                   help="first N Fashion-MNIST test images for accuracy (with --checkpoint; 0: skip)")
-    p.add_argument("--repeats", type=int, default=3, help="Monte-Carlo trials (each timed)")
+    add_trial_args(p, images=2000, batch=1000, eval_images=1000)
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up batches (after one programming)")
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--simulator", choices=["rpucuda", "torch"], default="rpucuda",
                    help="rpucuda: InferenceRPUConfig (aihwkit's C++ RPUCuda tiles, the default); "
                         "torch: TorchInferenceRPUConfig (pure-PyTorch tiles; no w_noise, so no read noise)")
-    # device model (defaults: gqcim bench's weights_only_device / periphery_device)
-    p.add_argument("--g-min", type=float, default=1.0)
-    p.add_argument("--g-max", type=float, default=25.0)
-    p.add_argument("--sigma", type=float, default=0.02, help="programming noise, relative to g_max - g_min")
-    p.add_argument("--stuck-gmin", type=float, default=0.01)
-    p.add_argument("--stuck-gmax", type=float, default=0.0)
-    p.add_argument("--nu-mean", type=float, default=0.05)
-    p.add_argument("--nu-std", type=float, default=0.02)
-    p.add_argument("--t0", type=float, default=1.0)
-    p.add_argument("--t-inference", type=float, default=86400.0, help="drift time in s (0: no drift)")
-    p.add_argument("--no-gdc", dest="gdc", action="store_false", help="disable global drift compensation")
-    p.add_argument("--calibration-samples", type=int, default=256)
     p.add_argument("--drift-pairs", choices=["programmed", "aihwkit"], default="programmed")
     # periphery
     p.add_argument("--dac-bits", type=int, default=8)

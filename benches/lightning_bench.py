@@ -10,7 +10,7 @@ layer's weight:
 
     map w to a differential pair in [g_min, g_max] µS (per-layer scale, zero at g_min);
     programming noise N(0, (sigma (g_max - g_min))^2) per device, clipped to the window;
-    a fraction --stuck-gmin of devices stuck at g_min;
+    a fraction --stuck-gmin of devices stuck at g_min (and --stuck-gmax at g_max);
     drift g (t / t0)^(-nu), nu ~ N(nu_mean, nu_std) per device, clipped;
     global drift compensation: mean |y| of --calibration-samples Gaussian inputs, fresh
     over drifted; the weight written back is alpha (G+ - G-) times that factor;
@@ -39,6 +39,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from resnet_cifar import (  # noqa: E402
     accuracy,
+    add_trial_args,
     load_checkpoint,
     load_fmnist_test,
     log,
@@ -69,7 +70,11 @@ def program_layer(target, a):
     fresh, drifted = [], []
     for g in pairs:
         g = (g + torch.randn_like(g) * (a.sigma * dg)).clamp(a.g_min, a.g_max)
-        g = torch.where(torch.rand_like(g) < a.stuck_gmin, torch.full_like(g, a.g_min), g)
+        u = torch.rand_like(g)
+        g = torch.where(u < a.stuck_gmin, torch.full_like(g, a.g_min), g)
+        if a.stuck_gmax > 0:
+            high = (u >= a.stuck_gmin) & (u < a.stuck_gmin + a.stuck_gmax)
+            g = torch.where(high, torch.full_like(g, a.g_max), g)
         fresh.append(g)
         if a.t_inference > 0:
             nu = torch.randn_like(g) * a.nu_std + a.nu_mean
@@ -88,25 +93,7 @@ def program_layer(target, a):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", choices=["weights", "periphery"], default="weights")
-    p.add_argument("--depth", type=int, default=20)
-    p.add_argument("--checkpoint", default=None)
-    p.add_argument("--images", type=int, default=500)
-    p.add_argument("--batch", type=int, default=500)
-    p.add_argument("--eval-images", type=int, default=300)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--g-min", type=float, default=1.0)
-    p.add_argument("--g-max", type=float, default=25.0)
-    p.add_argument("--sigma", type=float, default=0.02)
-    p.add_argument("--stuck-gmin", type=float, default=0.01)
-    p.add_argument("--nu-mean", type=float, default=0.05)
-    p.add_argument("--nu-std", type=float, default=0.02)
-    p.add_argument("--t0", type=float, default=1.0)
-    p.add_argument("--t-inference", type=float, default=86400.0)
-    p.add_argument("--no-gdc", dest="gdc", action="store_false")
-    p.add_argument("--calibration-samples", type=int, default=256)
+    add_trial_args(p, images=500, batch=500, eval_images=300)
     args = p.parse_args()
     if args.config == "periphery":
         raise SystemExit("aihwkit-lightning: the periphery configuration is not mapped (its DAC uses a "

@@ -130,6 +130,34 @@ def resnet_cifar(depth, in_channels=1, num_classes=10):
     return CifarResNet(depth, in_channels, num_classes)
 
 
+def add_trial_args(p, images, batch, eval_images):
+    """The options the Monte-Carlo peer scripts (aihwkit_bench.py, lightning_bench.py) share: the
+    run, and gqcim's weights-only device model with the defaults of `gqcim bench`'s
+    `weights_only_device` (programming noise, stuck-at faults, power-law drift, global drift
+    compensation)."""
+    p.add_argument("--config", choices=["weights", "periphery"], default="weights")
+    p.add_argument("--depth", type=int, default=20)
+    p.add_argument("--checkpoint", default=None, help="gqcim safetensors checkpoint (strict load)")
+    p.add_argument("--images", type=int, default=images, help="random images per timed inference pass")
+    p.add_argument("--batch", type=int, default=batch)
+    p.add_argument("--eval-images", type=int, default=eval_images,
+                   help="first N Fashion-MNIST test images for accuracy (with --checkpoint; 0: skip)")
+    p.add_argument("--repeats", type=int, default=3, help="Monte-Carlo trials (each timed)")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--g-min", type=float, default=1.0)
+    p.add_argument("--g-max", type=float, default=25.0)
+    p.add_argument("--sigma", type=float, default=0.02, help="programming noise, relative to g_max - g_min")
+    p.add_argument("--stuck-gmin", type=float, default=0.01)
+    p.add_argument("--stuck-gmax", type=float, default=0.0)
+    p.add_argument("--nu-mean", type=float, default=0.05)
+    p.add_argument("--nu-std", type=float, default=0.02)
+    p.add_argument("--t0", type=float, default=1.0)
+    p.add_argument("--t-inference", type=float, default=86400.0, help="drift time in s (0: no drift)")
+    p.add_argument("--no-gdc", dest="gdc", action="store_false", help="disable global drift compensation")
+    p.add_argument("--calibration-samples", type=int, default=256)
+
+
 def load_checkpoint(model, path):
     """Strictly loads a safetensors state dict (as written by gqcim) into `model`."""
     from safetensors.torch import load_file
