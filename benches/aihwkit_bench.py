@@ -36,7 +36,6 @@ import json
 import math
 import os
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -50,9 +49,9 @@ from resnet_cifar import (  # noqa: E402
     load_fmnist_test,
     log,
     resnet_cifar,
+    run_trials,
     seed_everything,
     setup_threads,
-    summary,
 )
 
 import aihwkit  # noqa: E402
@@ -335,27 +334,14 @@ def main():
     if args.warmup > 0:
         infer(args.warmup)
 
-    prog_s, infer_s, trial_s, accs, gdc = [], [], [], [], []
-    for r in range(args.repeats):
-        torch.manual_seed(args.seed + r)
-        t = time.perf_counter()
-        program()
-        t1 = time.perf_counter()
-        infer()
-        t2 = time.perf_counter()
-        prog_s.append(t1 - t)
-        infer_s.append(t2 - t1)
-        trial_s.append(t2 - t)
+    gdc = []
+
+    def record_gdc():
         alphas = [float(tile.alpha.reshape(-1)[0]) for tile in analog.analog_tiles() if hasattr(tile, "alpha")]
         gdc.append(float(np.mean(alphas)) if alphas else 1.0)
-        msg = f"trial {r + 1}/{args.repeats}: program+drift {prog_s[-1]:.3f}s, inference {infer_s[-1]:.3f}s"
-        if eval_x is not None:
-            accs.append(accuracy(analog, eval_x, eval_y, args.batch, args.device))
-            msg += f", accuracy {accs[-1]:.4f}"
-        log(msg)
 
-    ips = [args.images / s for s in infer_s]
-    tips = [args.images / s for s in trial_s]
+    evaluate = None if eval_x is None else (lambda: accuracy(analog, eval_x, eval_y, args.batch, args.device))
+    trials = run_trials(program, infer, args.repeats, args.seed, args.images, evaluate, record_gdc)
     out = {
         "script": "aihwkit_bench.py",
         "config_name": args.config,
@@ -365,18 +351,7 @@ def main():
         "checkpoint": args.checkpoint,
         "images": args.images,
         "batch": args.batch,
-        "median_images_per_s": float(np.median(ips)),
-        "images_per_s": ips,
-        "median_inference_s": float(np.median(infer_s)),
-        "inference_s": infer_s,
-        "median_program_drift_s": float(np.median(prog_s)),
-        "program_drift_s": prog_s,
-        "median_trial_s": float(np.median(trial_s)),
-        "trial_s": trial_s,
-        "median_trial_images_per_s": float(np.median(tips)),
-        "trial_images_per_s": tips,
-        "accuracy": summary(accs) if accs else None,
-        "accuracy_mean": float(np.mean(accs)) if accs else None,
+        **trials,
         "eval_images": int(eval_x.shape[0]) if eval_x is not None else 0,
         "digital_accuracy": digital_acc,
         "gdc_alpha_mean_per_trial": gdc,

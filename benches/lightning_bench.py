@@ -30,7 +30,6 @@ import json
 import math
 import os
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -44,9 +43,9 @@ from resnet_cifar import (  # noqa: E402
     load_fmnist_test,
     log,
     resnet_cifar,
+    run_trials,
     seed_everything,
     setup_threads,
-    summary,
 )
 
 # aihwkit-lightning prints its triton fallback notice on stdout; stdout is for the JSON only.
@@ -135,37 +134,15 @@ def main():
     torch.manual_seed(args.seed + 10_000)
     program()
     infer()
-    prog_s, infer_s, trial_s, accs = [], [], [], []
-    for r in range(args.repeats):
-        torch.manual_seed(args.seed + r)
-        t = time.perf_counter()
-        program()
-        t1 = time.perf_counter()
-        infer()
-        t2 = time.perf_counter()
-        prog_s.append(t1 - t)
-        infer_s.append(t2 - t1)
-        trial_s.append(t2 - t)
-        if eval_x is not None:
-            accs.append(accuracy(analog, eval_x, eval_y, args.batch))
-        log(f"trial {r + 1}/{args.repeats}: program {prog_s[-1]:.3f}s, inference {infer_s[-1]:.3f}s"
-            + (f", accuracy {accs[-1]:.4f}" if accs else ""))
-    tips = [args.images / s for s in trial_s]
+    evaluate = None if eval_x is None else (lambda: accuracy(analog, eval_x, eval_y, args.batch))
+    trials = run_trials(program, infer, args.repeats, args.seed, args.images, evaluate)
     print(json.dumps({
         "script": "lightning_bench.py",
         "config_name": args.config,
         "arch": f"resnet{args.depth}",
         "images": args.images,
         "batch": args.batch,
-        "median_images_per_s": float(np.median([args.images / s for s in infer_s])),
-        "median_program_drift_s": float(np.median(prog_s)),
-        "program_drift_s": prog_s,
-        "median_trial_s": float(np.median(trial_s)),
-        "trial_s": trial_s,
-        "median_trial_images_per_s": float(np.median(tips)),
-        "trial_images_per_s": tips,
-        "accuracy": summary(accs) if accs else None,
-        "accuracy_mean": float(np.mean(accs)) if accs else None,
+        **trials,
         "eval_images": int(eval_x.shape[0]) if eval_x is not None else 0,
         "digital_accuracy": digital_acc,
         "versions": {"torch": torch.__version__, "aihwkit_lightning": aihwkit_lightning.__version__,

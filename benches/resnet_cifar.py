@@ -158,6 +158,46 @@ def add_trial_args(p, images, batch, eval_images):
     p.add_argument("--calibration-samples", type=int, default=256)
 
 
+def run_trials(program, infer, repeats, seed, images, evaluate=None, after=None):
+    """The timed Monte-Carlo trials of the peer scripts. Per repeat r: seed torch with seed + r,
+    time program() and infer() (one trial), then, untimed, after() and evaluate() -> accuracy.
+    Returns the trial keys of the scripts' JSON (medians and every repeat value)."""
+    prog_s, infer_s, trial_s, accs = [], [], [], []
+    for r in range(repeats):
+        torch.manual_seed(seed + r)
+        t = time.perf_counter()
+        program()
+        t1 = time.perf_counter()
+        infer()
+        t2 = time.perf_counter()
+        prog_s.append(t1 - t)
+        infer_s.append(t2 - t1)
+        trial_s.append(t2 - t)
+        if after is not None:
+            after()
+        msg = f"trial {r + 1}/{repeats}: program+drift {prog_s[-1]:.3f}s, inference {infer_s[-1]:.3f}s"
+        if evaluate is not None:
+            accs.append(evaluate())
+            msg += f", accuracy {accs[-1]:.4f}"
+        log(msg)
+    ips = [images / s for s in infer_s]
+    tips = [images / s for s in trial_s]
+    return {
+        "median_images_per_s": float(np.median(ips)),
+        "images_per_s": ips,
+        "median_inference_s": float(np.median(infer_s)),
+        "inference_s": infer_s,
+        "median_program_drift_s": float(np.median(prog_s)),
+        "program_drift_s": prog_s,
+        "median_trial_s": float(np.median(trial_s)),
+        "trial_s": trial_s,
+        "median_trial_images_per_s": float(np.median(tips)),
+        "trial_images_per_s": tips,
+        "accuracy": summary(accs) if accs else None,
+        "accuracy_mean": float(np.mean(accs)) if accs else None,
+    }
+
+
 def load_checkpoint(model, path):
     """Strictly loads a safetensors state dict (as written by gqcim) into `model`."""
     from safetensors.torch import load_file
