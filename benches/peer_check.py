@@ -165,8 +165,8 @@ def main():
         if args.aihwkit_from:
             text = open(args.aihwkit_from).read()
             earlier = json.loads(text[text.index("```json") + 7:text.rindex("```")])
-            for k in ("trials", "images"):
-                if earlier[k] != getattr(args, k):
+            for k in ("trials", "images", "seed"):  # (tables before 2026-12-03 did not record the seed)
+                if k in earlier and earlier[k] != getattr(args, k):
                     raise SystemExit(f"{args.aihwkit_from}: {k} {earlier[k]} != {getattr(args, k)}")
             # Per time: (mean, std, 95% CI) of the aihwkit side, as the earlier run wrote them.
             a_stats = {r[0]: (r[4], r[5], r[6]) for r in earlier["rows"]}
@@ -197,7 +197,7 @@ def main():
     table = "\n".join(lines)
     print(table)
     summary = {
-        "commit": commit, "trials": args.trials, "images": args.images, "threads": args.threads,
+        "commit": commit, "trials": args.trials, "images": args.images, "threads": args.threads, "seed": args.seed,
         "gqcim_digital_quantized": g_res["analog"]["digital_quantized"], "aihwkit_digital_quantized": a_digital,
         "gqcim_wall_s": g_wall, "aihwkit_wall_s": a_wall, "aihwkit": a_ver, "torch": torch.__version__,
         "gqcim_set": args.gqcim_set, "aihwkit_from": args.aihwkit_from, "rows": rows,

@@ -385,10 +385,12 @@ fn periphery_reference(
 /// back-scaling pass) gives the plain formulas' results: equal up to float rounding, except
 /// that a partial sum lying within rounding error of an ADC threshold may land one step
 /// over (rare: checked to be under 0.1% of outputs, and never more than one step per tile).
+/// The same holds when the batch runs through the periphery in chunks of samples (the same
+/// output-noise draws).
 #[test]
 fn fused_periphery_matches_the_plain_formulas() {
     use gqcim::analog::device::weight_bound;
-    use gqcim::analog::periphery::forward_with_periphery;
+    use gqcim::analog::periphery::forward_with_periphery_in_chunks;
     let _rng = rng_lock();
     tch::manual_seed(5);
     let vs = tch::nn::VarStore::new(Device::Cpu);
@@ -421,25 +423,35 @@ fn fused_periphery_matches_the_plain_formulas() {
         };
         tch::manual_seed(9);
         let want = tch::no_grad(|| periphery_reference(&h.spec, &x, &w, &w_max, &cfg));
-        tch::manual_seed(9);
-        let got = tch::no_grad(|| forward_with_periphery(&h.spec, &x, &w, &w_max, &cfg));
-        assert_eq!(got.size(), want.size(), "{name}: shape");
-        let diff = (&got - &want).abs();
-        let scale = want.abs().max().double_value(&[]);
-        let what = format!("{name} dac {dac:?} adc {adc:?} tile_rows {tile_rows}");
-        let off = diff.gt(1e-4 * scale).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
-        let tiles = (w.size()[1] * w.size()[2..].iter().product::<i64>()) as f64 / tile_rows as f64;
-        let step = match &adc {
-            Converter::Uniform { bits, range } => 2.0 * range / ((1u64 << *bits) - 1) as f64,
-            Converter::Ideal => 0.0,
-        };
-        let one_step_per_tile =
-            tiles.ceil() * step * w_max.max().double_value(&[]) * x.abs().max().double_value(&[]);
-        let worst = diff.max().double_value(&[]);
-        assert!(off < 1e-3, "{what}: {off} of outputs differ beyond rounding");
-        assert!(
-            worst <= 1e-4 * scale + 1.001 * one_step_per_tile,
-            "{what}: worst difference {worst} exceeds one ADC step per tile ({one_step_per_tile})"
-        );
+        // The whole batch in one pass, and in chunks of 5 samples (the last one short).
+        for chunk in [shape[0], 5] {
+            tch::manual_seed(9);
+            let got = tch::no_grad(|| {
+                forward_with_periphery_in_chunks(&h.spec, &x, &w, &w_max, &cfg, chunk)
+            });
+            assert_eq!(got.size(), want.size(), "{name}: shape");
+            let diff = (&got - &want).abs();
+            let scale = want.abs().max().double_value(&[]);
+            let what =
+                format!("{name} dac {dac:?} adc {adc:?} tile_rows {tile_rows} chunk {chunk}");
+            let off =
+                diff.gt(1e-4 * scale).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+            let tiles =
+                (w.size()[1] * w.size()[2..].iter().product::<i64>()) as f64 / tile_rows as f64;
+            let step = match &adc {
+                Converter::Uniform { bits, range } => 2.0 * range / ((1u64 << *bits) - 1) as f64,
+                Converter::Ideal => 0.0,
+            };
+            let one_step_per_tile = tiles.ceil()
+                * step
+                * w_max.max().double_value(&[])
+                * x.abs().max().double_value(&[]);
+            let worst = diff.max().double_value(&[]);
+            assert!(off < 1e-3, "{what}: {off} of outputs differ beyond rounding");
+            assert!(
+                worst <= 1e-4 * scale + 1.001 * one_step_per_tile,
+                "{what}: worst difference {worst} exceeds one ADC step per tile ({one_step_per_tile})"
+            );
+        }
     }
 }
