@@ -34,14 +34,22 @@ pub fn channels_per_tile(layer: &LayerSpec, tile_rows: i64) -> i64 {
 /// back-scaling run on this many samples at a time, so that the eight or so elementwise
 /// passes over a chunk's activations stay in the core's cache instead of streaming the
 /// whole batch through memory eight times (at batch 1,000 one ResNet-20 activation is
-/// 50 MB). 256 Ki input values (1 MiB, one core's L2 on the 2-core VM) per chunk: measured
-/// on ResNet-20 at 1 thread, the periphery trial went from 0.66x to 0.71x an fp32 evaluation
-/// at batch 1,000 (11 and 5 runs) and stayed level at batch 100; 128 Ki and 1 Mi values did
-/// no better. Every step is per sample, so the chunking changes no value beyond the convs'
-/// float round-off (tests/analog.rs).
+/// 50 MB). 256 Ki input values (1 MiB, one core's L2 on the 2-core VM) per chunk, and only
+/// when the batch's input is above 4 Mi values (16 MiB, more than a core's share of L3):
+/// measured on ResNet-20 at 1 thread, the periphery trial went from 0.66x to 0.71x an fp32
+/// evaluation at batch 1,000 (11 and 5 interleaved runs; 128 Ki and 1 Mi values did no
+/// better), while chunking batch 100 (1.25 Mi values) did not help (0.61x vs 0.63x, and
+/// 0.55x in one full bench), so a batch that small runs in one pass. Every step is per
+/// sample, so the chunking changes no value beyond the convs' float round-off
+/// (tests/analog.rs).
 fn chunk_samples(xs: &Tensor) -> i64 {
     const CHUNK_VALUES: i64 = 1 << 18;
+    const CHUNK_ABOVE: i64 = 1 << 22;
+    let batch = xs.size()[0];
     let per_sample: i64 = xs.size()[1..].iter().product::<i64>().max(1);
+    if batch * per_sample <= CHUNK_ABOVE {
+        return batch.max(1);
+    }
     (CHUNK_VALUES / per_sample).max(1)
 }
 
