@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from resnet_cifar import accuracy, load_checkpoint, load_fmnist_test, log, resnet_cifar, setup_threads  # noqa: E402
+from resnet_cifar import (accuracy, load_checkpoint, load_fmnist_test, log, resnet_cifar,  # noqa: E402
+                          setup_threads, snap_to_quanta)
 
 T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
@@ -92,16 +93,7 @@ def aihwkit_side(args, quanta):
 
     model = resnet_cifar(20, 1, 10)
     state, _ = load_checkpoint(model, args.checkpoint)
-    snapped = 0
-    with torch.no_grad():
-        for name, mod in model.named_modules():
-            if name in quanta and hasattr(mod, "weight"):
-                lv = torch.tensor(quanta[name]["quanta"], dtype=torch.float64)
-                th = torch.tensor(quanta[name]["thresholds"], dtype=torch.float64)
-                w = mod.weight.double()
-                idx = torch.bucketize(w, th)  # w <= th[i] -> level i (gqcim: first value > t)
-                mod.weight.copy_(lv[idx].to(mod.weight.dtype))
-                snapped += 1
+    snapped = snap_to_quanta(model, quanta)
     log(f"snapped {snapped} layers to gqcim's 8-level quanta")
     x, y = load_fmnist_test(args.images)
     digital = accuracy(model, x, y, 500)

@@ -42,7 +42,8 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from resnet_cifar import accuracy, load_checkpoint, load_fmnist_test, log, resnet_cifar, setup_threads  # noqa: E402
+from resnet_cifar import (accuracy, load_checkpoint, load_fmnist_test, log, resnet_cifar,  # noqa: E402
+                          setup_threads, snap_to_quanta)
 
 G_MAX = 25.0
 PROG = [0.26348, 1.9650, -1.1731]  # pcm.py prog_coeff, µS, polynomial in g/g_max
@@ -154,18 +155,6 @@ def trial_seed(base, trial):
     return ((x ^ (x >> 31)) & m) & ((1 << 63) - 1)
 
 
-def snap(model, quanta):
-    n = 0
-    with torch.no_grad():
-        for name, mod in model.named_modules():
-            if name in quanta and hasattr(mod, "weight"):
-                lv = torch.tensor(quanta[name]["quanta"], dtype=torch.float64)
-                th = torch.tensor(quanta[name]["thresholds"], dtype=torch.float64)
-                mod.weight.copy_(lv[torch.bucketize(mod.weight.double(), th)].to(mod.weight.dtype))
-                n += 1
-    return n
-
-
 def ci95(v):
     """Student-t 95% half-width of the mean (percentage points in, points out)."""
     from scipy import stats
@@ -234,7 +223,7 @@ def main():
     quanta = {k: v for k, v in json.load(open(args.quanta))["layers"].items() if "quanta" in v}
     model = resnet_cifar(20, 1, 10)
     load_checkpoint(model, args.checkpoint)
-    log(f"snapped {snap(model, quanta)} layers")
+    log(f"snapped {snap_to_quanta(model, quanta)} layers")
     model.eval()
     x, y = load_fmnist_test(args.images)
     mods = dict(model.named_modules())

@@ -207,6 +207,22 @@ def load_checkpoint(model, path):
     return state, result
 
 
+def snap_to_quanta(model, quanta):
+    """Snaps every conv/linear weight named in `quanta` (gqcim `quantize` results.json
+    "layers") to its layer's levels with gqcim's midpoint thresholds (w <= th[i] -> level i,
+    as gqcim's first threshold above the value); returns how many layers were snapped."""
+    n = 0
+    with torch.no_grad():
+        for name, mod in model.named_modules():
+            if name in quanta and hasattr(mod, "weight"):
+                lv = torch.tensor(quanta[name]["quanta"], dtype=torch.float64)
+                th = torch.tensor(quanta[name]["thresholds"], dtype=torch.float64)
+                idx = torch.bucketize(mod.weight.double(), th)
+                mod.weight.copy_(lv[idx].to(mod.weight.dtype))
+                n += 1
+    return n
+
+
 def _read_idx(path):
     with gzip.open(path, "rb") as f:
         data = f.read()
