@@ -390,7 +390,7 @@ fn periphery_reference(
 #[test]
 fn fused_periphery_matches_the_plain_formulas() {
     use gqcim::analog::device::weight_bound;
-    use gqcim::analog::periphery::forward_with_periphery_in_chunks;
+    use gqcim::analog::periphery::{forward_with_periphery_in_chunks, Passes};
     let _rng = rng_lock();
     tch::manual_seed(5);
     let vs = tch::nn::VarStore::new(Device::Cpu);
@@ -423,12 +423,20 @@ fn fused_periphery_matches_the_plain_formulas() {
         };
         tch::manual_seed(9);
         let want = tch::no_grad(|| periphery_reference(&h.spec, &x, &w, &w_max, &cfg));
-        // The whole batch in one pass, and in chunks of 5 samples (the last one short).
+        // The whole batch in one pass, and in chunks of 5 samples (the last one short); the
+        // fused CPU passes and the tensor ops give the same numbers (both are checked against
+        // the plain formulas, and against each other exactly).
         for chunk in [shape[0], 5] {
-            tch::manual_seed(9);
-            let got = tch::no_grad(|| {
-                forward_with_periphery_in_chunks(&h.spec, &x, &w, &w_max, &cfg, chunk)
-            });
+            let run = |passes| {
+                tch::manual_seed(9);
+                tch::no_grad(|| {
+                    forward_with_periphery_in_chunks(&h.spec, &x, &w, &w_max, &cfg, chunk, passes)
+                })
+            };
+            let got = run(Passes::FusedCpu);
+            let by_ops = run(Passes::TensorOps);
+            let apart = (&got - &by_ops).abs().max().double_value(&[]);
+            assert_eq!(apart, 0.0, "{name} chunk {chunk}: fused and tensor-op passes differ");
             assert_eq!(got.size(), want.size(), "{name}: shape");
             let diff = (&got - &want).abs();
             let scale = want.abs().max().double_value(&[]);

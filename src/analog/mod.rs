@@ -10,6 +10,7 @@
 pub mod cost;
 pub mod device;
 pub mod export;
+pub mod fused;
 pub mod montecarlo;
 pub mod path;
 pub mod periphery;

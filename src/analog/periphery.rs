@@ -1,23 +1,28 @@
 //! Periphery: input DAC, per-tile ADC and output noise. A layer's crossbar rows (its fan-in)
 //! are split into tiles of `tile_rows`; each tile's partial sum is digitised on its own and
-//! the digital results are summed, as on a multi-tile chip. Work stays on tensors: one conv
-//! or matmul per tile, no per-sample loop.
+//! the digital results are summed, as on a multi-tile chip. One conv or matmul per tile, no
+//! per-sample loop.
 //!
 //! Speed: every elementwise pass over a layer's activations costs a few percent of its
 //! conv, and the plain formulas take about twenty of them per layer, so the converters are
 //! written in integer codes with as few passes as the maths allows (the plain formulas are
 //! in tests/analog.rs, which checks that both agree):
-//! - the DAC scales each sample to codes in one multiply and clamps and rounds in place;
+//! - the DAC scales each sample to codes in one multiply, clamps and rounds;
 //! - the conv's weights carry the DAC's and the ADC's step and its bias the ADC's offset,
-//!   so each tile's partial sum comes out of the conv already in ADC codes, clamped and
-//!   rounded in place;
+//!   so each tile's partial sum comes out of the conv already in ADC codes, to be clamped
+//!   and rounded;
 //! - the back-scaling (per sample, per column), the ADC offsets of all tiles and the bias
 //!   are one multiply-add at the end;
+//! - on the CPU each of these steps is one fused pass (`fused.rs`, `Passes::FusedCpu`):
+//!   abs-max, DAC, and per tile the ADC with the sum (the last tile's also with the
+//!   back-scaling), three passes for a one-tile layer where the tensor ops take eight;
 //! - the batch goes through all of this a chunk of samples at a time (`chunk_samples`), so
 //!   the passes read and write the core's cache, not main memory.
 //!
 //! (libtorch's fused `fake_quantize_*` and `aminmax` were measured slower on CPU: scalar
-//! loops, 15-40 ms where a plain pass takes 1-2 ms on 6 M activations.)
+//! loops, 15-40 ms where a plain pass takes 1-2 ms on 6 M activations; its `addcmul` with
+//! per-sample, per-column factors 3-5x slower than a multiply and an add.)
+use super::fused;
 use crate::config::{AnalogConfig, Converter};
 use crate::nets::layers::{LayerOp, LayerSpec};
 use tch::{Kind, Tensor};
@@ -31,19 +36,19 @@ pub fn channels_per_tile(layer: &LayerSpec, tile_rows: i64) -> i64 {
 }
 
 /// Samples per pass of the periphery: the DAC, the tiles' convs, the ADC and the
-/// back-scaling run on this many samples at a time, so that the eight or so elementwise
-/// passes over a chunk's activations stay in the core's cache instead of streaming the
-/// whole batch through memory eight times (at batch 1,000 one ResNet-20 activation is
-/// 50 MB). 256 Ki input values (1 MiB, one core's L2 on the 2-core VM) per chunk, and only
-/// when the batch's input is above 4 Mi values (16 MiB, more than a core's share of L3):
-/// measured on ResNet-20 at 1 thread, the periphery trial went from 0.66x to 0.71x an fp32
-/// evaluation at batch 1,000 (11 and 5 interleaved runs; 128 Ki and 1 Mi values did no
-/// better), while chunking batch 100 (1.25 Mi values) did not help (0.61x vs 0.63x, and
-/// 0.55x in one full bench), so a batch that small runs in one pass. Every step is per
-/// sample, so the chunking changes no value beyond the convs' float round-off
-/// (tests/analog.rs).
+/// back-scaling run on this many samples at a time, so that the elementwise passes over a
+/// chunk's activations stay in the core's cache instead of streaming the whole batch
+/// through memory (at batch 1,000 one ResNet-20 activation is 50 MB). 512 Ki input values
+/// (2 MiB) per chunk, and only when the batch's input is above 4 Mi values (16 MiB, more
+/// than a core's share of L3). Measured on ResNet-20 at 1 thread with the fused passes
+/// (periphery trial / fp32 evaluation, fastest of 8 interleaved passes): at batch 1,000,
+/// 512 Ki values 0.77-0.88x in five runs against 0.73-0.81x for 256 Ki (the size before
+/// the passes were fused) and 0.77-0.79x for 1 Mi (two runs); at batch 100 (1.25 Mi values) chunks
+/// gave 0.68-0.71x against 0.66-0.69x in one pass, within the run-to-run spread, so a
+/// batch that small still runs in one pass. Every step is per sample, so the chunking
+/// changes no value beyond the convs' float round-off (tests/analog.rs).
 fn chunk_samples(xs: &Tensor) -> i64 {
-    const CHUNK_VALUES: i64 = 1 << 18;
+    const CHUNK_VALUES: i64 = 1 << 19;
     const CHUNK_ABOVE: i64 = 1 << 22;
     let batch = xs.size()[0];
     let per_sample: i64 = xs.size()[1..].iter().product::<i64>().max(1);
@@ -69,10 +74,33 @@ pub fn forward_with_periphery(
     w_max: &Tensor,
     cfg: &AnalogConfig,
 ) -> Tensor {
-    forward_with_periphery_in_chunks(layer, xs, w, w_max, cfg, chunk_samples(xs))
+    let passes = if Passes::fused_apply(xs, cfg) { Passes::FusedCpu } else { Passes::TensorOps };
+    forward_with_periphery_in_chunks(layer, xs, w, w_max, cfg, chunk_samples(xs), passes)
 }
 
-/// `forward_with_periphery` with `chunk` samples per pass.
+/// How the periphery's elementwise passes run: the same arithmetic either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Passes {
+    /// libtorch ops, one pass each (any device; the reference).
+    TensorOps,
+    /// Fused loops (`fused.rs`): a contiguous f32 input on the CPU, converters of at most
+    /// 22 bits.
+    FusedCpu,
+}
+
+impl Passes {
+    /// Whether the fused CPU passes can run this layer's input under `cfg`.
+    pub fn fused_apply(xs: &Tensor, cfg: &AnalogConfig) -> bool {
+        let codes_fit = |c: &Converter| match c {
+            Converter::Uniform { bits, .. } => fused::applies_to_codes(((1u64 << bits) - 1) as f64),
+            Converter::Ideal => true,
+        };
+        fused::applies(xs) && codes_fit(&cfg.dac) && codes_fit(&cfg.adc)
+    }
+}
+
+/// `forward_with_periphery` with `chunk` samples per pass and the elementwise passes run
+/// by `passes` (`FusedCpu` where `Passes::fused_apply` holds, else the tensor ops).
 pub fn forward_with_periphery_in_chunks(
     layer: &LayerSpec,
     xs: &Tensor,
@@ -80,7 +108,9 @@ pub fn forward_with_periphery_in_chunks(
     w_max: &Tensor,
     cfg: &AnalogConfig,
     chunk: i64,
+    passes: Passes,
 ) -> Tensor {
+    let passes = if Passes::fused_apply(xs, cfg) { passes } else { Passes::TensorOps };
     let p = Periphery::new(layer, xs, w, w_max, cfg);
     let batch = xs.size()[0];
     // Output noise for the whole batch, tile by tile, drawn before any chunk: the same
@@ -93,10 +123,16 @@ pub fn forward_with_periphery_in_chunks(
     } else {
         Vec::new()
     };
+    let run = |x: &Tensor, noise: &[Tensor], dst: Option<&Tensor>| match passes {
+        Passes::TensorOps => {
+            let x_scale = p.sample_scale(x);
+            let y = p.partial_sums(x, &x_scale, noise);
+            p.to_output(y, &x_scale, dst)
+        }
+        Passes::FusedCpu => p.fused_pass(x, noise, dst),
+    };
     if chunk >= batch {
-        let x_scale = p.sample_scale(xs);
-        let y = p.partial_sums(xs, &x_scale, &noise);
-        return p.to_output(y, &x_scale, None);
+        return run(xs, &noise, None);
     }
     let mut out: Option<Tensor> = None;
     let mut s = 0;
@@ -104,14 +140,20 @@ pub fn forward_with_periphery_in_chunks(
         let n = chunk.min(batch - s);
         let x = xs.narrow(0, s, n);
         let noise_c: Vec<Tensor> = noise.iter().map(|t| t.narrow(0, s, n)).collect();
-        let x_scale = p.sample_scale(&x);
-        let y = p.partial_sums(&x, &x_scale, &noise_c);
-        let dst = out.get_or_insert_with(|| {
-            let mut shape = y.size();
-            shape[0] = batch;
-            Tensor::empty(shape.as_slice(), (Kind::Float, xs.device()))
-        });
-        let _ = p.to_output(y, &x_scale, Some(&dst.narrow(0, s, n)));
+        match &out {
+            Some(dst) => {
+                let _ = run(&x, &noise_c, Some(&dst.narrow(0, s, n)));
+            }
+            // The first chunk's output gives the shape of the batch's.
+            None => {
+                let y = run(&x, &noise_c, None);
+                let mut shape = y.size();
+                shape[0] = batch;
+                let dst = Tensor::empty(shape.as_slice(), (Kind::Float, xs.device()));
+                dst.narrow(0, 0, n).copy_(&y);
+                out = Some(dst);
+            }
+        }
         s += n;
     }
     out.expect("a batch has at least one sample")
@@ -287,6 +329,66 @@ impl<'a> Periphery<'a> {
         total.expect("a layer has at least one input channel")
     }
 
+    /// The input channels of each tile, as (first, count).
+    fn tile_channels(&self) -> Vec<(i64, i64)> {
+        let mut tiles = Vec::new();
+        let mut start = 0;
+        while start < self.c_in {
+            let len = self.per_tile.min(self.c_in - start);
+            tiles.push((start, len));
+            start += len;
+        }
+        tiles
+    }
+
+    /// The whole periphery for the samples `xs` with the fused CPU passes (`fused.rs`): the
+    /// arithmetic of `sample_scale`, `partial_sums` and `to_output`, in their order, in
+    /// three passes per tile instead of eight.
+    fn fused_pass(&self, xs: &Tensor, noise: &[Tensor], dst: Option<&Tensor>) -> Tensor {
+        let x_scale = fused::abs_max_per_sample(xs, 1e-12);
+        let x_factor = fused::to_vec(&(x_scale.reciprocal() * self.dac_factor));
+        let (dac_clamp, dac_round) = match self.dac_steps {
+            Some((steps, range)) => ((range < 1.0).then_some(steps as f32), true),
+            None => (None, false),
+        };
+        let levels = self.adc.map(|(_, _, levels)| levels as f32);
+        let (k, offset) = self.output_scale(&x_scale);
+        let tiles = self.tile_channels();
+        let mut sum: Option<Tensor> = None;
+        for (i, &(start, len)) in tiles.iter().enumerate() {
+            let whole = self.groups > 1 || len == self.c_in;
+            let (start, len) = if whole { (0, self.c_in) } else { (start, len) };
+            let x_t = fused::dac_codes(xs, start, len, &x_factor, dac_clamp, dac_round);
+            let w_t = if whole { self.wn.shallow_clone() } else { self.wn.narrow(1, start, len) };
+            let mut y = self.conv(&x_t, &w_t, self.tile_bias.as_ref()).contiguous();
+            if let Some(n) = noise.get(i) {
+                y += n;
+            }
+            if i + 1 == tiles.len() {
+                return fused::adc_finish(sum.as_ref(), y, levels, &k, &offset, dst);
+            }
+            sum = Some(fused::adc_accumulate(sum, y, levels));
+        }
+        unreachable!("a layer has at least one tile")
+    }
+
+    /// `to_output`'s multiplier and offset per sample and output column, as values
+    /// ([n · columns], row-major), computed with the same tensor ops.
+    fn output_scale(&self, x_scale: &Tensor) -> (Vec<f32>, Vec<f32>) {
+        let (adc_step, adc_offset) = self.adc.map(|(step, r, _)| (step, r)).unwrap_or((1.0, 0.0));
+        let k = &self.w_scale * x_scale;
+        let offset = &k * (-(self.tiles() as f64) * adc_offset);
+        let offset = match &self.layer.bias {
+            Some(bias) => offset + bias.reshape(self.col_shape.as_slice()),
+            None => offset,
+        };
+        let k = k * adc_step;
+        let mut shape = self.col_shape.clone();
+        shape[0] = x_scale.size()[0];
+        let per_column = |t: Tensor| fused::to_vec(&t.expand(shape.as_slice(), false).contiguous());
+        (per_column(k), per_column(offset))
+    }
+
     /// Back to weight × input units: out = (Σ codes · step − tiles · r) · k + bias,
     /// k = w_max (per column or per layer) · the sample's input scale; in place, or
     /// written into `dst` (a chunk of the batch's output).
@@ -300,7 +402,13 @@ impl<'a> Periphery<'a> {
         };
         let k = k * adc_step;
         match dst {
-            Some(d) => offset.addcmul_out(d, &y, &k),
+            // Multiply into the output's slice, then add in place: libtorch 2.11's CPU
+            // addcmul with these broadcasts runs 3-5x slower than the two passes.
+            Some(d) => {
+                let mut d = y.mul_out(d, &k);
+                d += offset;
+                d
+            }
             None => {
                 y *= k;
                 y += offset;

@@ -215,6 +215,64 @@ pub(crate) fn trial_seconds(
     }))
 }
 
+/// One Monte-Carlo trial as a closure: programs every crossbar layer of `net` with the next
+/// seed, then runs `pass` (the evaluation).
+pub(crate) fn trial_pass<'a>(
+    net: &'a Network,
+    cfg: &'a AnalogConfig,
+    mut pass: impl FnMut() + 'a,
+) -> impl FnMut() + 'a {
+    let mut seed = 0u64;
+    move || {
+        seed += 1;
+        let _ = crate::analog::montecarlo::monte_carlo(net, cfg, seed, |_| {
+            pass();
+            Ok(0.0)
+        });
+    }
+}
+
+/// Times `base` and every one of `others` in turn, one warm-up round and then `reps`
+/// rounds, so that a slow spell of the (shared, virtual) machine falls on all of a round's
+/// measurements alike. Returns the median seconds of `base`, and for each of `others` its
+/// median seconds and the median over rounds of base / other (the throughput ratio; the
+/// per-round pairing keeps the machine's drift out of it, which timing `base` first and
+/// the others after it did not: ratios moved by up to 0.2 between runs).
+pub(crate) fn interleaved_ratios(
+    device: Device,
+    reps: usize,
+    base: &mut dyn FnMut(),
+    others: &mut [&mut dyn FnMut()],
+) -> (f64, Vec<(f64, f64)>) {
+    let once = |f: &mut dyn FnMut()| {
+        sync(device);
+        let t = Instant::now();
+        f();
+        sync(device);
+        t.elapsed().as_secs_f64()
+    };
+    let mut base_s = Vec::new();
+    let mut other_s = vec![Vec::new(); others.len()];
+    for round in 0..=reps {
+        let b = once(base);
+        let times: Vec<f64> = others.iter_mut().map(|f| once(&mut **f)).collect();
+        if round > 0 {
+            base_s.push(b);
+            for (all, t) in other_s.iter_mut().zip(times) {
+                all.push(t);
+            }
+        }
+    }
+    let per_other = other_s
+        .into_iter()
+        .map(|ts| {
+            let ratios = base_s.iter().zip(&ts).map(|(b, t)| b / t).collect();
+            (median(ts), median(ratios))
+        })
+        .collect();
+    (median(base_s), per_other)
+}
+
 /// Puts `net` on the crossbar of `cfg` with the quantizer `q` (its targets).
 pub(crate) fn onto_crossbar(net: &Network, q: &QuantConfig, cfg: &AnalogConfig) -> Result<()> {
     crate::quant::deploy::apply_quantization(net, q, cfg)?;

@@ -1,0 +1,324 @@
+//! The periphery's elementwise passes fused into single passes on CPU.
+//!
+//! Why: on CPU libtorch's convs run near the core's peak, and each elementwise op of the
+//! periphery (abs-max, DAC scale, round, ADC clamp, round, tile sum, back-scaling, offset) is
+//! its own pass over the chunk's activations, each costing 2-5% of the conv; at eight or more
+//! passes per layer they were a third of a periphery trial. Here the same arithmetic, in the
+//! same order and the same float precision, runs as three passes per layer: the per-sample
+//! abs-max, the DAC (scale, clamp, round), and per tile the ADC (clamp, round) with the tile
+//! sum, the last tile's also with the back-scaling. Each kernel is one loop over contiguous
+//! memory that the compiler vectorises; the tensor-op path in `periphery.rs` stays the
+//! reference (and runs on other devices), and tests/analog.rs checks that both agree
+//! exactly.
+//!
+//! The loops are compiled three times, for AVX-512, AVX2 and the x86-64 baseline, and the
+//! widest the CPU has runs (`multiversion!`); no float operation is fused or reordered by
+//! that, so all three give the same bits.
+//!
+//! Rounding is to nearest, ties to even, like `torch.round`, by the float trick
+//! (v + 1.5·2²³) − 1.5·2²³, exact for |v| ≤ 2²²: the callers only round converter codes,
+//! and `applies_to_codes` keeps converters wider than 22 bits on the tensor path. (It gives
+//! +0 where torch gives −0 for small negative codes; the two are equal as numbers.)
+use tch::{Device, Kind, Tensor};
+
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// The largest code magnitude the rounding trick handles exactly.
+const MAX_CODE: f64 = (1u64 << 22) as f64;
+
+/// Whether the fused passes can run on `t`: a contiguous f32 tensor in CPU memory.
+pub fn applies(t: &Tensor) -> bool {
+    t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous()
+}
+
+/// Whether codes up to `max_code` in magnitude round exactly here.
+pub fn applies_to_codes(max_code: f64) -> bool {
+    max_code <= MAX_CODE
+}
+
+#[inline(always)]
+fn round_code(v: f32) -> f32 {
+    (v + ROUND_MAGIC) - ROUND_MAGIC
+}
+
+/// A contiguous f32 CPU tensor's values.
+fn values(t: &Tensor) -> &[f32] {
+    assert!(applies(t), "fused periphery pass on a tensor that is not contiguous f32 on CPU");
+    let n = t.numel();
+    if n == 0 {
+        return &[];
+    }
+    // SAFETY: `t` is a contiguous f32 tensor on the CPU (checked above) holding `n`
+    // elements from `data_ptr`; the slice borrows `t`, which keeps the storage alive.
+    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, n) }
+}
+
+/// A contiguous f32 CPU tensor's values, to write. The callers pass tensors they allocated
+/// themselves (or their own output slice), so no other view of the storage is read or
+/// written while the slice lives.
+#[allow(clippy::mut_from_ref)]
+fn values_mut(t: &Tensor) -> &mut [f32] {
+    assert!(applies(t), "fused periphery pass on a tensor that is not contiguous f32 on CPU");
+    let n = t.numel();
+    if n == 0 {
+        return &mut [];
+    }
+    // SAFETY: as in `values`; exclusivity as documented above.
+    unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n) }
+}
+
+/// Defines `pub fn $name(args) -> ret` that runs the kernel `$body` (an `#[inline(always)]`
+/// fn over slices) compiled for the widest vector unit the CPU reports.
+macro_rules! multiversion {
+    ($name:ident($($arg:ident: $ty:ty),*) = $body:ident) => {
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F (checked just above).
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2 (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+/// A float tensor's values (copied; any layout or device).
+pub fn to_vec(t: &Tensor) -> Vec<f32> {
+    let t = t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
+    values(&t).to_vec()
+}
+
+/// max |x| over each sample (dimension 0), at least `floor`, as [n, 1, ...] (keepdim):
+/// torch's `max(amax, −amin).clamp_min(floor)` in one read pass. A sample holding a NaN
+/// gets NaN, as there.
+pub fn abs_max_per_sample(xs: &Tensor, floor: f32) -> Tensor {
+    let n = xs.size()[0].max(0) as usize;
+    let mut out = vec![floor; n];
+    if n > 0 {
+        abs_max(values(xs), floor, &mut out);
+    }
+    let mut shape = vec![1i64; xs.dim()];
+    shape[0] = n as i64;
+    Tensor::from_slice(&out).reshape(shape.as_slice())
+}
+
+multiversion!(abs_max(data: &[f32], floor: f32, out: &mut [f32]) = abs_max_kernel);
+
+#[inline(always)]
+fn abs_max_kernel(data: &[f32], floor: f32, out: &mut [f32]) {
+    const LANES: usize = 16;
+    let per = data.len() / out.len();
+    if per == 0 {
+        return;
+    }
+    for (sample, o) in data.chunks_exact(per).zip(out.iter_mut()) {
+        let mut lanes = [0f32; LANES];
+        let mut nan = false;
+        let blocks = sample.chunks_exact(LANES);
+        let rest = blocks.remainder();
+        for block in blocks {
+            for (m, v) in lanes.iter_mut().zip(block) {
+                let a = v.abs();
+                nan |= a.is_nan();
+                *m = if a > *m { a } else { *m };
+            }
+        }
+        let mut m = lanes.iter().fold(0f32, |m, &v| if v > m { v } else { m });
+        for v in rest {
+            nan |= v.is_nan();
+            m = m.max(v.abs());
+        }
+        *o = if nan { f32::NAN } else { m.max(floor) };
+    }
+}
+
+/// DAC codes of the input channels `start..start + len` of `xs` ([n, c, ...]): each
+/// sample's values times its `factor`, clamped to ±`clamp` when given, rounded when
+/// `round`; a new contiguous [n, len, ...] tensor.
+pub fn dac_codes(
+    xs: &Tensor,
+    start: i64,
+    len: i64,
+    factor: &[f32],
+    clamp: Option<f32>,
+    round: bool,
+) -> Tensor {
+    let size = xs.size();
+    let inner: i64 = size[2..].iter().product::<i64>().max(1);
+    let mut out_size = size.clone();
+    out_size[1] = len;
+    let out = Tensor::empty(out_size.as_slice(), (Kind::Float, Device::Cpu));
+    let layout = [(start * inner) as usize, (len * inner) as usize, (size[1] * inner) as usize];
+    dac(values(xs), values_mut(&out), factor, layout, clamp, round);
+    out
+}
+
+multiversion!(dac(src: &[f32], dst: &mut [f32], factor: &[f32], layout: [usize; 3], clamp: Option<f32>, round: bool) = dac_kernel);
+
+/// `layout`: [first value of the run within a sample, run length, values per sample].
+#[inline(always)]
+fn dac_kernel(
+    src: &[f32],
+    dst: &mut [f32],
+    factor: &[f32],
+    layout: [usize; 3],
+    clamp: Option<f32>,
+    round: bool,
+) {
+    let [from, run, stride] = layout;
+    if run == 0 {
+        return;
+    }
+    for ((s, d), &f) in dst.chunks_exact_mut(run).enumerate().zip(factor) {
+        let x = &src[s * stride + from..s * stride + from + run];
+        match (clamp, round) {
+            (Some(c), true) => {
+                for (d, &x) in d.iter_mut().zip(x) {
+                    let v = x * f;
+                    let v = if v < -c { -c } else { v };
+                    *d = round_code(if v > c { c } else { v });
+                }
+            }
+            (None, true) => {
+                for (d, &x) in d.iter_mut().zip(x) {
+                    *d = round_code(x * f);
+                }
+            }
+            (Some(c), false) => {
+                for (d, &x) in d.iter_mut().zip(x) {
+                    let v = x * f;
+                    let v = if v < -c { -c } else { v };
+                    *d = if v > c { c } else { v };
+                }
+            }
+            (None, false) => {
+                for (d, &x) in d.iter_mut().zip(x) {
+                    *d = x * f;
+                }
+            }
+        }
+    }
+}
+
+/// The ADC's code of a tile's partial sum (already in codes): clamp to [0, levels] and
+/// round; the identity for an ideal ADC.
+#[inline(always)]
+fn adc(v: f32, levels: Option<f32>) -> f32 {
+    match levels {
+        Some(l) => {
+            let v = if v < 0.0 { 0.0 } else { v };
+            round_code(if v > l { l } else { v })
+        }
+        None => v,
+    }
+}
+
+/// Adds the ADC codes of the tile's partial sums `y` to `sum` (the codes of the tiles
+/// before), in place; with no `sum` yet, turns `y` into its codes in place and returns it.
+pub fn adc_accumulate(sum: Option<Tensor>, y: Tensor, levels: Option<f32>) -> Tensor {
+    match sum {
+        None => {
+            adc_in_place(values_mut(&y), levels);
+            y
+        }
+        Some(sum) => {
+            adc_add(values_mut(&sum), values(&y), levels);
+            sum
+        }
+    }
+}
+
+multiversion!(adc_in_place(y: &mut [f32], levels: Option<f32>) = adc_in_place_kernel);
+
+#[inline(always)]
+fn adc_in_place_kernel(y: &mut [f32], levels: Option<f32>) {
+    for v in y.iter_mut() {
+        *v = adc(*v, levels);
+    }
+}
+
+multiversion!(adc_add(sum: &mut [f32], y: &[f32], levels: Option<f32>) = adc_add_kernel);
+
+#[inline(always)]
+fn adc_add_kernel(sum: &mut [f32], y: &[f32], levels: Option<f32>) {
+    for (s, &v) in sum.iter_mut().zip(y) {
+        *s += adc(v, levels);
+    }
+}
+
+/// The last tile: out = (sum + adc(y)) · k + offset, with `k` and `offset` per sample and
+/// output column ([n · columns] values, row-major) and the rest of the output's positions
+/// per column; written into `dst` when given (a contiguous slice of the batch's output),
+/// else into `y`.
+pub fn adc_finish(
+    sum: Option<&Tensor>,
+    y: Tensor,
+    levels: Option<f32>,
+    k: &[f32],
+    offset: &[f32],
+    dst: Option<&Tensor>,
+) -> Tensor {
+    let out = dst.map(|d| d.shallow_clone()).unwrap_or_else(|| y.shallow_clone());
+    // Written in place (`y` is `out`): read from the output itself, never through a second
+    // slice of the same memory.
+    let ys = dst.map(|_| values(&y));
+    finish(values_mut(&out), ys, sum.map(values), levels, [k, offset]);
+    out
+}
+
+multiversion!(finish(o: &mut [f32], ys: Option<&[f32]>, sums: Option<&[f32]>, levels: Option<f32>, scale: [&[f32]; 2]) = finish_kernel);
+
+#[inline(always)]
+fn finish_kernel(
+    o: &mut [f32],
+    ys: Option<&[f32]>,
+    sums: Option<&[f32]>,
+    levels: Option<f32>,
+    scale: [&[f32]; 2],
+) {
+    let [k, offset] = scale;
+    if k.is_empty() {
+        return;
+    }
+    let inner = o.len() / k.len();
+    for (col, (&k, &b)) in k.iter().zip(offset).enumerate() {
+        let range = col * inner..(col + 1) * inner;
+        let o = &mut o[range.clone()];
+        match (ys.map(|y| &y[range.clone()]), sums.map(|s| &s[range.clone()])) {
+            (Some(ys), Some(s)) => {
+                for ((o, &v), &s) in o.iter_mut().zip(ys).zip(s) {
+                    *o = (s + adc(v, levels)) * k + b;
+                }
+            }
+            (Some(ys), None) => {
+                for (o, &v) in o.iter_mut().zip(ys) {
+                    *o = adc(v, levels) * k + b;
+                }
+            }
+            (None, Some(s)) => {
+                for (o, &s) in o.iter_mut().zip(s) {
+                    *o = (s + adc(*o, levels)) * k + b;
+                }
+            }
+            (None, None) => {
+                for o in o.iter_mut() {
+                    *o = adc(*o, levels) * k + b;
+                }
+            }
+        }
+    }
+}
