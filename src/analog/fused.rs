@@ -4,9 +4,10 @@
 //! periphery (abs-max, DAC scale, round, ADC clamp, round, tile sum, back-scaling, offset) is
 //! its own pass over the chunk's activations, each costing 2-5% of the conv; at eight or more
 //! passes per layer they were a third of a periphery trial. Here the same arithmetic, in the
-//! same order and the same float precision, runs as three passes per layer: the per-sample
-//! abs-max, the DAC (scale, clamp, round), and per tile the ADC (clamp, round) with the tile
-//! sum, the last tile's also with the back-scaling. Each kernel is one loop over contiguous
+//! same order and the same float precision, runs as two passes for a one-tile layer: the DAC
+//! (per sample: its abs-max, then its codes for every tile while the sample is in cache),
+//! and per tile the ADC (clamp, round) with the tile sum, the last tile's also with the
+//! back-scaling. Each kernel is one loop over contiguous
 //! memory that the compiler vectorises; the tensor-op path in `periphery.rs` stays the
 //! reference (and runs on other devices), and tests/analog.rs checks that both agree
 //! exactly.
@@ -67,8 +68,8 @@ fn values_mut(t: &Tensor) -> &mut [f32] {
     unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n) }
 }
 
-/// Defines `pub fn $name(args) -> ret` that runs the kernel `$body` (an `#[inline(always)]`
-/// fn over slices) compiled for the widest vector unit the CPU reports.
+/// Defines `fn $name(args)` that runs the kernel `$body` (an `#[inline(always)]` fn over
+/// slices) compiled for the widest vector unit the CPU reports.
 macro_rules! multiversion {
     ($name:ident($($arg:ident: $ty:ty),*) = $body:ident) => {
         fn $name($($arg: $ty),*) {
@@ -102,22 +103,8 @@ pub fn to_vec(t: &Tensor) -> Vec<f32> {
     values(&t).to_vec()
 }
 
-/// max |x| over each sample (dimension 0), at least `floor`, as [n, 1, ...] (keepdim):
-/// torch's `max(amax, −amin).clamp_min(floor)` in one read pass. A sample holding a NaN
-/// gets NaN, as there.
-pub fn abs_max_per_sample(xs: &Tensor, floor: f32) -> Tensor {
-    let n = xs.size()[0].max(0) as usize;
-    let mut out = vec![floor; n];
-    if n > 0 {
-        abs_max(values(xs), floor, &mut out);
-    }
-    let mut shape = vec![1i64; xs.dim()];
-    shape[0] = n as i64;
-    Tensor::from_slice(&out).reshape(shape.as_slice())
-}
-
-multiversion!(abs_max(data: &[f32], floor: f32, out: &mut [f32]) = abs_max_kernel);
-
+/// max |x| over each sample of `data` (`out.len()` samples), at least `floor`: torch's
+/// `max(amax, −amin).clamp_min(floor)`; a sample holding a NaN gets NaN, as there.
 #[inline(always)]
 fn abs_max_kernel(data: &[f32], floor: f32, out: &mut [f32]) {
     const LANES: usize = 16;
@@ -146,69 +133,105 @@ fn abs_max_kernel(data: &[f32], floor: f32, out: &mut [f32]) {
     }
 }
 
-/// DAC codes of the input channels `start..start + len` of `xs` ([n, c, ...]): each
-/// sample's values times its `factor`, clamped to ±`clamp` when given, rounded when
-/// `round`; a new contiguous [n, len, ...] tensor.
-pub fn dac_codes(
+/// The DAC for all tiles of a layer in one pass over the input: per sample its abs-max
+/// scale m = max(max |x|, `floor`), its factor (1/m) · `dac_factor` (as the tensor ops
+/// compute it: a reciprocal, then a multiply in f32), and the codes of each tile's input
+/// channels (`tiles`: (first, count)): x · factor, clamped to ±`clamp` when given, rounded
+/// when `round`, written while the sample is still in cache. Returns m as [n, 1, ...] and
+/// one contiguous [n, count, ...] tensor per tile.
+pub fn dac_tiles(
     xs: &Tensor,
-    start: i64,
-    len: i64,
-    factor: &[f32],
+    tiles: &[(i64, i64)],
+    dac_factor: f64,
     clamp: Option<f32>,
     round: bool,
-) -> Tensor {
+    floor: f32,
+) -> (Tensor, Vec<Tensor>) {
     let size = xs.size();
+    let n = size[0].max(0) as usize;
     let inner: i64 = size[2..].iter().product::<i64>().max(1);
-    let mut out_size = size.clone();
-    out_size[1] = len;
-    let out = Tensor::empty(out_size.as_slice(), (Kind::Float, Device::Cpu));
-    let layout = [(start * inner) as usize, (len * inner) as usize, (size[1] * inner) as usize];
-    dac(values(xs), values_mut(&out), factor, layout, clamp, round);
-    out
+    let codes: Vec<Tensor> = tiles
+        .iter()
+        .map(|&(_, len)| {
+            let mut s = size.clone();
+            s[1] = len;
+            Tensor::empty(s.as_slice(), (Kind::Float, Device::Cpu))
+        })
+        .collect();
+    let mut outs: Vec<&mut [f32]> = codes.iter().map(values_mut).collect();
+    let runs: Vec<[usize; 2]> = tiles
+        .iter()
+        .map(|&(start, len)| [(start * inner) as usize, (len * inner) as usize])
+        .collect();
+    let mut scale = vec![floor; n];
+    if n > 0 {
+        let converter = DacConverter { factor: dac_factor as f32, clamp, round, floor };
+        dac_all(values(xs), &mut outs, &runs, converter, &mut scale);
+    }
+    let mut shape = vec![1i64; xs.dim()];
+    shape[0] = n as i64;
+    (Tensor::from_slice(&scale).reshape(shape.as_slice()), codes)
 }
 
-multiversion!(dac(src: &[f32], dst: &mut [f32], factor: &[f32], layout: [usize; 3], clamp: Option<f32>, round: bool) = dac_kernel);
-
-/// `layout`: [first value of the run within a sample, run length, values per sample].
-#[inline(always)]
-fn dac_kernel(
-    src: &[f32],
-    dst: &mut [f32],
-    factor: &[f32],
-    layout: [usize; 3],
+/// The DAC's settings for `dac_all`.
+#[derive(Clone, Copy)]
+struct DacConverter {
+    factor: f32,
     clamp: Option<f32>,
     round: bool,
+    floor: f32,
+}
+
+multiversion!(dac_all(src: &[f32], outs: &mut [&mut [f32]], runs: &[[usize; 2]], converter: DacConverter, scale: &mut [f32]) = dac_all_kernel);
+
+#[inline(always)]
+fn dac_all_kernel(
+    src: &[f32],
+    outs: &mut [&mut [f32]],
+    runs: &[[usize; 2]],
+    converter: DacConverter,
+    scale: &mut [f32],
 ) {
-    let [from, run, stride] = layout;
-    if run == 0 {
+    let per = src.len() / scale.len();
+    if per == 0 {
         return;
     }
-    for ((s, d), &f) in dst.chunks_exact_mut(run).enumerate().zip(factor) {
-        let x = &src[s * stride + from..s * stride + from + run];
-        match (clamp, round) {
-            (Some(c), true) => {
-                for (d, &x) in d.iter_mut().zip(x) {
-                    let v = x * f;
-                    let v = if v < -c { -c } else { v };
-                    *d = round_code(if v > c { c } else { v });
-                }
+    for (s, (sample, m)) in src.chunks_exact(per).zip(scale.iter_mut()).enumerate() {
+        abs_max_kernel(sample, converter.floor, std::slice::from_mut(m));
+        let f = (1.0 / *m) * converter.factor;
+        for (out, &[from, run]) in outs.iter_mut().zip(runs) {
+            let d = &mut out[s * run..(s + 1) * run];
+            dac_run(&sample[from..from + run], d, f, converter.clamp, converter.round);
+        }
+    }
+}
+
+/// One run of DAC codes: x · f, clamped to ±`clamp`, rounded.
+#[inline(always)]
+fn dac_run(x: &[f32], d: &mut [f32], f: f32, clamp: Option<f32>, round: bool) {
+    match (clamp, round) {
+        (Some(c), true) => {
+            for (d, &x) in d.iter_mut().zip(x) {
+                let v = x * f;
+                let v = if v < -c { -c } else { v };
+                *d = round_code(if v > c { c } else { v });
             }
-            (None, true) => {
-                for (d, &x) in d.iter_mut().zip(x) {
-                    *d = round_code(x * f);
-                }
+        }
+        (None, true) => {
+            for (d, &x) in d.iter_mut().zip(x) {
+                *d = round_code(x * f);
             }
-            (Some(c), false) => {
-                for (d, &x) in d.iter_mut().zip(x) {
-                    let v = x * f;
-                    let v = if v < -c { -c } else { v };
-                    *d = if v > c { c } else { v };
-                }
+        }
+        (Some(c), false) => {
+            for (d, &x) in d.iter_mut().zip(x) {
+                let v = x * f;
+                let v = if v < -c { -c } else { v };
+                *d = if v > c { c } else { v };
             }
-            (None, false) => {
-                for (d, &x) in d.iter_mut().zip(x) {
-                    *d = x * f;
-                }
+        }
+        (None, false) => {
+            for (d, &x) in d.iter_mut().zip(x) {
+                *d = x * f;
             }
         }
     }

@@ -13,9 +13,9 @@
 //!   and rounded;
 //! - the back-scaling (per sample, per column), the ADC offsets of all tiles and the bias
 //!   are one multiply-add at the end;
-//! - on the CPU each of these steps is one fused pass (`fused.rs`, `Passes::FusedCpu`):
-//!   abs-max, DAC, and per tile the ADC with the sum (the last tile's also with the
-//!   back-scaling), three passes for a one-tile layer where the tensor ops take eight;
+//! - on the CPU each of these steps is one fused pass (`fused.rs`, `Passes::FusedCpu`): the
+//!   DAC with its abs-max, and per tile the ADC with the sum (the last tile's also with the
+//!   back-scaling), two passes for a one-tile layer where the tensor ops take eight;
 //! - the batch goes through all of this a chunk of samples at a time (`chunk_samples`), so
 //!   the passes read and write the core's cache, not main memory.
 //!
@@ -342,23 +342,21 @@ impl<'a> Periphery<'a> {
     }
 
     /// The whole periphery for the samples `xs` with the fused CPU passes (`fused.rs`): the
-    /// arithmetic of `sample_scale`, `partial_sums` and `to_output`, in their order, in
-    /// three passes per tile instead of eight.
+    /// arithmetic of `sample_scale`, `partial_sums` and `to_output`, in their order, in two
+    /// passes for a one-tile layer instead of eight.
     fn fused_pass(&self, xs: &Tensor, noise: &[Tensor], dst: Option<&Tensor>) -> Tensor {
-        let x_scale = fused::abs_max_per_sample(xs, 1e-12);
-        let x_factor = fused::to_vec(&(x_scale.reciprocal() * self.dac_factor));
         let (dac_clamp, dac_round) = match self.dac_steps {
             Some((steps, range)) => ((range < 1.0).then_some(steps as f32), true),
             None => (None, false),
         };
+        let tiles = self.tile_channels();
+        let (x_scale, codes) =
+            fused::dac_tiles(xs, &tiles, self.dac_factor, dac_clamp, dac_round, 1e-12);
         let levels = self.adc.map(|(_, _, levels)| levels as f32);
         let (k, offset) = self.output_scale(&x_scale);
-        let tiles = self.tile_channels();
         let mut sum: Option<Tensor> = None;
-        for (i, &(start, len)) in tiles.iter().enumerate() {
-            let whole = self.groups > 1 || len == self.c_in;
-            let (start, len) = if whole { (0, self.c_in) } else { (start, len) };
-            let x_t = fused::dac_codes(xs, start, len, &x_factor, dac_clamp, dac_round);
+        for (i, (&(start, len), x_t)) in tiles.iter().zip(codes).enumerate() {
+            let whole = len == self.c_in;
             let w_t = if whole { self.wn.shallow_clone() } else { self.wn.narrow(1, start, len) };
             let mut y = self.conv(&x_t, &w_t, self.tile_bias.as_ref()).contiguous();
             if let Some(n) = noise.get(i) {
