@@ -14,6 +14,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod glance;
 pub mod grid;
+pub mod kernels;
 pub mod memory;
 pub mod nets;
 pub mod quant;

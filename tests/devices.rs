@@ -414,3 +414,67 @@ fn the_gaussian_preset_is_the_explicit_config_and_configs_use_presets() {
     assert_eq!(c.analog.preset.as_deref(), Some("ideal"));
     assert_eq!((c.analog.g_min, c.analog.g_max, c.analog.tile_rows), (1.0, 25.0, 256));
 }
+
+/// The fused CPU passes of a trial's programming (`device/fused.rs`) give the tensor ops'
+/// conductances bit for bit: programming noise (per-device and polynomial sigma), both
+/// clips, faults at g_min and at g_max, drift exponents and the drift itself, on targets
+/// that cover the window, its edges and beyond (so every clip and fault branch is taken).
+#[test]
+fn fused_programming_equals_the_tensor_ops() {
+    use gqcim::config::{Clip, StuckAt};
+    use gqcim::kernels::Passes;
+    let _rng = rng_lock();
+    let g = Tensor::rand([4096], (Kind::Float, Device::Cpu)) * 30.0 - 2.0;
+    let stuck = |a, b| StuckAt { at_gmin: a, at_gmax: b };
+    let mut cases = Vec::new();
+    for preset in ["pcm", "reram", "gaussian"] {
+        let a = analog_of(preset);
+        cases.push((preset.to_string(), DeviceModel::from_analog(&a)));
+    }
+    let base = DeviceModel::from_analog(&analog_of("gaussian"));
+    cases.push((
+        "faults at both ends, clip at zero".into(),
+        DeviceModel { stuck: stuck(0.2, 0.1), clip: Clip::NonNegative, ..base.clone() },
+    ));
+    cases.push((
+        "faults at g_max only".into(),
+        DeviceModel { stuck: stuck(0.0, 0.3), ..base.clone() },
+    ));
+    cases.push(("no faults".into(), DeviceModel { stuck: stuck(0.0, 0.0), ..base.clone() }));
+    cases.push((
+        "polynomial sigma, power-law drift".into(),
+        DeviceModel {
+            noise: ProgrammingNoise::Polynomial { coeffs: vec![0.3, 0.05, -0.001] },
+            drift: Drift::PowerLaw {
+                nu_mean: 0.05,
+                nu_std: 0.04,
+                t0: 1.0,
+                t: 86_400.0,
+                compensation: true,
+            },
+            stuck: stuck(0.05, 0.02),
+            ..base
+        },
+    ));
+    for (what, dm) in cases {
+        let run = |passes| {
+            tch::manual_seed(3);
+            let p = dm.program_with_faults(&g, passes);
+            let nu = dm.draw_nu_with(&g, passes);
+            let t = dm.at_time_with(&p, nu.as_ref(), Some(3.0e7), passes);
+            (p, nu, t)
+        };
+        let (p1, nu1, t1) = run(Passes::FusedCpu);
+        let (p2, nu2, t2) = run(Passes::TensorOps);
+        let same = |a: &Tensor, b: &Tensor| a.equal(b);
+        assert!(same(&p1, &p2), "{what}: programmed conductances differ");
+        match (&nu1, &nu2) {
+            (Some(a), Some(b)) => assert!(same(a, b), "{what}: drift exponents differ"),
+            (None, None) => {}
+            _ => panic!("{what}: drift exponents on one path only"),
+        }
+        assert!(same(&t1, &t2), "{what}: drifted conductances differ");
+        // The checks are not vacuous: the programming moved the targets, faults hit.
+        assert!(!same(&p1, &g), "{what}: programming changed nothing");
+    }
+}

@@ -12,25 +12,21 @@
 //! reference (and runs on other devices), and tests/analog.rs checks that both agree
 //! exactly.
 //!
-//! The loops are compiled three times, for AVX-512, AVX2 and the x86-64 baseline, and the
-//! widest the CPU has runs (`multiversion!`); no float operation is fused or reordered by
-//! that, so all three give the same bits.
+//! The loops are compiled for AVX-512, AVX2 and the x86-64 baseline (`kernels.rs`); all
+//! three give the same bits.
 //!
 //! Rounding is to nearest, ties to even, like `torch.round`, by the float trick
 //! (v + 1.5·2²³) − 1.5·2²³, exact for |v| ≤ 2²²: the callers only round converter codes,
 //! and `applies_to_codes` keeps converters wider than 22 bits on the tensor path. (It gives
 //! +0 where torch gives −0 for small negative codes; the two are equal as numbers.)
+pub use crate::kernels::{applies, to_vec};
+use crate::kernels::{multiversion, values, values_mut};
 use tch::{Device, Kind, Tensor};
 
 const ROUND_MAGIC: f32 = 12_582_912.0;
 
 /// The largest code magnitude the rounding trick handles exactly.
 const MAX_CODE: f64 = (1u64 << 22) as f64;
-
-/// Whether the fused passes can run on `t`: a contiguous f32 tensor in CPU memory.
-pub fn applies(t: &Tensor) -> bool {
-    t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous()
-}
 
 /// Whether codes up to `max_code` in magnitude round exactly here.
 pub fn applies_to_codes(max_code: f64) -> bool {
@@ -40,67 +36,6 @@ pub fn applies_to_codes(max_code: f64) -> bool {
 #[inline(always)]
 fn round_code(v: f32) -> f32 {
     (v + ROUND_MAGIC) - ROUND_MAGIC
-}
-
-/// A contiguous f32 CPU tensor's values.
-fn values(t: &Tensor) -> &[f32] {
-    assert!(applies(t), "fused periphery pass on a tensor that is not contiguous f32 on CPU");
-    let n = t.numel();
-    if n == 0 {
-        return &[];
-    }
-    // SAFETY: `t` is a contiguous f32 tensor on the CPU (checked above) holding `n`
-    // elements from `data_ptr`; the slice borrows `t`, which keeps the storage alive.
-    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, n) }
-}
-
-/// A contiguous f32 CPU tensor's values, to write. The callers pass tensors they allocated
-/// themselves (or their own output slice), so no other view of the storage is read or
-/// written while the slice lives.
-#[allow(clippy::mut_from_ref)]
-fn values_mut(t: &Tensor) -> &mut [f32] {
-    assert!(applies(t), "fused periphery pass on a tensor that is not contiguous f32 on CPU");
-    let n = t.numel();
-    if n == 0 {
-        return &mut [];
-    }
-    // SAFETY: as in `values`; exclusivity as documented above.
-    unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n) }
-}
-
-/// Defines `fn $name(args)` that runs the kernel `$body` (an `#[inline(always)]` fn over
-/// slices) compiled for the widest vector unit the CPU reports.
-macro_rules! multiversion {
-    ($name:ident($($arg:ident: $ty:ty),*) = $body:ident) => {
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (checked just above).
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2 (checked just above).
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $body($($arg),*)
-        }
-    };
-}
-
-/// A float tensor's values (copied; any layout or device).
-pub fn to_vec(t: &Tensor) -> Vec<f32> {
-    let t = t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
-    values(&t).to_vec()
 }
 
 /// max |x| over each sample of `data` (`out.len()` samples), at least `floor`: torch's

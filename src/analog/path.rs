@@ -8,6 +8,7 @@ use super::periphery::forward_with_periphery;
 use super::writeverify::{program_pairs, single_shot_pulses, ProgramStats};
 use crate::config::{AnalogConfig, DriftCompensation, ReadNoise, ResplitScale, TrainNoiseConfig};
 use crate::device::DeviceModel;
+use crate::kernels::Passes;
 use crate::nets::layers::{LayerSpec, WeightPath};
 use serde_json::{json, Value};
 use tch::{Kind, Tensor};
@@ -111,7 +112,7 @@ impl AnalogPath {
                     stats,
                 )
             } else {
-                let perturb = |g: &Tensor| d.stuck_at(&d.program(g));
+                let perturb = |g: &Tensor| d.program_with_faults(g, Passes::FusedCpu);
                 let prog = PairMap {
                     g_pos: perturb(&ideal.g_pos),
                     g_neg: perturb(&ideal.g_neg),

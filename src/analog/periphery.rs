@@ -24,6 +24,7 @@
 //! per-sample, per-column factors 3-5x slower than a multiply and an add.)
 use super::fused;
 use crate::config::{AnalogConfig, Converter};
+pub use crate::kernels::Passes;
 use crate::nets::layers::{LayerOp, LayerSpec};
 use tch::{Kind, Tensor};
 
@@ -74,33 +75,22 @@ pub fn forward_with_periphery(
     w_max: &Tensor,
     cfg: &AnalogConfig,
 ) -> Tensor {
-    let passes = if Passes::fused_apply(xs, cfg) { Passes::FusedCpu } else { Passes::TensorOps };
+    let passes = if fused_passes_apply(xs, cfg) { Passes::FusedCpu } else { Passes::TensorOps };
     forward_with_periphery_in_chunks(layer, xs, w, w_max, cfg, chunk_samples(xs), passes)
 }
 
-/// How the periphery's elementwise passes run: the same arithmetic either way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Passes {
-    /// libtorch ops, one pass each (any device; the reference).
-    TensorOps,
-    /// Fused loops (`fused.rs`): a contiguous f32 input on the CPU, converters of at most
-    /// 22 bits.
-    FusedCpu,
-}
-
-impl Passes {
-    /// Whether the fused CPU passes can run this layer's input under `cfg`.
-    pub fn fused_apply(xs: &Tensor, cfg: &AnalogConfig) -> bool {
-        let codes_fit = |c: &Converter| match c {
-            Converter::Uniform { bits, .. } => fused::applies_to_codes(((1u64 << bits) - 1) as f64),
-            Converter::Ideal => true,
-        };
-        fused::applies(xs) && codes_fit(&cfg.dac) && codes_fit(&cfg.adc)
-    }
+/// Whether the fused CPU passes can run this layer's input under `cfg`: a contiguous f32
+/// input on the CPU, converters of at most 22 bits.
+pub fn fused_passes_apply(xs: &Tensor, cfg: &AnalogConfig) -> bool {
+    let codes_fit = |c: &Converter| match c {
+        Converter::Uniform { bits, .. } => fused::applies_to_codes(((1u64 << bits) - 1) as f64),
+        Converter::Ideal => true,
+    };
+    fused::applies(xs) && codes_fit(&cfg.dac) && codes_fit(&cfg.adc)
 }
 
 /// `forward_with_periphery` with `chunk` samples per pass and the elementwise passes run
-/// by `passes` (`FusedCpu` where `Passes::fused_apply` holds, else the tensor ops).
+/// by `passes` (`FusedCpu` where `fused_passes_apply` holds, else the tensor ops).
 pub fn forward_with_periphery_in_chunks(
     layer: &LayerSpec,
     xs: &Tensor,
@@ -110,7 +100,7 @@ pub fn forward_with_periphery_in_chunks(
     chunk: i64,
     passes: Passes,
 ) -> Tensor {
-    let passes = if Passes::fused_apply(xs, cfg) { passes } else { Passes::TensorOps };
+    let passes = if fused_passes_apply(xs, cfg) { passes } else { Passes::TensorOps };
     let p = Periphery::new(layer, xs, w, w_max, cfg);
     let batch = xs.size()[0];
     // Output noise for the whole batch, tile by tile, drawn before any chunk: the same

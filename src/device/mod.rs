@@ -7,6 +7,7 @@
 //! (quantized targets); the shared model therefore lives here, importing only `config`.
 pub mod fit;
 pub mod fit_output;
+mod fused;
 pub mod measurements;
 pub mod model;
 pub mod presets;

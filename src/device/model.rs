@@ -8,9 +8,11 @@
 //! 5282 (2023)): `PCMLikeNoiseModel` (src/aihwkit/inference/noise/pcm.py; Nandakumar et al.,
 //! ICECS 2019) and `ReRamCMONoiseModel` (src/aihwkit/inference/noise/reram.py); the constants
 //! of the presets are cited in `presets.rs`.
+use super::fused::{self, Bounds, Faults, Sigma};
 use crate::config::{
     AnalogConfig, Clip, Drift, DriftCompensation, LogLinear, ProgrammingNoise, ReadNoise, StuckAt,
 };
+use crate::kernels::{applies, Passes};
 use tch::Tensor;
 
 /// Smallest relative conductance in ln(g/g_max) (aihwkit pcm.py `_ZERO_CLIP`).
@@ -178,11 +180,57 @@ impl DeviceModel {
         low.where_scalarother(&high.logical_not(), self.g_max)
     }
 
+    /// `stuck_at(&program(g))`, the same draws in the same order; with `Passes::FusedCpu`
+    /// one pass over the devices on the CPU (`fused.rs`).
+    pub fn program_with_faults(&self, g: &Tensor, passes: Passes) -> Tensor {
+        if passes == Passes::TensorOps || !applies(g) || self.noise == ProgrammingNoise::None {
+            return self.stuck_at(&self.program(g));
+        }
+        let z = g.randn_like();
+        let per_device;
+        let sigma = match &self.noise {
+            ProgrammingNoise::Polynomial { coeffs } => {
+                per_device = poly_sigma(g, coeffs).contiguous();
+                Sigma::PerDevice(&per_device)
+            }
+            ProgrammingNoise::Gaussian { sigma } => {
+                Sigma::Same((sigma * (self.g_max - self.g_min)) as f32)
+            }
+            ProgrammingNoise::None => unreachable!("returned above"),
+        };
+        let s = &self.stuck;
+        let faults = (s.at_gmin != 0.0 || s.at_gmax != 0.0).then(|| {
+            let high =
+                (s.at_gmax != 0.0).then_some(((s.at_gmin + s.at_gmax) as f32, self.g_max as f32));
+            (g.rand_like(), Faults { at_gmin: s.at_gmin as f32, g_min: self.g_min as f32, high })
+        });
+        let faults = faults.as_ref().map(|(u, f)| (u, *f));
+        fused::program_and_fault(g, &z, sigma, self.kernel_bounds(), faults)
+    }
+
+    /// The clip as the kernels take it.
+    fn kernel_bounds(&self) -> Bounds {
+        match self.clip {
+            Clip::Window => Bounds { lo: self.g_min as f32, hi: Some(self.g_max as f32) },
+            Clip::NonNegative => Bounds { lo: 0.0, hi: None },
+        }
+    }
+
     /// Draws the drift exponents nu of devices with target conductances g (power laws).
     pub fn draw_nu(&self, g_target: &Tensor) -> Option<Tensor> {
+        self.draw_nu_with(g_target, Passes::FusedCpu)
+    }
+
+    /// `draw_nu` with its steps run by `passes`.
+    pub fn draw_nu_with(&self, g_target: &Tensor, passes: Passes) -> Option<Tensor> {
         match &self.drift {
             Drift::PowerLaw { nu_mean, nu_std, .. } => {
-                Some(g_target.randn_like() * *nu_std + *nu_mean)
+                let z = g_target.randn_like();
+                Some(if passes == Passes::FusedCpu && applies(&z) {
+                    fused::scale_shift(&z, *nu_std as f32, *nu_mean as f32)
+                } else {
+                    z * *nu_std + *nu_mean
+                })
             }
             Drift::GPowerLaw { nu_mean, nu_std, fold, .. } => {
                 let l = (g_target.abs() / self.g_max).clamp_min(ZERO_CLIP).log();
@@ -199,12 +247,28 @@ impl DeviceModel {
     /// `t`): drift (with the exponents `nu` drawn at programming), then the accumulated
     /// read noise, which is drawn here once per trial and time.
     pub fn at_time(&self, g_prog: &Tensor, nu: Option<&Tensor>, t: Option<f64>) -> Tensor {
+        self.at_time_with(g_prog, nu, t, Passes::FusedCpu)
+    }
+
+    /// `at_time` with its steps run by `passes`.
+    pub fn at_time_with(
+        &self,
+        g_prog: &Tensor,
+        nu: Option<&Tensor>,
+        t: Option<f64>,
+        passes: Passes,
+    ) -> Tensor {
         let drifted = match (&self.drift, nu) {
             (Drift::PowerLaw { .. } | Drift::GPowerLaw { .. }, Some(nu)) => {
                 let l = self.drift_log(t);
                 // Capped at f32::MAX: an infinite factor on a device at g = 0 would give
                 // 0 * inf = NaN; capped, it stays 0 (or clips to g_max).
-                self.clip_t(g_prog * (nu * -l).exp().clamp_max(f32::MAX as f64))
+                let factor = (nu * -l).exp();
+                if passes == Passes::FusedCpu && applies(g_prog) && applies(&factor) {
+                    fused::drift_pass(g_prog, &factor, self.kernel_bounds())
+                } else {
+                    self.clip_t(g_prog * factor.clamp_max(f32::MAX as f64))
+                }
             }
             (Drift::LogRelaxation { mean_slope, std_slope, std_intercept }, _) => {
                 match t {
