@@ -141,33 +141,27 @@ fn dac_all_kernel(
     }
 }
 
-/// One run of DAC codes: x · f, clamped to ±`clamp`, rounded.
+/// One run of DAC codes: x · f, clamped to ±`clamp` (none: ±∞, which changes no number),
+/// rounded when `round`.
 #[inline(always)]
 fn dac_run(x: &[f32], d: &mut [f32], f: f32, clamp: Option<f32>, round: bool) {
-    match (clamp, round) {
-        (Some(c), true) => {
-            for (d, &x) in d.iter_mut().zip(x) {
-                let v = x * f;
-                let v = if v < -c { -c } else { v };
-                *d = round_code(if v > c { c } else { v });
-            }
+    let c = clamp.unwrap_or(f32::INFINITY);
+    let code = |x: f32| {
+        let v = x * f;
+        let v = if v < -c { -c } else { v };
+        if v > c {
+            c
+        } else {
+            v
         }
-        (None, true) => {
-            for (d, &x) in d.iter_mut().zip(x) {
-                *d = round_code(x * f);
-            }
+    };
+    if round {
+        for (d, &x) in d.iter_mut().zip(x) {
+            *d = round_code(code(x));
         }
-        (Some(c), false) => {
-            for (d, &x) in d.iter_mut().zip(x) {
-                let v = x * f;
-                let v = if v < -c { -c } else { v };
-                *d = if v > c { c } else { v };
-            }
-        }
-        (None, false) => {
-            for (d, &x) in d.iter_mut().zip(x) {
-                *d = x * f;
-            }
+    } else {
+        for (d, &x) in d.iter_mut().zip(x) {
+            *d = code(x);
         }
     }
 }

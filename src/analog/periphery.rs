@@ -363,24 +363,17 @@ impl<'a> Periphery<'a> {
     /// `to_output`'s multiplier and offset per sample and output column, as values
     /// ([n · columns], row-major), computed with the same tensor ops.
     fn output_scale(&self, x_scale: &Tensor) -> (Vec<f32>, Vec<f32>) {
-        let (adc_step, adc_offset) = self.adc.map(|(step, r, _)| (step, r)).unwrap_or((1.0, 0.0));
-        let k = &self.w_scale * x_scale;
-        let offset = &k * (-(self.tiles() as f64) * adc_offset);
-        let offset = match &self.layer.bias {
-            Some(bias) => offset + bias.reshape(self.col_shape.as_slice()),
-            None => offset,
-        };
-        let k = k * adc_step;
+        let (k, offset) = self.scale_and_offset(x_scale);
         let mut shape = self.col_shape.clone();
         shape[0] = x_scale.size()[0];
         let per_column = |t: Tensor| fused::to_vec(&t.expand(shape.as_slice(), false).contiguous());
         (per_column(k), per_column(offset))
     }
 
-    /// Back to weight × input units: out = (Σ codes · step − tiles · r) · k + bias,
-    /// k = w_max (per column or per layer) · the sample's input scale; in place, or
-    /// written into `dst` (a chunk of the batch's output).
-    fn to_output(&self, mut y: Tensor, x_scale: &Tensor, dst: Option<&Tensor>) -> Tensor {
+    /// The back-scaling's multiplier k = w_max · the sample's input scale · the ADC's step,
+    /// and its offset −tiles · r · w_max · input scale + bias, in the output's broadcast
+    /// shape.
+    fn scale_and_offset(&self, x_scale: &Tensor) -> (Tensor, Tensor) {
         let (adc_step, adc_offset) = self.adc.map(|(step, r, _)| (step, r)).unwrap_or((1.0, 0.0));
         let k = &self.w_scale * x_scale;
         let offset = &k * (-(self.tiles() as f64) * adc_offset);
@@ -388,7 +381,14 @@ impl<'a> Periphery<'a> {
             Some(bias) => offset + bias.reshape(self.col_shape.as_slice()),
             None => offset,
         };
-        let k = k * adc_step;
+        (k * adc_step, offset)
+    }
+
+    /// Back to weight × input units: out = (Σ codes · step − tiles · r) · k + bias,
+    /// k = w_max (per column or per layer) · the sample's input scale; in place, or
+    /// written into `dst` (a chunk of the batch's output).
+    fn to_output(&self, mut y: Tensor, x_scale: &Tensor, dst: Option<&Tensor>) -> Tensor {
+        let (k, offset) = self.scale_and_offset(x_scale);
         match dst {
             // Multiply into the output's slice, then add in place: libtorch 2.11's CPU
             // addcmul with these broadcasts runs 3-5x slower than the two passes.
