@@ -117,7 +117,15 @@ struct DacConverter {
     floor: f32,
 }
 
-multiversion!(dac_all(src: &[f32], outs: &mut [&mut [f32]], runs: &[[usize; 2]], converter: DacConverter, scale: &mut [f32]) = dac_all_kernel);
+multiversion!(
+    dac_all(
+        src: &[f32],
+        outs: &mut [&mut [f32]],
+        runs: &[[usize; 2]],
+        converter: DacConverter,
+        scale: &mut [f32]
+    ) = dac_all_kernel
+);
 
 #[inline(always)]
 fn dac_all_kernel(
@@ -232,7 +240,15 @@ pub fn adc_finish(
     out
 }
 
-multiversion!(finish(o: &mut [f32], ys: Option<&[f32]>, sums: Option<&[f32]>, levels: Option<f32>, scale: [&[f32]; 2]) = finish_kernel);
+multiversion!(
+    finish(
+        o: &mut [f32],
+        ys: Option<&[f32]>,
+        sums: Option<&[f32]>,
+        levels: Option<f32>,
+        scale: [&[f32]; 2]
+    ) = finish_kernel
+);
 
 #[inline(always)]
 fn finish_kernel(

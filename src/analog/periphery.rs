@@ -44,10 +44,10 @@ pub fn channels_per_tile(layer: &LayerSpec, tile_rows: i64) -> i64 {
 /// than a core's share of L3). Measured on ResNet-20 at 1 thread with the fused passes
 /// (periphery trial / fp32 evaluation, fastest of 8 interleaved passes): at batch 1,000,
 /// 512 Ki values 0.77-0.88x in five runs against 0.73-0.81x for 256 Ki (the size before
-/// the passes were fused) and 0.77-0.79x for 1 Mi (two runs); at batch 100 (1.25 Mi values) chunks
-/// gave 0.68-0.71x against 0.66-0.69x in one pass, within the run-to-run spread, so a
-/// batch that small still runs in one pass. Every step is per sample, so the chunking
-/// changes no value beyond the convs' float round-off (tests/analog.rs).
+/// the passes were fused) and 0.77-0.79x for 1 Mi (two runs); at batch 100 (1.25 Mi
+/// values) chunks gave 0.68-0.71x against 0.66-0.69x in one pass, within the run-to-run
+/// spread, so a batch that small still runs in one pass. Every step is per sample, so the
+/// chunking changes no value beyond the convs' float round-off (tests/analog.rs).
 fn chunk_samples(xs: &Tensor) -> i64 {
     const CHUNK_VALUES: i64 = 1 << 19;
     const CHUNK_ABOVE: i64 = 1 << 22;

@@ -63,7 +63,15 @@ pub(super) fn program_and_fault(
     out
 }
 
-multiversion!(program_pass(out: &mut [f32], inputs: [&[f32]; 2], sigma: (f32, Option<&[f32]>), bounds: Bounds, fault: Option<(&[f32], Faults)>) = program_kernel);
+multiversion!(
+    program_pass(
+        out: &mut [f32],
+        inputs: [&[f32]; 2],
+        sigma: (f32, Option<&[f32]>),
+        bounds: Bounds,
+        fault: Option<(&[f32], Faults)>
+    ) = program_kernel
+);
 
 #[inline(always)]
 fn program_kernel(
@@ -105,7 +113,14 @@ pub(super) fn scale_shift(z: &Tensor, scale: f32, shift: f32) -> Tensor {
     out
 }
 
-multiversion!(scale_shift_pass(out: &mut [f32], z: &[f32], scale: f32, shift: f32) = scale_shift_kernel);
+multiversion!(
+    scale_shift_pass(
+        out: &mut [f32],
+        z: &[f32],
+        scale: f32,
+        shift: f32
+    ) = scale_shift_kernel
+);
 
 #[inline(always)]
 fn scale_shift_kernel(out: &mut [f32], z: &[f32], scale: f32, shift: f32) {
