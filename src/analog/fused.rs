@@ -7,10 +7,9 @@
 //! same order and the same float precision, runs as two passes for a one-tile layer: the DAC
 //! (per sample: its abs-max, then its codes for every tile while the sample is in cache),
 //! and per tile the ADC (clamp, round) with the tile sum, the last tile's also with the
-//! back-scaling. Each kernel is one loop over contiguous
-//! memory that the compiler vectorises; the tensor-op path in `periphery.rs` stays the
-//! reference (and runs on other devices), and tests/analog.rs checks that both agree
-//! exactly.
+//! back-scaling. Each kernel is one loop over contiguous memory that the compiler
+//! vectorises; the tensor-op path in `periphery.rs` stays the reference (and runs on other
+//! devices), and tests/analog.rs checks that both agree exactly.
 //!
 //! The loops are compiled for AVX-512, AVX2 and the x86-64 baseline (`kernels.rs`); all
 //! three give the same bits.

@@ -203,16 +203,9 @@ pub(crate) fn trial_seconds(
     cfg: &AnalogConfig,
     device: Device,
     reps: usize,
-    mut pass: impl FnMut(),
+    pass: impl FnMut(),
 ) -> f64 {
-    let mut seed = 0u64;
-    median(time_it(device, 1, reps, || {
-        seed += 1;
-        let _ = crate::analog::montecarlo::monte_carlo(net, cfg, seed, |_| {
-            pass();
-            Ok(0.0)
-        });
-    }))
+    median(time_it(device, 1, reps, trial_pass(net, cfg, pass)))
 }
 
 /// One Monte-Carlo trial as a closure: programs every crossbar layer of `net` with the next
