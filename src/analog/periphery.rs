@@ -75,8 +75,8 @@ pub fn forward_with_periphery(
     w_max: &Tensor,
     cfg: &AnalogConfig,
 ) -> Tensor {
-    let passes = if fused_passes_apply(xs, cfg) { Passes::FusedCpu } else { Passes::TensorOps };
-    forward_with_periphery_in_chunks(layer, xs, w, w_max, cfg, chunk_samples(xs), passes)
+    // The fused CPU passes wherever they apply (`forward_with_periphery_in_chunks` checks).
+    forward_with_periphery_in_chunks(layer, xs, w, w_max, cfg, chunk_samples(xs), Passes::FusedCpu)
 }
 
 /// Whether the fused CPU passes can run this layer's input under `cfg`: a contiguous f32
