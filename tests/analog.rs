@@ -391,6 +391,8 @@ fn periphery_reference(
 fn fused_periphery_matches_the_plain_formulas() {
     use gqcim::analog::device::weight_bound;
     use gqcim::analog::periphery::{forward_with_periphery_in_chunks, Passes};
+    use gqcim::nets::layers::Epilogue;
+    const FLOAT: (Kind, Device) = (Kind::Float, Device::Cpu);
     let _rng = rng_lock();
     tch::manual_seed(5);
     let vs = tch::nn::VarStore::new(Device::Cpu);
@@ -399,6 +401,14 @@ fn fused_periphery_matches_the_plain_formulas() {
     let _conv =
         gqcim::nets::layers::conv2d_grouped(vs.root() / "c", &reg, 48, 20, 3, 1, 1, 1, 1, true);
     let _fc = gqcim::nets::layers::linear(vs.root() / "fc", &reg, 300, 10);
+    // A BatchNorm after the conv with running statistics and an affine far from identity.
+    let bn = gqcim::nets::layers::batch_norm2d(vs.root() / "bn", 20);
+    tch::no_grad(|| {
+        bn.running_mean.shallow_clone().copy_(&(Tensor::randn([20], FLOAT) * 0.5));
+        bn.running_var.shallow_clone().copy_(&(Tensor::rand([20], FLOAT) * 2.0 + 0.1));
+        bn.weight.shallow_clone().copy_(&(Tensor::randn([20], FLOAT) * 1.5));
+        bn.bias.shallow_clone().copy_(&Tensor::randn([20], FLOAT));
+    });
     let uniform = |bits, range| Converter::Uniform { bits, range };
     let cases = [
         ("c", vec![16, 48, 9, 9], 256, uniform(8, 1.0), uniform(8, 3.0), 0.0, false),
@@ -427,12 +437,15 @@ fn fused_periphery_matches_the_plain_formulas() {
         // fused CPU passes and the tensor ops give the same numbers (both are checked against
         // the plain formulas, and against each other exactly).
         for chunk in [shape[0], 5] {
-            let run = |passes| {
+            let run_then = |passes: Passes, then: Option<&Epilogue<'_>>| {
                 tch::manual_seed(9);
                 tch::no_grad(|| {
-                    forward_with_periphery_in_chunks(&h.spec, &x, &w, &w_max, &cfg, chunk, passes)
+                    forward_with_periphery_in_chunks(
+                        &h.spec, &x, &w, &w_max, &cfg, then, chunk, passes,
+                    )
                 })
             };
+            let run = |passes| run_then(passes, None);
             let got = run(Passes::FusedCpu);
             let by_ops = run(Passes::TensorOps);
             let apart = (&got - &by_ops).abs().max().double_value(&[]);
@@ -460,6 +473,63 @@ fn fused_periphery_matches_the_plain_formulas() {
                 worst <= 1e-4 * scale + 1.001 * one_step_per_tile,
                 "{what}: worst difference {worst} exceeds one ADC step per tile ({one_step_per_tile})"
             );
+            // A BatchNorm (and a ReLU) after a conv, folded into the back-scaling: the same
+            // as applying them to the output, up to float rounding (the ADC codes are the
+            // same draws), and the fused and tensor-op passes still agree exactly.
+            if name == "c" {
+                for relu in [false, true] {
+                    let then = Epilogue { bn: &bn, relu };
+                    let folded = run_then(Passes::FusedCpu, Some(&then));
+                    let by_ops = run_then(Passes::TensorOps, Some(&then));
+                    let apart = (&folded - &by_ops).abs().max().double_value(&[]);
+                    assert_eq!(apart, 0.0, "{what} relu {relu}: fused and tensor-op folds differ");
+                    let want = tch::no_grad(|| then.apply(got.shallow_clone()));
+                    let worst = (&folded - &want).abs().max().double_value(&[]);
+                    let scale = want.abs().max().double_value(&[]);
+                    assert!(
+                        worst <= 1e-5 * scale,
+                        "{what} relu {relu}: folded BN differs from BN after by {worst} (of {scale})"
+                    );
+                    if relu {
+                        assert!(folded.min().double_value(&[]) >= 0.0, "{what}: ReLU not applied");
+                    }
+                }
+            }
         }
+    }
+}
+
+/// A sample holding a NaN (a diverged activation) gives NaN outputs for that sample only, in
+/// the fused passes as in the tensor ops: the DAC's abs-max carries the NaN instead of
+/// skipping it, which would quietly scale the sample by its other values.
+#[test]
+fn a_nan_input_poisons_only_its_own_sample() {
+    use gqcim::analog::device::weight_bound;
+    use gqcim::analog::periphery::{forward_with_periphery_in_chunks, Passes};
+    let _rng = rng_lock();
+    tch::manual_seed(3);
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let reg = gqcim::nets::layers::LayerRegistry::default();
+    let _conv =
+        gqcim::nets::layers::conv2d_grouped(vs.root() / "c", &reg, 40, 8, 3, 1, 1, 1, 1, false);
+    let h = reg.get("c").unwrap();
+    let x = Tensor::randn([4, 40, 6, 6], (Kind::Float, Device::Cpu));
+    // One NaN deep inside sample 2 (past the first vector block and the first tile).
+    let _ = x.get(2).get(33).get(4).get(5).fill_(f64::NAN);
+    let w = h.spec.weight.detach();
+    let w_max = weight_bound(&w, false);
+    let cfg = AnalogConfig {
+        dac: Converter::Uniform { bits: 8, range: 1.0 },
+        adc: Converter::Uniform { bits: 8, range: 4.0 },
+        ..Default::default()
+    };
+    for passes in [Passes::FusedCpu, Passes::TensorOps] {
+        let y = tch::no_grad(|| {
+            forward_with_periphery_in_chunks(&h.spec, &x, &w, &w_max, &cfg, None, 4, passes)
+        });
+        let nan_per_sample: Vec<i64> =
+            (0..4).map(|s| y.get(s).isnan().sum(Kind::Int64).int64_value(&[])).collect();
+        let per_sample = y.get(0).numel() as i64;
+        assert_eq!(nan_per_sample, [0, 0, per_sample, 0], "{passes:?}: NaN outputs per sample");
     }
 }

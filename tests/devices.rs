@@ -478,3 +478,112 @@ fn fused_programming_equals_the_tensor_ops() {
         assert!(!same(&p1, &g), "{what}: programming changed nothing");
     }
 }
+
+/// A read with fresh Gaussian read noise in one fused pass gives the same bits as the tensor
+/// ops given the same normals (those of `normal_pairs` under the read's seed): per-layer and
+/// per-column alpha and drift compensation, the window clip and the non-negative clip, on
+/// conductances that cover the window and its edges (so both clips are taken).
+#[test]
+fn fused_read_equals_the_tensor_ops() {
+    use gqcim::config::{Clip, ReadNoise};
+    use gqcim::device::normal::{draw_seed, normal_pairs};
+    use gqcim::kernels::Passes;
+    let _rng = rng_lock();
+    let f = (Kind::Float, Device::Cpu);
+    let shape = [24i64, 3, 3, 3];
+    let g_pos = Tensor::rand(shape, f) * 30.0 - 2.0;
+    let g_neg = Tensor::rand(shape, f) * 30.0 - 2.0;
+    let sigma = 0.2;
+    let base = DeviceModel {
+        read: ReadNoise::Gaussian { sigma },
+        ..DeviceModel::from_analog(&analog_of("gaussian"))
+    };
+    let per_layer = Tensor::from(0.37f32);
+    let per_column = Tensor::rand([24, 1, 1, 1], f) + 0.5;
+    let factors = [(&per_layer, &per_layer), (&per_column, &per_layer), (&per_column, &per_column)];
+    for clip in [Clip::Window, Clip::NonNegative] {
+        let dm = DeviceModel { clip, ..base.clone() };
+        let (lo, hi) = dm.bounds();
+        for (alpha, gdc) in factors {
+            tch::manual_seed(11);
+            let fused = dm.read_pair(&g_pos, &g_neg, alpha, gdc, Passes::FusedCpu);
+            tch::manual_seed(11);
+            let (z_pos, z_neg) = normal_pairs(draw_seed(), g_pos.numel());
+            let z = |v: Vec<f32>| Tensor::from_slice(&v).reshape(shape);
+            let read = |g: &Tensor, z: Tensor| {
+                let g = g * (z * sigma + 1.0);
+                if hi.is_finite() {
+                    g.clamp(lo, hi)
+                } else {
+                    g.clamp_min(lo)
+                }
+            };
+            let by_ops = (read(&g_pos, z(z_pos)) - read(&g_neg, z(z_neg))) * alpha * gdc;
+            let what = format!("{clip:?}, alpha {:?}, gdc {:?}", alpha.size(), gdc.size());
+            assert!(fused.equal(&by_ops), "{what}: fused and tensor-op reads differ");
+            // Not vacuous: the noise moved the weights off the noiseless read.
+            let noiseless =
+                (read(&g_pos, g_pos.zeros_like()) - read(&g_neg, g_neg.zeros_like())) * alpha * gdc;
+            assert!(!fused.allclose(&noiseless, 1e-3, 1e-3, false), "{what}: no read noise");
+        }
+    }
+}
+
+/// The read noise's normals (`device/normal.rs`) are standard normal: mean, variance,
+/// skewness, kurtosis and both tails of 2 M draws within five standard errors, the
+/// Kolmogorov–Smirnov distance to Φ below the 0.1% critical value, the two numbers of a
+/// pair and of neighbouring counters uncorrelated, another seed another stream, the same
+/// seed the same one.
+#[test]
+fn read_noise_normals_are_standard_normal() {
+    use gqcim::device::normal::normal_pairs;
+    let n = 1_000_000;
+    let (a, b) = normal_pairs(0x5EED, n);
+    let z: Vec<f64> = a.iter().chain(&b).map(|&v| v as f64).collect();
+    let m = z.len() as f64;
+    let mean = z.iter().sum::<f64>() / m;
+    let moment = |k: i32| z.iter().map(|v| (v - mean).powi(k)).sum::<f64>() / m;
+    let (var, skew, kurt) = (moment(2), moment(3), moment(4));
+    let se = |sd: f64| 5.0 * sd / m.sqrt();
+    assert!(mean.abs() < se(1.0), "mean {mean}");
+    assert!((var - 1.0).abs() < se(2f64.sqrt()), "variance {var}");
+    assert!(skew.abs() < se(6f64.sqrt()), "skewness {skew}");
+    assert!((kurt - 3.0).abs() < se(24f64.sqrt()), "kurtosis {kurt}");
+    for (k, p) in [(2.0, 0.045_500_263_9), (3.0, 0.002_699_796_1)] {
+        let tail = z.iter().filter(|v| v.abs() > k).count() as f64 / m;
+        let sd = (p * (1.0 - p) / m).sqrt();
+        assert!((tail - p).abs() < 5.0 * sd, "P(|z| > {k}) = {tail}, want {p}");
+    }
+    // Kolmogorov–Smirnov against Φ (erf by Abramowitz & Stegun 7.1.26, error < 1.5e-7).
+    let erf = |x: f64| {
+        let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+        let y = 1.0
+            - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736)
+                * t
+                + 0.254_829_592)
+                * t
+                * (-x * x).exp();
+        y.copysign(x)
+    };
+    let phi = |x: f64| 0.5 * (1.0 + erf(x / 2f64.sqrt()));
+    let mut sorted = z.clone();
+    sorted.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let d = sorted
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let f = phi(x);
+            (f - i as f64 / m).abs().max(((i + 1) as f64 / m - f).abs())
+        })
+        .fold(0.0, f64::max);
+    assert!(d < 1.95 / m.sqrt(), "Kolmogorov-Smirnov distance {d}");
+    let corr = |x: &[f32], y: &[f32]| {
+        x.iter().zip(y).map(|(&p, &q)| p as f64 * q as f64).sum::<f64>() / x.len() as f64
+    };
+    assert!(corr(&a, &b).abs() < se(1.0), "pair correlation {}", corr(&a, &b));
+    assert!(corr(&a[1..], &a[..n - 1]).abs() < se(1.0), "lag-1 correlation");
+    let (again, _) = normal_pairs(0x5EED, 1000);
+    assert_eq!(again, a[..1000].to_vec(), "same seed, same draws");
+    let (other, _) = normal_pairs(0x5EEE, 1000);
+    assert!(corr(&other, &a[..1000]).abs() < 0.2, "another seed, another stream");
+}

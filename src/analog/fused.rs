@@ -7,7 +7,7 @@
 //! same order and the same float precision, runs as two passes for a one-tile layer: the DAC
 //! (per sample: its abs-max, then its codes for every tile while the sample is in cache),
 //! and per tile the ADC (clamp, round) with the tile sum, the last tile's also with the
-//! back-scaling. Each kernel is one loop over contiguous memory that the compiler
+//! back-scaling (which may hold the next BatchNorm) and the ReLU. Each kernel is one loop over contiguous memory that the compiler
 //! vectorises; the tensor-op path in `periphery.rs` stays the reference (and runs on other
 //! devices), and tests/analog.rs checks that both agree exactly.
 //!
@@ -41,29 +41,44 @@ fn round_code(v: f32) -> f32 {
 /// `max(amax, −amin).clamp_min(floor)`; a sample holding a NaN gets NaN, as there.
 #[inline(always)]
 fn abs_max_kernel(data: &[f32], floor: f32, out: &mut [f32]) {
-    const LANES: usize = 16;
     let per = data.len() / out.len();
     if per == 0 {
         return;
     }
     for (sample, o) in data.chunks_exact(per).zip(out.iter_mut()) {
-        let mut lanes = [0f32; LANES];
-        let mut nan = false;
-        let blocks = sample.chunks_exact(LANES);
-        let rest = blocks.remainder();
-        for block in blocks {
-            for (m, v) in lanes.iter_mut().zip(block) {
-                let a = v.abs();
-                nan |= a.is_nan();
-                *m = if a > *m { a } else { *m };
-            }
+        let m = abs_max_or_nan(sample);
+        *o = if m.is_nan() { m } else { m.max(floor) };
+    }
+}
+
+/// max |x| over `xs` (0 when empty), NaN when any value is NaN. The NaN is carried in the
+/// running maxima themselves (`nan_max`), so the loop is one compare-and-select per value
+/// that the compiler vectorises: a separate NaN flag made it a scalar reduction, and the
+/// DAC pass cost twice a plain pass over the activations. 64 lanes: four AVX-512
+/// registers of independent maxima, so the compare-and-select chains overlap.
+#[inline(always)]
+fn abs_max_or_nan(xs: &[f32]) -> f32 {
+    const LANES: usize = 64;
+    let mut lanes = [0f32; LANES];
+    let blocks = xs.chunks_exact(LANES);
+    let rest = blocks.remainder();
+    for block in blocks {
+        for (m, v) in lanes.iter_mut().zip(block) {
+            *m = nan_max(*m, v.abs());
         }
-        let mut m = lanes.iter().fold(0f32, |m, &v| if v > m { v } else { m });
-        for v in rest {
-            nan |= v.is_nan();
-            m = m.max(v.abs());
-        }
-        *o = if nan { f32::NAN } else { m.max(floor) };
+    }
+    let m = rest.iter().fold(0f32, |m, v| nan_max(m, v.abs()));
+    lanes.iter().fold(m, |m, &v| nan_max(m, v))
+}
+
+/// The larger of a running maximum `m` and a value `a` ≥ 0 (or NaN): NaN once either is
+/// NaN (a NaN `m` stays, as every comparison with it is false).
+#[inline(always)]
+fn nan_max(m: f32, a: f32) -> f32 {
+    if a > m || a.is_nan() {
+        a
+    } else {
+        m
     }
 }
 
@@ -221,21 +236,21 @@ fn adc_add_kernel(sum: &mut [f32], y: &[f32], levels: Option<f32>) {
 
 /// The last tile: out = (sum + adc(y)) · k + offset, with `k` and `offset` per sample and
 /// output column ([n · columns] values, row-major) and the rest of the output's positions
-/// per column; written into `dst` when given (a contiguous slice of the batch's output),
-/// else into `y`.
+/// per column, then max(out, 0) when `relu` (NaN stays NaN, as in torch); written into
+/// `dst` when given (a contiguous slice of the batch's output), else into `y`.
 pub fn adc_finish(
     sum: Option<&Tensor>,
     y: Tensor,
     levels: Option<f32>,
-    k: &[f32],
-    offset: &[f32],
+    (k, offset): (&[f32], &[f32]),
+    relu: bool,
     dst: Option<&Tensor>,
 ) -> Tensor {
     let out = dst.map(|d| d.shallow_clone()).unwrap_or_else(|| y.shallow_clone());
     // Written in place (`y` is `out`): read from the output itself, never through a second
     // slice of the same memory.
     let ys = dst.map(|_| values(&y));
-    finish(values_mut(&out), ys, sum.map(values), levels, [k, offset]);
+    finish(values_mut(&out), ys, sum.map(values), levels, [k, offset], relu);
     out
 }
 
@@ -245,7 +260,8 @@ multiversion!(
         ys: Option<&[f32]>,
         sums: Option<&[f32]>,
         levels: Option<f32>,
-        scale: [&[f32]; 2]
+        scale: [&[f32]; 2],
+        relu: bool
     ) = finish_kernel
 );
 
@@ -256,8 +272,12 @@ fn finish_kernel(
     sums: Option<&[f32]>,
     levels: Option<f32>,
     scale: [&[f32]; 2],
+    relu: bool,
 ) {
     let [k, offset] = scale;
+    // The ReLU as a select (v < 0 is false for NaN, which passes through as in torch).
+    let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
+    let out = |v: f32| if v < floor { floor } else { v };
     if k.is_empty() {
         return;
     }
@@ -268,22 +288,22 @@ fn finish_kernel(
         match (ys.map(|y| &y[range.clone()]), sums.map(|s| &s[range.clone()])) {
             (Some(ys), Some(s)) => {
                 for ((o, &v), &s) in o.iter_mut().zip(ys).zip(s) {
-                    *o = (s + adc(v, levels)) * k + b;
+                    *o = out((s + adc(v, levels)) * k + b);
                 }
             }
             (Some(ys), None) => {
                 for (o, &v) in o.iter_mut().zip(ys) {
-                    *o = adc(v, levels) * k + b;
+                    *o = out(adc(v, levels) * k + b);
                 }
             }
             (None, Some(s)) => {
                 for (o, &s) in o.iter_mut().zip(s) {
-                    *o = (s + adc(*o, levels)) * k + b;
+                    *o = out((s + adc(*o, levels)) * k + b);
                 }
             }
             (None, None) => {
                 for o in o.iter_mut() {
-                    *o = adc(*o, levels) * k + b;
+                    *o = out(adc(*o, levels) * k + b);
                 }
             }
         }

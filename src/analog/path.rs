@@ -9,7 +9,7 @@ use super::writeverify::{program_pairs, single_shot_pulses, ProgramStats};
 use crate::config::{AnalogConfig, DriftCompensation, ReadNoise, ResplitScale, TrainNoiseConfig};
 use crate::device::DeviceModel;
 use crate::kernels::Passes;
-use crate::nets::layers::{LayerSpec, WeightPath};
+use crate::nets::layers::{Epilogue, LayerSpec, WeightPath};
 use serde_json::{json, Value};
 use tch::{Kind, Tensor};
 
@@ -172,12 +172,42 @@ impl AnalogPath {
     fn read(&self) -> Tensor {
         match self.cfg.read_noise {
             ReadNoise::Gaussian { .. } => {
-                let gp = self.device.read_fresh(&self.programmed.g_pos);
-                let gn = self.device.read_fresh(&self.programmed.g_neg);
-                (gp - gn) * &self.programmed.alpha * &self.gdc
+                let p = &self.programmed;
+                self.device.read_pair(&p.g_pos, &p.g_neg, &p.alpha, &self.gdc, Passes::FusedCpu)
             }
             _ => self.effective.shallow_clone(),
         }
+    }
+}
+
+impl AnalogPath {
+    /// Whether the layer runs through the periphery (DAC, per-tile ADC, output noise).
+    fn has_periphery(&self) -> bool {
+        !self.cfg.dac.is_ideal() || !self.cfg.adc.is_ideal() || self.cfg.output_noise > 0.0
+    }
+
+    /// The forward pass, and `then` (BN, ReLU) after it: folded into the periphery's
+    /// back-scaling when there is one, else as ops.
+    fn forward_maybe_then(
+        &mut self,
+        layer: &LayerSpec,
+        xs: &Tensor,
+        then: Option<&Epilogue>,
+    ) -> Tensor {
+        let y = tch::no_grad(|| {
+            let w = self.read();
+            if self.has_periphery() {
+                forward_with_periphery(layer, xs, &w, &self.w_max, &self.cfg, then)
+            } else {
+                let y = layer.apply(xs, &w);
+                match then {
+                    Some(e) => e.apply(y),
+                    None => y,
+                }
+            }
+        });
+        self.positions = y.size().iter().skip(2).product::<i64>().max(1);
+        y
     }
 }
 
@@ -187,16 +217,11 @@ impl WeightPath for AnalogPath {
     }
 
     fn forward(&mut self, layer: &LayerSpec, xs: &Tensor, _train: bool) -> Tensor {
-        let y = tch::no_grad(|| {
-            let w = self.read();
-            if !self.cfg.dac.is_ideal() || !self.cfg.adc.is_ideal() || self.cfg.output_noise > 0.0 {
-                forward_with_periphery(layer, xs, &w, &self.w_max, &self.cfg)
-            } else {
-                layer.apply(xs, &w)
-            }
-        });
-        self.positions = y.size().iter().skip(2).product::<i64>().max(1);
-        y
+        self.forward_maybe_then(layer, xs, None)
+    }
+
+    fn forward_then(&mut self, layer: &LayerSpec, xs: &Tensor, then: &Epilogue) -> Tensor {
+        self.forward_maybe_then(layer, xs, Some(then))
     }
 
     fn describe(&self) -> String {

@@ -12,7 +12,9 @@
 //!   so each tile's partial sum comes out of the conv already in ADC codes, to be clamped
 //!   and rounded;
 //! - the back-scaling (per sample, per column), the ADC offsets of all tiles and the bias
-//!   are one multiply-add at the end;
+//!   are one multiply-add at the end; in evaluation the BatchNorm that follows the layer
+//!   joins it (its scale and shift per column, `Epilogue`), and so does a following ReLU,
+//!   as a chip's digital periphery applies them: no separate BN and ReLU pass;
 //! - on the CPU each of these steps is one fused pass (`fused.rs`, `Passes::FusedCpu`): the
 //!   DAC with its abs-max, and per tile the ADC with the sum (the last tile's also with the
 //!   back-scaling), two passes for a one-tile layer where the tensor ops take eight;
@@ -25,7 +27,7 @@
 use super::fused;
 use crate::config::{AnalogConfig, Converter};
 pub use crate::kernels::Passes;
-use crate::nets::layers::{LayerOp, LayerSpec};
+use crate::nets::layers::{Epilogue, LayerOp, LayerSpec};
 use tch::{Kind, Tensor};
 
 /// Rows (inputs) per tile in whole input channels: a conv's crossbar row is one
@@ -61,7 +63,8 @@ fn chunk_samples(xs: &Tensor) -> i64 {
 
 /// The analog forward pass with periphery: xs -> y, using the weight `w` (already holding
 /// the programmed and read-noisy conductances mapped back to weight units) and the layer's
-/// weight bound `w_max` (the window's full scale, for normalisation).
+/// weight bound `w_max` (the window's full scale, for normalisation); with `then`, the
+/// BatchNorm and ReLU that follow the layer in evaluation, folded into the back-scaling.
 ///
 /// One conv per tile on purpose: all tiles as groups of one grouped conv (input channels
 /// zero-padded to whole tiles, ADC on the stacked partial sums) was measured 2-6x slower
@@ -74,9 +77,11 @@ pub fn forward_with_periphery(
     w: &Tensor,
     w_max: &Tensor,
     cfg: &AnalogConfig,
+    then: Option<&Epilogue>,
 ) -> Tensor {
     // The fused CPU passes wherever they apply (`forward_with_periphery_in_chunks` checks).
-    forward_with_periphery_in_chunks(layer, xs, w, w_max, cfg, chunk_samples(xs), Passes::FusedCpu)
+    let chunk = chunk_samples(xs);
+    forward_with_periphery_in_chunks(layer, xs, w, w_max, cfg, then, chunk, Passes::FusedCpu)
 }
 
 /// Whether the fused CPU passes can run this layer's input under `cfg`: a contiguous f32
@@ -91,17 +96,19 @@ pub fn fused_passes_apply(xs: &Tensor, cfg: &AnalogConfig) -> bool {
 
 /// `forward_with_periphery` with `chunk` samples per pass and the elementwise passes run
 /// by `passes` (`FusedCpu` where `fused_passes_apply` holds, else the tensor ops).
+#[allow(clippy::too_many_arguments)]
 pub fn forward_with_periphery_in_chunks(
     layer: &LayerSpec,
     xs: &Tensor,
     w: &Tensor,
     w_max: &Tensor,
     cfg: &AnalogConfig,
+    then: Option<&Epilogue>,
     chunk: i64,
     passes: Passes,
 ) -> Tensor {
     let passes = if fused_passes_apply(xs, cfg) { passes } else { Passes::TensorOps };
-    let p = Periphery::new(layer, xs, w, w_max, cfg);
+    let p = Periphery::new(layer, xs, w, w_max, cfg, then);
     let batch = xs.size()[0];
     // Output noise for the whole batch, tile by tile, drawn before any chunk: the same
     // draws in the same order as one pass over the batch would make.
@@ -171,6 +178,10 @@ struct Periphery<'a> {
     col_shape: Vec<i64>,
     /// w_max in the output's broadcast shape.
     w_scale: Tensor,
+    /// The BatchNorm after the layer as (scale, shift) in the output's broadcast shape,
+    /// and whether a ReLU follows (`Epilogue`).
+    then_affine: Option<(Tensor, Tensor)>,
+    relu: bool,
 }
 
 impl<'a> Periphery<'a> {
@@ -180,6 +191,7 @@ impl<'a> Periphery<'a> {
         w: &Tensor,
         w_max: &Tensor,
         cfg: &AnalogConfig,
+        then: Option<&Epilogue>,
     ) -> Periphery<'a> {
         // DAC: per-sample abs-max scaling to [-1, 1] (aihwkit's noise management), then
         // `steps` codes per side over [-range, range]: x_dac = codes · range / steps.
@@ -221,6 +233,10 @@ impl<'a> Periphery<'a> {
         } else {
             w_max.shallow_clone()
         };
+        let then_affine = then.map(|e| {
+            let (scale, shift) = e.affine();
+            (scale.reshape(col_shape.as_slice()), shift.reshape(col_shape.as_slice()))
+        });
         Periphery {
             layer,
             wn,
@@ -234,6 +250,8 @@ impl<'a> Periphery<'a> {
             groups,
             col_shape,
             w_scale,
+            then_affine,
+            relu: then.is_some_and(|e| e.relu),
         }
     }
 
@@ -353,7 +371,7 @@ impl<'a> Periphery<'a> {
                 y += n;
             }
             if i + 1 == tiles.len() {
-                return fused::adc_finish(sum.as_ref(), y, levels, &k, &offset, dst);
+                return fused::adc_finish(sum.as_ref(), y, levels, (&k, &offset), self.relu, dst);
             }
             sum = Some(fused::adc_accumulate(sum, y, levels));
         }
@@ -372,7 +390,9 @@ impl<'a> Periphery<'a> {
 
     /// The back-scaling's multiplier k = w_max · the sample's input scale · the ADC's step,
     /// and its offset −tiles · r · w_max · input scale + bias, in the output's broadcast
-    /// shape.
+    /// shape; with a BatchNorm after the layer, both times its scale and the offset plus
+    /// its shift, so that one multiply-add gives the BN's output (a chip's periphery
+    /// applies BN the same way; the plain ops round differently by a float ulp or so).
     fn scale_and_offset(&self, x_scale: &Tensor) -> (Tensor, Tensor) {
         let (adc_step, adc_offset) = self.adc.map(|(step, r, _)| (step, r)).unwrap_or((1.0, 0.0));
         let k = &self.w_scale * x_scale;
@@ -381,7 +401,11 @@ impl<'a> Periphery<'a> {
             Some(bias) => offset + bias.reshape(self.col_shape.as_slice()),
             None => offset,
         };
-        (k * adc_step, offset)
+        let k = k * adc_step;
+        match &self.then_affine {
+            Some((scale, shift)) => (k * scale, offset * scale + shift),
+            None => (k, offset),
+        }
     }
 
     /// Back to weight × input units: out = (Σ codes · step − tiles · r) · k + bias,
@@ -389,7 +413,7 @@ impl<'a> Periphery<'a> {
     /// written into `dst` (a chunk of the batch's output).
     fn to_output(&self, mut y: Tensor, x_scale: &Tensor, dst: Option<&Tensor>) -> Tensor {
         let (k, offset) = self.scale_and_offset(x_scale);
-        match dst {
+        let mut out = match dst {
             // Multiply into the output's slice, then add in place: libtorch 2.11's CPU
             // addcmul with these broadcasts runs 3-5x slower than the two passes.
             Some(d) => {
@@ -402,6 +426,10 @@ impl<'a> Periphery<'a> {
                 y += offset;
                 y
             }
+        };
+        if self.relu {
+            let _ = out.relu_();
         }
+        out
     }
 }

@@ -5,6 +5,7 @@
 //! over every device. The random numbers are drawn by the same libtorch calls in the same
 //! order and the arithmetic is the same IEEE operations in the same order, so a trial's
 //! conductances are the same bits (tests/devices.rs compares both paths exactly).
+use super::normal::normal_pair;
 use crate::kernels::{multiversion, values, values_mut};
 use tch::Tensor;
 
@@ -145,5 +146,62 @@ fn drift_kernel(out: &mut [f32], inputs: [&[f32]; 2], bounds: Bounds) {
     for (o, (&g, &f)) in out.iter_mut().zip(g.iter().zip(factor)) {
         let f = if f > f32::MAX { f32::MAX } else { f };
         *o = clip(g * f, bounds);
+    }
+}
+
+/// One read of a differential pair in weight units with fresh Gaussian read noise:
+/// ((clip(g⁺ · (z⁺ · σ + 1)) − clip(g⁻ · (z⁻ · σ + 1))) · alpha) · gdc, where (z⁺, z⁻) is
+/// the normal pair of the weight's index under `seed` (`normal.rs`) and `factors` holds
+/// alpha and gdc, each one value for the layer or one per output column (the leading
+/// dimension of `g`); a new tensor.
+pub(super) fn read_pair(
+    g: [&Tensor; 2],
+    seed: u64,
+    sigma: f32,
+    bounds: Bounds,
+    factors: [&[f32]; 2],
+) -> Tensor {
+    let out = g[0].empty_like();
+    read_pass(values_mut(&out), [values(g[0]), values(g[1])], (seed, sigma), bounds, factors);
+    out
+}
+
+multiversion!(
+    read_pass(
+        out: &mut [f32],
+        pair: [&[f32]; 2],
+        noise: (u64, f32),
+        bounds: Bounds,
+        factors: [&[f32]; 2]
+    ) = read_kernel
+);
+
+#[inline(always)]
+fn read_kernel(
+    out: &mut [f32],
+    pair: [&[f32]; 2],
+    noise: (u64, f32),
+    bounds: Bounds,
+    factors: [&[f32]; 2],
+) {
+    let [g_pos, g_neg] = pair;
+    let (seed, sigma) = noise;
+    let [alpha, gdc] = factors;
+    let columns = alpha.len().max(gdc.len()).max(1);
+    let per = out.len() / columns;
+    if per == 0 {
+        return;
+    }
+    let factor = |f: &[f32], c: usize| if f.len() == 1 { f[0] } else { f[c] };
+    let read = |g: f32, z: f32| clip(g * (z * sigma + 1.0), bounds);
+    for c in 0..columns {
+        let (a, d) = (factor(alpha, c), factor(gdc, c));
+        let first = c * per;
+        let range = first..first + per;
+        let pairs = g_pos[range.clone()].iter().zip(&g_neg[range.clone()]);
+        for (i, (o, (&p, &n))) in out[range].iter_mut().zip(pairs).enumerate() {
+            let (z_pos, z_neg) = normal_pair(seed, (first + i) as u64);
+            *o = ((read(p, z_pos) - read(n, z_neg)) * a) * d;
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod fit_output;
 mod fused;
 pub mod measurements;
 pub mod model;
+pub mod normal;
 pub mod presets;
 
 pub use model::{clipped_normal_moments, poly_sigma, DeviceModel};

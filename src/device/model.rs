@@ -12,7 +12,7 @@ use super::fused::{self, Bounds, Faults, Sigma};
 use crate::config::{
     AnalogConfig, Clip, Drift, DriftCompensation, LogLinear, ProgrammingNoise, ReadNoise, StuckAt,
 };
-use crate::kernels::{applies, Passes};
+use crate::kernels::{applies, values, Passes};
 use tch::Tensor;
 
 /// Smallest relative conductance in ln(g/g_max) (aihwkit pcm.py `_ZERO_CLIP`).
@@ -178,6 +178,50 @@ impl DeviceModel {
         }
         let high = u.ge(s.at_gmin).logical_and(&u.lt(s.at_gmin + s.at_gmax));
         low.where_scalarother(&high.logical_not(), self.g_max)
+    }
+
+    /// One read of the differential pair (`g_pos`, `g_neg`) in weight units:
+    /// (read_fresh(g⁺) − read_fresh(g⁻)) · alpha · gdc. With `Passes::FusedCpu`, on the CPU,
+    /// one pass over the pair (`fused.rs`) where the tensor ops take eleven and two
+    /// libtorch draws, on every forward pass of a layer with read noise: the same
+    /// arithmetic, with the normals from `normal.rs` (seeded from libtorch's generator)
+    /// instead of libtorch's `randn`, so the two paths draw different numbers from the same
+    /// distribution. `alpha` and `gdc` are f32 scalars or one value per output column
+    /// ([c_out, 1, ...]).
+    pub fn read_pair(
+        &self,
+        g_pos: &Tensor,
+        g_neg: &Tensor,
+        alpha: &Tensor,
+        gdc: &Tensor,
+        passes: Passes,
+    ) -> Tensor {
+        let columns = g_pos.size().first().copied().unwrap_or(1);
+        // Scalars or one value per column, in f32 (a wider factor would widen the ops).
+        let factor_fits = |f: &Tensor| {
+            applies(f)
+                && f.dim() <= g_pos.dim()
+                && (f.numel() == 1 || (f.numel() as i64 == columns && f.size()[0] == columns))
+        };
+        let fused = match self.read {
+            ReadNoise::Gaussian { sigma } if passes == Passes::FusedCpu => Some(sigma),
+            _ => None,
+        };
+        match fused {
+            Some(sigma)
+                if applies(g_pos)
+                    && applies(g_neg)
+                    && g_pos.size() == g_neg.size()
+                    && factor_fits(alpha)
+                    && factor_fits(gdc) =>
+            {
+                let seed = super::normal::draw_seed();
+                let factors = [values(alpha), values(gdc)];
+                let bounds = self.kernel_bounds();
+                fused::read_pair([g_pos, g_neg], seed, sigma as f32, bounds, factors)
+            }
+            _ => (self.read_fresh(g_pos) - self.read_fresh(g_neg)) * alpha * gdc,
+        }
     }
 
     /// `stuck_at(&program(g))`, the same draws in the same order; with `Passes::FusedCpu`

@@ -45,7 +45,7 @@ impl ConvBnRelu {
 
 impl ModuleT for ConvBnRelu {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.bn.forward_t(&self.conv.forward_t(xs, train), train).relu()
+        self.conv.forward_bn(xs, &self.bn, true, train)
     }
 }
 
@@ -62,7 +62,7 @@ impl ModuleT for AsppPooling {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let size = xs.size();
         let ys = xs.adaptive_avg_pool2d([1, 1]);
-        let ys = self.bn.forward_t(&self.conv.forward_t(&ys, train), train).relu();
+        let ys = self.conv.forward_bn(&ys, &self.bn, true, train);
         ys.upsample_bilinear2d(&size[2..], false, None, None)
     }
 }
@@ -117,7 +117,7 @@ impl DeepLabV3 {
     /// Logits at the backbone's output stride: [b, c_in, h, w] -> [b, classes, h/s, w/s].
     pub fn logits_at_stride(&self, xs: &Tensor, train: bool) -> Tensor {
         let ys = self.aspp.forward_t(&self.backbone.features(xs, train), train);
-        let ys = self.head_bn.forward_t(&self.head_conv.forward_t(&ys, train), train).relu();
+        let ys = self.head_conv.forward_bn(&ys, &self.head_bn, true, train);
         self.classifier.forward_t(&ys, train)
     }
 }

@@ -72,6 +72,13 @@ pub trait WeightPath: Send + std::fmt::Debug + AsAny {
         layer.apply(xs, &w)
     }
 
+    /// The eval-mode forward pass followed by `then` (a BatchNorm on its running
+    /// statistics, and a ReLU): here as their own ops; the periphery folds them into its
+    /// digital back-scaling, as a chip's periphery applies them.
+    fn forward_then(&mut self, layer: &LayerSpec, xs: &Tensor, then: &Epilogue) -> Tensor {
+        then.apply(self.forward(layer, xs, false))
+    }
+
     /// A short description for logs and results.json.
     fn describe(&self) -> String;
 
@@ -124,6 +131,53 @@ pub struct HookedLayer {
 impl ModuleT for HookedLayer {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         lock(&self.path).forward(&self.spec, xs, train)
+    }
+}
+
+impl HookedLayer {
+    /// The layer, its BatchNorm `bn` and (with `relu`) a ReLU: in training as three ops (the
+    /// BN on batch statistics), in evaluation through the path's `forward_then`.
+    pub fn forward_bn(&self, xs: &Tensor, bn: &BatchNorm2d, relu: bool, train: bool) -> Tensor {
+        let then = Epilogue { bn, relu };
+        if train {
+            then.apply_t(self.forward_t(xs, true), true)
+        } else {
+            lock(&self.path).forward_then(&self.spec, xs, &then)
+        }
+    }
+}
+
+/// What follows a conv and its periphery in evaluation: a BatchNorm with its running
+/// statistics, then a ReLU when `relu`.
+#[derive(Debug, Clone, Copy)]
+pub struct Epilogue<'a> {
+    pub bn: &'a BatchNorm2d,
+    pub relu: bool,
+}
+
+impl Epilogue<'_> {
+    /// The BN (eval mode) and the ReLU as ops on the layer's output `y`.
+    pub fn apply(&self, y: Tensor) -> Tensor {
+        self.apply_t(y, false)
+    }
+
+    /// The BN (on batch statistics when `train`) and the ReLU as ops.
+    fn apply_t(&self, y: Tensor, train: bool) -> Tensor {
+        let y = self.bn.forward_t(&y, train);
+        if self.relu {
+            y.relu()
+        } else {
+            y
+        }
+    }
+
+    /// The BN as one multiply and one add per channel, y · scale + shift, with libtorch's
+    /// formulas: scale = γ / √(var + ε), shift = β − mean · scale. ([c] each.)
+    pub fn affine(&self) -> (Tensor, Tensor) {
+        let bn = self.bn;
+        let scale = (&bn.running_var + bn.eps).sqrt().reciprocal() * &bn.weight;
+        let shift = &bn.bias - &bn.running_mean * &scale;
+        (scale.detach(), shift.detach())
     }
 }
 

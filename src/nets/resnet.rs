@@ -27,7 +27,7 @@ impl Downsample {
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.bn.forward_t(&self.conv.forward_t(xs, train), train)
+        self.conv.forward_bn(xs, &self.bn, false, train)
     }
 }
 
@@ -71,8 +71,8 @@ impl BasicBlock {
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let ys = self.bn1.forward_t(&self.conv1.forward_t(xs, train), train).relu();
-        let ys = self.bn2.forward_t(&self.conv2.forward_t(&ys, train), train);
+        let ys = self.conv1.forward_bn(xs, &self.bn1, true, train);
+        let ys = self.conv2.forward_bn(&ys, &self.bn2, false, train);
         let shortcut = match &self.downsample {
             Some(d) => d.forward_t(xs, train),
             None => xs.shallow_clone(),
@@ -123,9 +123,9 @@ impl Bottleneck {
 
 impl ModuleT for Bottleneck {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let ys = self.bn1.forward_t(&self.conv1.forward_t(xs, train), train).relu();
-        let ys = self.bn2.forward_t(&self.conv2.forward_t(&ys, train), train).relu();
-        let ys = self.bn3.forward_t(&self.conv3.forward_t(&ys, train), train);
+        let ys = self.conv1.forward_bn(xs, &self.bn1, true, train);
+        let ys = self.conv2.forward_bn(&ys, &self.bn2, true, train);
+        let ys = self.conv3.forward_bn(&ys, &self.bn3, false, train);
         let shortcut = match &self.downsample {
             Some(d) => d.forward_t(xs, train),
             None => xs.shallow_clone(),
@@ -159,7 +159,7 @@ pub struct ResNet {
 impl ResNet {
     /// Features before pooling: [b, c_in, h, w] -> [b, c_last, h/s, w/s].
     pub fn features(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut ys = self.bn1.forward_t(&self.conv1.forward_t(xs, train), train).relu();
+        let mut ys = self.conv1.forward_bn(xs, &self.bn1, true, train);
         if self.maxpool {
             ys = ys.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         }
@@ -168,7 +168,7 @@ impl ResNet {
 
     /// Outputs of the stem and of every stage, for detection / segmentation necks.
     pub fn stage_outputs(&self, xs: &Tensor, train: bool) -> Vec<Tensor> {
-        let mut ys = self.bn1.forward_t(&self.conv1.forward_t(xs, train), train).relu();
+        let mut ys = self.conv1.forward_bn(xs, &self.bn1, true, train);
         if self.maxpool {
             ys = ys.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         }

@@ -145,12 +145,7 @@ impl ConvBn {
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let ys = self.bn.forward_t(&self.conv.forward_t(xs, train), train);
-        if self.relu {
-            ys.relu()
-        } else {
-            ys
-        }
+        self.conv.forward_bn(xs, &self.bn, self.relu, train)
     }
 }
 
@@ -180,10 +175,10 @@ impl BasicBlock {
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let ys = self.bn1.forward_t(&self.conv1.forward_t(xs, train), train).relu();
-        let ys = self.bn2.forward_t(&self.conv2.forward_t(&ys, train), train);
+        let ys = self.conv1.forward_bn(xs, &self.bn1, true, train);
+        let ys = self.conv2.forward_bn(&ys, &self.bn2, false, train);
         let shortcut = match &self.downsample {
-            Some((conv, bn)) => bn.forward_t(&conv.forward_t(xs, train), train),
+            Some((conv, bn)) => conv.forward_bn(xs, bn, false, train),
             None => xs.shallow_clone(),
         };
         (ys + shortcut).relu()
@@ -228,7 +223,7 @@ impl Backbone {
 
     /// xs: [b, c_in, h, w] -> the four stage outputs [b, widths[k], h / 2^(k+1), w / 2^(k+1)].
     pub fn stage_outputs(&self, xs: &Tensor, train: bool) -> Vec<Tensor> {
-        let mut ys = self.bn1.forward_t(&self.conv1.forward_t(xs, train), train).relu();
+        let mut ys = self.conv1.forward_bn(xs, &self.bn1, true, train);
         let mut outs = Vec::with_capacity(self.stages.len());
         for stage in &self.stages {
             ys = stage.iter().fold(ys, |acc, b| b.forward_t(&acc, train));
