@@ -140,6 +140,8 @@ peer-check: build data $(VENV)/.gqcim-bench-ok
 # conventions (600 trials) against a plain-PyTorch replica of aihwkit's trial (400 trials; it
 # must reproduce the aihwkit trials of the two committed 100-trial tables exactly), then both
 # replicas of gqcim's trial checked against gqcim's own trials. About 20 minutes with -j2.
+# gqcim draws from libtorch's generator here (analog.random=libtorch), the stream the Python
+# replicas reproduce; by default it draws from its own counter-based one (device/normal.rs).
 TERMS_DIR ?= runs/peer-check-terms
 TERMS_RUN := --config configs/classify_fmnist.yaml --checkpoint $(REF_CKPT) --set threads=1 \
 	--set device=cpu --set data.test_limit=1000 --set seed=0
@@ -152,7 +154,7 @@ $(TERMS_DIR)/gqcim/results.json: $(TERMS_DIR)/quantize/results.json
 	nice -n 10 $(BIN) eval $(TERMS_RUN) --analog --trials 600 --set quant.method=gq --set quant.levels=8 \
 		--set analog.preset=pcm --set 'analog.t_inference=[1,86400,31536000]' \
 		--set analog.resplit_after_programming=true --set analog.calibration_inputs=one-hot \
-		--set analog.resplit_scale=programmed --run-dir $(TERMS_DIR)/gqcim
+		--set analog.resplit_scale=programmed --set analog.random=libtorch --run-dir $(TERMS_DIR)/gqcim
 $(TERMS_DIR)/aihwkit_chain.json: $(TERMS_DIR)/quantize/results.json | $(VENV)/.gqcim-bench-ok
 	nice -n 10 $(PY) $(TERMS_REPLICA) --variant aihwkit --trials 400 --require-match \
 		--check-against docs/peer_check_100_table.md:0 --check-against docs/peer_check_seed100_table.md:100 --out $@

@@ -587,3 +587,69 @@ fn read_noise_normals_are_standard_normal() {
     let (other, _) = normal_pairs(0x5EEE, 1000);
     assert!(corr(&other, &a[..1000]).abs() < 0.2, "another seed, another stream");
 }
+
+/// The programming draws (`randn_like`, `rand_like` of `device/normal.rs`, f32 on the CPU):
+/// standard normal and uniform on [0, 1) in mean, variance and Kolmogorov–Smirnov distance
+/// (uniform), shaped like their template, fixed by `tch::manual_seed`, and libtorch's own
+/// draws for other kinds.
+#[test]
+fn programming_draws_are_standard() {
+    use gqcim::device::normal::{rand_like, randn_like};
+    let _rng = rng_lock();
+    let t = Tensor::zeros([1001, 999], (Kind::Float, Device::Cpu));
+    let m = t.numel() as f64;
+    tch::manual_seed(4);
+    let z = randn_like(&t);
+    let u = rand_like(&t);
+    assert_eq!(z.size(), t.size());
+    let stat =
+        |x: &Tensor| (x.mean(Kind::Double).double_value(&[]), x.var(false).double_value(&[]));
+    let (zm, zv) = stat(&z);
+    assert!(zm.abs() < 5.0 / m.sqrt(), "normal mean {zm}");
+    assert!((zv - 1.0).abs() < 5.0 * 2f64.sqrt() / m.sqrt(), "normal variance {zv}");
+    let (um, uv) = stat(&u);
+    assert!((um - 0.5).abs() < 5.0 * (1.0 / 12f64).sqrt() / m.sqrt(), "uniform mean {um}");
+    assert!((uv - 1.0 / 12.0).abs() < 5.0 * (1.0 / 180f64).sqrt() / m.sqrt(), "uniform var {uv}");
+    let lo = u.min().double_value(&[]);
+    let hi = u.max().double_value(&[]);
+    assert!((0.0..1.0).contains(&lo) && hi < 1.0, "uniforms in [{lo}, {hi}]");
+    let mut v: Vec<f32> = Vec::try_from(u.flatten(0, -1)).unwrap();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let d = v
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (x as f64 - i as f64 / m).abs().max(((i + 1) as f64 / m - x as f64).abs()))
+        .fold(0.0, f64::max);
+    assert!(d < 1.95 / m.sqrt(), "uniform Kolmogorov-Smirnov distance {d}");
+    // The two halves of the normals (the pairs' first and second numbers) uncorrelated.
+    let flat = z.flatten(0, -1);
+    let half = (t.numel() / 2) as i64;
+    let c = (flat.narrow(0, 0, half) * flat.narrow(0, half, half)).mean(Kind::Double);
+    assert!(c.double_value(&[]).abs() < 5.0 / (half as f64).sqrt(), "pair correlation");
+    tch::manual_seed(4);
+    assert!(randn_like(&t).equal(&z), "manual_seed fixes the normals");
+    assert!(!randn_like(&t).equal(&z), "the next call draws new ones");
+    let d64 = Tensor::zeros([10], (Kind::Double, Device::Cpu));
+    assert_eq!(randn_like(&d64).kind(), Kind::Double, "other kinds: libtorch's draws");
+}
+
+/// `analog.random: libtorch` draws libtorch's own numbers (the stream the peer check's Python
+/// replicas reproduce); the default counter-based generator draws others from the same seed.
+#[test]
+fn random_source_libtorch_keeps_libtorchs_draws() {
+    use gqcim::config::{RandomSource, StuckAt};
+    let _rng = rng_lock();
+    let g = Tensor::rand([5000], (Kind::Float, Device::Cpu)) * 24.0 + 1.0;
+    let noise = ProgrammingNoise::Gaussian { sigma: 0.05 };
+    let base = DeviceModel::programming_only(1.0, 25.0, noise, StuckAt::default());
+    let torch = DeviceModel { random: RandomSource::Libtorch, ..base.clone() };
+    tch::manual_seed(2);
+    let want = (&g + g.randn_like() * (0.05 * 24.0)).clamp(1.0, 25.0);
+    tch::manual_seed(2);
+    assert!(torch.program(&g).equal(&want), "libtorch: the same draws as randn_like");
+    tch::manual_seed(2);
+    let counter = base.program(&g);
+    assert!(!counter.equal(&want), "counter: other draws");
+    let sd = |t: &Tensor| (t - &g).std(false).double_value(&[]);
+    assert!((sd(&counter) / sd(&want) - 1.0).abs() < 0.05, "counter: the same spread");
+}

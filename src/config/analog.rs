@@ -105,6 +105,19 @@ pub enum CalibrationInputs {
     OneHot,
 }
 
+/// Where the device model's random numbers come from on the CPU (elsewhere: libtorch's).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RandomSource {
+    /// gqcim's counter-based generator seeded from libtorch's (`device/normal.rs`): the
+    /// same distributions, drawn several times faster; the default.
+    #[default]
+    Counter,
+    /// libtorch's `randn` / `rand` as such: the draws of gqcim before 2026-12-03, which
+    /// `benches/peer_check_terms.py` replays in Python.
+    Libtorch,
+}
+
 /// Digital drift compensation calibrated on a held-out batch after programming.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -199,6 +212,9 @@ pub struct AnalogConfig {
     /// Time after programming (s) at which gq-noise's closed-form moments include drift and
     /// accumulated read noise; unset: programming noise and faults only.
     pub fit_time: Option<f64>,
+    /// counter (default) | libtorch: the generator of programming noise, faults, drift
+    /// exponents and Gaussian read noise on the CPU (`RandomSource`).
+    pub random: RandomSource,
 }
 
 impl Default for AnalogConfig {
@@ -229,6 +245,7 @@ impl Default for AnalogConfig {
             t_inference: Vec::new(),
             drift_compensation: None,
             fit_time: None,
+            random: RandomSource::Counter,
         }
     }
 }

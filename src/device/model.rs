@@ -9,8 +9,10 @@
 //! ICECS 2019) and `ReRamCMONoiseModel` (src/aihwkit/inference/noise/reram.py); the constants
 //! of the presets are cited in `presets.rs`.
 use super::fused::{self, Bounds, Faults, Sigma};
+use super::normal;
 use crate::config::{
-    AnalogConfig, Clip, Drift, DriftCompensation, LogLinear, ProgrammingNoise, ReadNoise, StuckAt,
+    AnalogConfig, Clip, Drift, DriftCompensation, LogLinear, ProgrammingNoise, RandomSource,
+    ReadNoise, StuckAt,
 };
 use crate::kernels::{applies, values, Passes};
 use tch::Tensor;
@@ -32,6 +34,8 @@ pub struct DeviceModel {
     /// Time after programming (s) at which `device_moments` includes drift and read noise;
     /// None: programming noise and faults only.
     pub t: Option<f64>,
+    /// The generator of the draws on the CPU (`RandomSource`).
+    pub random: RandomSource,
 }
 
 impl DeviceModel {
@@ -51,6 +55,7 @@ impl DeviceModel {
             read: ReadNoise::None,
             clip: Clip::Window,
             compensation: DriftCompensation::None,
+            random: RandomSource::Counter,
             t: None,
         }
     }
@@ -67,6 +72,7 @@ impl DeviceModel {
             clip: a.clip,
             compensation: a.compensation(),
             t: a.fit_time,
+            random: a.random,
         }
     }
 
@@ -152,14 +158,32 @@ impl DeviceModel {
 
     // ---- Sampling (tensors, µS) ----
 
+    /// Standard normals shaped like `g`, from the model's generator (`random`).
+    fn randn_like(&self, g: &Tensor) -> Tensor {
+        match self.random {
+            RandomSource::Counter => normal::randn_like(g),
+            RandomSource::Libtorch => g.randn_like(),
+        }
+    }
+
+    /// Uniforms in [0, 1) shaped like `g`, from the model's generator (`random`).
+    fn rand_like(&self, g: &Tensor) -> Tensor {
+        match self.random {
+            RandomSource::Counter => normal::rand_like(g),
+            RandomSource::Libtorch => g.rand_like(),
+        }
+    }
+
     /// Adds programming noise to target conductances, then clips.
     pub fn program(&self, g: &Tensor) -> Tensor {
         let noisy = match &self.noise {
             ProgrammingNoise::None => return g.shallow_clone(),
             ProgrammingNoise::Gaussian { sigma } => {
-                g + g.randn_like() * (sigma * (self.g_max - self.g_min))
+                g + self.randn_like(g) * (sigma * (self.g_max - self.g_min))
             }
-            ProgrammingNoise::Polynomial { coeffs } => g + g.randn_like() * poly_sigma(g, coeffs),
+            ProgrammingNoise::Polynomial { coeffs } => {
+                g + self.randn_like(g) * poly_sigma(g, coeffs)
+            }
         };
         self.clip_t(noisy)
     }
@@ -170,7 +194,7 @@ impl DeviceModel {
         if s.at_gmin == 0.0 && s.at_gmax == 0.0 {
             return g.shallow_clone();
         }
-        let u = g.rand_like();
+        let u = self.rand_like(g);
         let low = g.where_scalarother(&u.ge(s.at_gmin), self.g_min);
         if s.at_gmax == 0.0 {
             // (The usual case: skip the second mask, four passes over the devices.)
@@ -204,7 +228,11 @@ impl DeviceModel {
                 && (f.numel() == 1 || (f.numel() as i64 == columns && f.size()[0] == columns))
         };
         let fused = match self.read {
-            ReadNoise::Gaussian { sigma } if passes == Passes::FusedCpu => Some(sigma),
+            ReadNoise::Gaussian { sigma }
+                if passes == Passes::FusedCpu && self.random == RandomSource::Counter =>
+            {
+                Some(sigma)
+            }
             _ => None,
         };
         match fused {
@@ -230,7 +258,7 @@ impl DeviceModel {
         if passes == Passes::TensorOps || !applies(g) || self.noise == ProgrammingNoise::None {
             return self.stuck_at(&self.program(g));
         }
-        let z = g.randn_like();
+        let z = self.randn_like(g);
         let per_device;
         let sigma = match &self.noise {
             ProgrammingNoise::Polynomial { coeffs } => {
@@ -246,7 +274,10 @@ impl DeviceModel {
         let faults = (s.at_gmin != 0.0 || s.at_gmax != 0.0).then(|| {
             let high =
                 (s.at_gmax != 0.0).then_some(((s.at_gmin + s.at_gmax) as f32, self.g_max as f32));
-            (g.rand_like(), Faults { at_gmin: s.at_gmin as f32, g_min: self.g_min as f32, high })
+            (
+                self.rand_like(g),
+                Faults { at_gmin: s.at_gmin as f32, g_min: self.g_min as f32, high },
+            )
         });
         let faults = faults.as_ref().map(|(u, f)| (u, *f));
         fused::program_and_fault(g, &z, sigma, self.kernel_bounds(), faults)
@@ -269,7 +300,7 @@ impl DeviceModel {
     pub fn draw_nu_with(&self, g_target: &Tensor, passes: Passes) -> Option<Tensor> {
         match &self.drift {
             Drift::PowerLaw { nu_mean, nu_std, .. } => {
-                let z = g_target.randn_like();
+                let z = self.randn_like(g_target);
                 Some(if passes == Passes::FusedCpu && applies(&z) {
                     fused::scale_shift(&z, *nu_std as f32, *nu_mean as f32)
                 } else {
@@ -280,7 +311,7 @@ impl DeviceModel {
                 let l = (g_target.abs() / self.g_max).clamp_min(ZERO_CLIP).log();
                 let m = (&l * nu_mean.slope + nu_mean.intercept).clamp(nu_mean.min, nu_mean.max);
                 let s = (&l * nu_std.slope + nu_std.intercept).clamp(nu_std.min, nu_std.max);
-                let nu = m + s * g_target.randn_like();
+                let nu = m + s * self.randn_like(g_target);
                 Some(if *fold { nu.abs() } else { nu })
             }
             _ => None,

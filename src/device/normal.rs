@@ -1,18 +1,22 @@
-//! Standard normal draws for the read noise, generated inside the CPU kernel that uses them.
+//! The device model's random numbers on the CPU: standard normals and uniforms from a
+//! counter-based generator, seeded from libtorch's.
 //!
-//! Why not libtorch's `randn`: on the CPU it draws every uniform from a scalar Mersenne
-//! twister and transforms them with scalar log, sin and cos, about 7 ns a number, and a
-//! periphery trial draws two per weight on every forward pass (5.4 M per 1,000 images for
-//! ResNet-20 at batch 100: some 40 ms, more than the layers' ADC passes). Here a
-//! counter-based generator gives each weight 64 random bits (the SplitMix64 finaliser of
-//! seed + golden-ratio multiple of its index, Steele, Lea & Flood 2014) and Box–Muller turns
-//! them into the pair (z⁺, z⁻) of its two devices, with polynomial log, sin and cos, in a
-//! loop the compiler vectorises. The seed is one draw from libtorch's generator per read, so
-//! `tch::manual_seed` still fixes every draw.
+//! Why not libtorch's `randn` / `rand`: on the CPU they draw every number from a scalar
+//! Mersenne twister (and `randn` transforms with scalar log, sin and cos), about 7 ns a
+//! normal and 3 ns a uniform. A periphery trial draws two normals per weight on every
+//! forward pass (5.4 M per 1,000 images for ResNet-20 at batch 100: some 40 ms, more than
+//! the layers' ADC passes), and programming a trial draws a normal, a uniform and a normal
+//! per device (67 M for ResNet-18: a quarter of a second, half of programming it). Here each
+//! counter gets 64 random bits (the SplitMix64 finaliser of seed + golden-ratio multiple of
+//! the counter, Steele, Lea & Flood 2014), which Box–Muller with polynomial log, sin and cos
+//! turns into two normals, or which give a uniform, in loops the compiler vectorises. The
+//! seed is one draw from libtorch's generator per call, so `tch::manual_seed` still fixes
+//! every draw; tensors off the CPU, and `analog.random: libtorch`, use libtorch's own draws.
 //!
 //! Accuracy: 24-bit uniforms as in libtorch (|z| up to 5.9, a truncation with probability
 //! 4·10⁻⁹); log, sin and cos within 10⁻⁷ relative (series remainders below). The tests check
 //! the moments, tails, independence and the Kolmogorov–Smirnov distance to Φ.
+use crate::kernels::{multiversion, values_mut};
 use std::f32::consts::{FRAC_PI_2, LN_2, SQRT_2};
 use tch::{Device, Kind, Tensor};
 
@@ -95,8 +99,64 @@ fn sin_cos_turns(u: f32) -> (f32, f32) {
     (sin, cos)
 }
 
+/// A uniform in [0, 1) (24 bits, as libtorch's float `rand`) of counter `i` under `seed`.
+#[inline(always)]
+fn uniform(seed: u64, i: u64) -> f32 {
+    let bits = mix64(seed.wrapping_add(i.wrapping_mul(GOLDEN)));
+    (((bits >> 40) as u32) as i32 as f32) * (1.0 / 16_777_216.0)
+}
+
 /// `n` pairs of standard normals under `seed` (counters 0..n), as the read kernel draws
 /// them: for tests and for anyone who wants the draws of a read.
 pub fn normal_pairs(seed: u64, n: usize) -> (Vec<f32>, Vec<f32>) {
     (0..n as u64).map(|i| normal_pair(seed, i)).unzip()
+}
+
+/// Whether `t` gets its draws here: f32 on the CPU (anything else: libtorch's generator).
+fn drawn_here(t: &Tensor) -> bool {
+    t.device() == Device::Cpu && t.kind() == Kind::Float
+}
+
+/// Standard normals shaped like `t`: `t.randn_like()`, from this generator on the CPU. The
+/// pair of counter j fills elements j and j + ⌈n/2⌉.
+pub fn randn_like(t: &Tensor) -> Tensor {
+    if !drawn_here(t) {
+        return t.randn_like();
+    }
+    let out = Tensor::empty(t.size().as_slice(), (Kind::Float, Device::Cpu));
+    fill_normal(values_mut(&out), draw_seed());
+    out
+}
+
+/// Uniforms in [0, 1) shaped like `t`: `t.rand_like()`, from this generator on the CPU.
+pub fn rand_like(t: &Tensor) -> Tensor {
+    if !drawn_here(t) {
+        return t.rand_like();
+    }
+    let out = Tensor::empty(t.size().as_slice(), (Kind::Float, Device::Cpu));
+    fill_uniform(values_mut(&out), draw_seed());
+    out
+}
+
+multiversion!(fill_normal(out: &mut [f32], seed: u64) = fill_normal_kernel);
+
+#[inline(always)]
+fn fill_normal_kernel(out: &mut [f32], seed: u64) {
+    let half = out.len().div_ceil(2);
+    let (first, second) = out.split_at_mut(half);
+    for (j, (a, b)) in first.iter_mut().zip(second.iter_mut()).enumerate() {
+        (*a, *b) = normal_pair(seed, j as u64);
+    }
+    if first.len() > second.len() {
+        first[half - 1] = normal_pair(seed, (half - 1) as u64).0;
+    }
+}
+
+multiversion!(fill_uniform(out: &mut [f32], seed: u64) = fill_uniform_kernel);
+
+#[inline(always)]
+fn fill_uniform_kernel(out: &mut [f32], seed: u64) {
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = uniform(seed, i as u64);
+    }
 }
