@@ -190,7 +190,7 @@ $(LIGHTNING_VENV)/.gqcim-ok:
 	touch $@
 
 # Benchmarks: gqcim against PyTorch eager, IBM aihwkit (1.1.0 in the project venv, 1.2.0),
-# aihwkit-lightning and scikit-learn, ratios from one run (benches/results/<machine>-<date>.json).
+# aihwkit-lightning and scikit-learn, ratios from one run (benches/results/<machine>-<date>-<commit>.json).
 bench: build data $(VENV)/.gqcim-bench-ok $(AIHWKIT12_VENV)/.gqcim-ok $(LIGHTNING_VENV)/.gqcim-ok
 	$(BIN) bench --python $(PY) --checkpoint $(REF_CKPT) --threads 1 \
 		--aihwkit12-python $(AIHWKIT12_VENV)/bin/python --lightning-python $(LIGHTNING_VENV)/bin/python

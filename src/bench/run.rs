@@ -240,7 +240,14 @@ pub fn bench_command(o: &BenchOptions) -> Result<Value> {
         .collect::<Vec<_>>());
     std::fs::create_dir_all(&o.out_dir)
         .map_err(|e| crate::error::file_err(&o.out_dir, "create the folder", e))?;
-    let path = o.out_dir.join(format!("{}-{}.json", o.machine, &crate::run::timestamp()[..8]));
+    // The commit in the name, so that runs of different code on one day keep their files.
+    let commit = crate::run::git_commit();
+    let short = match commit.strip_suffix("-dirty") {
+        Some(c) => format!("{}-dirty", &c[..c.len().min(7)]),
+        None => commit[..commit.len().min(7)].to_string(),
+    };
+    let date = &crate::run::timestamp()[..8];
+    let path = o.out_dir.join(format!("{}-{date}-{short}.json", o.machine));
     write_json_atomic(&path, &out)?;
     println!("\n| measure | result | target |\n| --- | --- | --- |");
     for (a, b, c) in &table {
