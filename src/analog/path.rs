@@ -178,9 +178,7 @@ impl AnalogPath {
             _ => self.effective.shallow_clone(),
         }
     }
-}
 
-impl AnalogPath {
     /// Whether the layer runs through the periphery (DAC, per-tile ADC, output noise).
     fn has_periphery(&self) -> bool {
         !self.cfg.dac.is_ideal() || !self.cfg.adc.is_ideal() || self.cfg.output_noise > 0.0
