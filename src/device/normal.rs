@@ -120,21 +120,22 @@ fn drawn_here(t: &Tensor) -> bool {
 /// Standard normals shaped like `t`: `t.randn_like()`, from this generator on the CPU. The
 /// pair of counter j fills elements j and j + ⌈n/2⌉.
 pub fn randn_like(t: &Tensor) -> Tensor {
-    if !drawn_here(t) {
-        return t.randn_like();
-    }
-    let out = Tensor::empty(t.size().as_slice(), (Kind::Float, Device::Cpu));
-    fill_normal(values_mut(&out), draw_seed());
-    out
+    drawn_like(t, fill_normal, Tensor::randn_like)
 }
 
 /// Uniforms in [0, 1) shaped like `t`: `t.rand_like()`, from this generator on the CPU.
 pub fn rand_like(t: &Tensor) -> Tensor {
+    drawn_like(t, fill_uniform, Tensor::rand_like)
+}
+
+/// A new tensor shaped like `t` filled by `fill` under a fresh seed where `drawn_here`,
+/// else libtorch's `elsewhere(t)`.
+fn drawn_like(t: &Tensor, fill: fn(&mut [f32], u64), elsewhere: fn(&Tensor) -> Tensor) -> Tensor {
     if !drawn_here(t) {
-        return t.rand_like();
+        return elsewhere(t);
     }
     let out = Tensor::empty(t.size().as_slice(), (Kind::Float, Device::Cpu));
-    fill_uniform(values_mut(&out), draw_seed());
+    fill(values_mut(&out), draw_seed());
     out
 }
 
