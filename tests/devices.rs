@@ -4,6 +4,7 @@
 //! named errors.
 mod common;
 use common::*;
+use gqcim::analog::device::{compensation_readout, Calibration};
 use gqcim::analog::path::AnalogPath;
 use gqcim::config::{AnalogConfig, Config, Drift, DriftCompensation, ProgrammingNoise, ReadNoise};
 use gqcim::device::fit::{fit, read_csv, FitOptions, Measurement};
@@ -199,7 +200,7 @@ fn one_hot_calibration_compensates_by_mean_absolute_weight() {
     a.calibration_inputs = gqcim::config::CalibrationInputs::OneHot;
     a.t_inference = vec![0.0];
     let mut p = AnalogPath::new(w.shallow_clone(), "fp32".into(), &a);
-    p.program(Some(&Tensor::eye(40, (Kind::Float, Device::Cpu))));
+    p.program(Some(&Calibration::OneHot));
     let weight = |p: &AnalogPath| (&p.programmed.g_pos - &p.programmed.g_neg) * &p.programmed.alpha;
     let mean_abs = |t: &Tensor| t.abs().mean(Kind::Double).double_value(&[]);
     let fresh = mean_abs(&weight(&p));
@@ -210,13 +211,60 @@ fn one_hot_calibration_compensates_by_mean_absolute_weight() {
     assert!(rel(gdc, fresh / drifted) < 1e-4, "gdc {gdc} vs {}", fresh / drifted);
 }
 
+/// The one-hot read-out without the identity matmul gives the same bits as multiplying by
+/// the identity (aihwkit's read-out, and gqcim's before the shortcut), global and per
+/// column; and a trial read at several times keeps its baseline.
+#[test]
+fn one_hot_readout_equals_the_identity_matmul() {
+    let _rng = rng_lock();
+    tch::manual_seed(22);
+    for shape in [vec![16i64, 40], vec![32, 8, 3, 3], vec![5, 1, 1, 1]] {
+        let w = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)) * 0.05;
+        let fan_in: i64 = shape[1..].iter().product();
+        let eye = Calibration::Inputs(Tensor::eye(fan_in, (Kind::Float, Device::Cpu)));
+        for mode in [DriftCompensation::Global, DriftCompensation::PerColumn] {
+            let fast = compensation_readout(mode, &w, &Calibration::OneHot);
+            let slow = compensation_readout(mode, &w, &eye);
+            assert_eq!(fast.size(), slow.size(), "{mode:?} {shape:?}");
+            assert!(fast.equal(&slow), "{mode:?} {shape:?}: {fast:?} vs {slow:?}");
+            let expected = match mode {
+                DriftCompensation::PerColumn => {
+                    w.reshape([shape[0], -1]).abs().sum_dim_intlist(1, false, Kind::Double)
+                }
+                _ => w.abs().sum(Kind::Double),
+            };
+            let d = (fast.to_kind(Kind::Double) - &expected).abs().max().double_value(&[]);
+            assert!(d < 1e-5, "{mode:?} {shape:?}: Σ|w| off by {d}");
+        }
+    }
+    // Several read times: each time's gdc is the one a trial read only at that time gets.
+    let w = Tensor::randn([16, 40], (Kind::Float, Device::Cpu)) * 0.05;
+    let mut a = analog_of("pcm");
+    a.read_noise = ReadNoise::None;
+    a.drift_compensation = Some(DriftCompensation::PerColumn);
+    let cal = Calibration::Inputs(Tensor::randn([64, 40], (Kind::Float, Device::Cpu)));
+    let gdc_at = |times: &[f64]| {
+        tch::manual_seed(5);
+        let mut p = AnalogPath::new(w.shallow_clone(), "fp32".into(), &a);
+        p.program(Some(&cal));
+        for &t in times {
+            p.set_time(Some(t));
+        }
+        p.gdc.shallow_clone()
+    };
+    let once = gdc_at(&[86_400.0]);
+    let after_others = gdc_at(&[1.0, 3_600.0, 86_400.0]);
+    assert!(once.equal(&after_others), "{once:?} vs {after_others:?}");
+    assert!(once.mean(Kind::Double).double_value(&[]) > 1.01, "PCM drift needs compensation");
+}
+
 #[test]
 fn drift_compensation_restores_the_output_scale_at_one_day() {
     let _rng = rng_lock();
     tch::manual_seed(15);
     let w = Tensor::randn([64, 256], (Kind::Float, Device::Cpu)) * 0.05;
     let held_out = Tensor::randn([512, 256], (Kind::Float, Device::Cpu));
-    let calibration = Tensor::randn([256, 256], (Kind::Float, Device::Cpu));
+    let calibration = Calibration::Inputs(Tensor::randn([256, 256], (Kind::Float, Device::Cpu)));
     for mode in [DriftCompensation::Global, DriftCompensation::PerColumn] {
         let mut a = analog_of("pcm");
         a.read_noise = ReadNoise::None;

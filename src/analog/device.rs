@@ -81,40 +81,71 @@ pub fn read_noise(g: &Tensor, sigma: f64, g_min: f64, g_max: f64) -> Tensor {
     m.read_fresh(g)
 }
 
-/// Drift compensation of `mode`: one scale per layer (global) or per output column such
-/// that the mean |output| of the drifted crossbar on calibration inputs equals that of the
-/// freshly programmed one (aihwkit compensation/drift.py reads out with one-hot inputs;
-/// gqcim with a held-out Gaussian batch). Returns a scalar or a [c_out, 1, ...] tensor.
-pub fn compensation_scale(
-    mode: DriftCompensation,
-    w0: &Tensor,
-    wt: &Tensor,
-    calibration: &Tensor,
-) -> Tensor {
-    match mode {
-        DriftCompensation::None => Tensor::ones([], (Kind::Float, wt.device())),
-        DriftCompensation::Global => drift_compensation(w0, wt, calibration),
-        DriftCompensation::PerColumn => {
-            let c = w0.size()[0];
-            let y0 = calibration.matmul(&w0.reshape([c, -1]).tr());
-            let yt = calibration.matmul(&wt.reshape([c, -1]).tr());
-            let num = y0.abs().sum_dim_intlist(0, false, Kind::Float);
-            let den = yt.abs().sum_dim_intlist(0, false, Kind::Float).clamp_min(1e-30);
-            let mut shape = vec![c];
-            shape.extend(std::iter::repeat_n(1, w0.dim() - 1));
-            (num / den).reshape(shape.as_slice())
+/// The inputs a drift compensation reads a layer's crossbar with
+/// (`analog.calibration_inputs`), held for the whole trial.
+#[derive(Debug)]
+pub enum Calibration {
+    /// A held-out batch of input vectors, [n, fan_in] (gqcim's default: Gaussian).
+    Inputs(Tensor),
+    /// Every unit vector once, as aihwkit's compensation reads out (compensation/drift.py).
+    /// Its outputs are the transposed weights themselves, so no identity matrix is built
+    /// and no matmul runs: the read-out of a fan-in of 4,608 (ResNet-18's widest layer)
+    /// would otherwise multiply by an 85 MB identity, 11 G multiply-adds per read-out.
+    OneHot,
+}
+
+impl Calibration {
+    pub fn shallow_clone(&self) -> Calibration {
+        match self {
+            Calibration::Inputs(t) => Calibration::Inputs(t.shallow_clone()),
+            Calibration::OneHot => Calibration::OneHot,
+        }
+    }
+
+    /// The crossbar's outputs for the calibration inputs, [n, c_out], with the weights `w`
+    /// ([c_out, fan_in...]). One-hot: eye · wᵀ = wᵀ exactly (each output is one weight
+    /// times 1 plus zeros), laid out as the matmul's result would be, so the sums over it
+    /// add in the same order.
+    fn outputs(&self, w: &Tensor) -> Tensor {
+        let c = w.size()[0];
+        let rows = w.reshape([c, -1]);
+        match self {
+            Calibration::Inputs(x) => x.matmul(&rows.tr()),
+            Calibration::OneHot => rows.tr().contiguous(),
         }
     }
 }
 
-/// Global drift compensation: one scale per layer such that the mean |output| of the
-/// drifted crossbar on calibration inputs equals that of the freshly programmed one.
-/// w0, wt: [c_out, fan_in...]; calibration: [n, fan_in] inputs.
-pub fn drift_compensation(w0: &Tensor, wt: &Tensor, calibration: &Tensor) -> Tensor {
-    let c = w0.size()[0];
-    let y0 = calibration.matmul(&w0.reshape([c, -1]).tr());
-    let yt = calibration.matmul(&wt.reshape([c, -1]).tr());
-    let num = y0.abs().sum(Kind::Float);
-    let den = yt.abs().sum(Kind::Float).clamp_min(1e-30);
-    num / den
+/// The drift compensation's read-out of a layer with weights `w`: Σ |outputs| on the
+/// calibration inputs, over everything (global) or per output column ([c_out]). A trial
+/// reads its freshly programmed crossbar once (the baseline) and the drifted one at every
+/// time after programming.
+pub fn compensation_readout(mode: DriftCompensation, w: &Tensor, cal: &Calibration) -> Tensor {
+    match mode {
+        DriftCompensation::None => Tensor::ones([], (Kind::Float, w.device())),
+        DriftCompensation::Global => cal.outputs(w).abs().sum(Kind::Float),
+        DriftCompensation::PerColumn => cal.outputs(w).abs().sum_dim_intlist(0, false, Kind::Float),
+    }
+}
+
+/// Drift compensation of `mode`: one scale per layer (global) or per output column such
+/// that the mean |output| of the drifted crossbar (weights `wt`) on the calibration inputs
+/// equals that of the freshly programmed one, whose read-out is `baseline`
+/// (`compensation_readout`). Returns a scalar or a [c_out, 1, ...] tensor.
+pub fn compensation_scale(
+    mode: DriftCompensation,
+    baseline: &Tensor,
+    wt: &Tensor,
+    cal: &Calibration,
+) -> Tensor {
+    let den = compensation_readout(mode, wt, cal);
+    match mode {
+        DriftCompensation::None => den,
+        DriftCompensation::Global => baseline / den.clamp_min(1e-30),
+        DriftCompensation::PerColumn => {
+            let mut shape = vec![wt.size()[0]];
+            shape.extend(std::iter::repeat_n(1, wt.dim() - 1));
+            (baseline / den.clamp_min(1e-30)).reshape(shape.as_slice())
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Monte-Carlo evaluation on the crossbar: every layer is programmed once per trial
 //! (seeded), the effective weights are built once per trial, and the whole test set is
 //! evaluated; statistics over trials with a Student-t 95% confidence interval.
+use super::device::Calibration;
 use super::path::AnalogPath;
 use crate::config::{AnalogConfig, CalibrationInputs};
 use crate::error::{invalid, Result};
@@ -42,10 +43,11 @@ pub fn program_layers(
         let fan_in = l.spec.weight.size()[1..].iter().product::<i64>();
         let device = l.spec.weight.device();
         let calibration = tch::no_grad(|| match cfg.calibration_inputs {
-            CalibrationInputs::Gaussian => {
-                Tensor::randn([cfg.calibration_samples, fan_in], (Kind::Float, device))
-            }
-            CalibrationInputs::OneHot => Tensor::eye(fan_in, (Kind::Float, device)),
+            CalibrationInputs::Gaussian => Calibration::Inputs(Tensor::randn(
+                [cfg.calibration_samples, fan_in],
+                (Kind::Float, device),
+            )),
+            CalibrationInputs::OneHot => Calibration::OneHot,
         });
         let mut done = false;
         l.with_path(|p| {

@@ -2,7 +2,8 @@
 //! to differential conductance pairs, programmed once per Monte-Carlo trial with the
 //! configured variation, and read back on every forward pass.
 use super::device::{
-    compensation_scale, map_to_pairs, program_noise, stuck_at, weight_bound, PairMap,
+    compensation_readout, compensation_scale, map_to_pairs, program_noise, stuck_at, weight_bound,
+    Calibration, PairMap,
 };
 use super::periphery::forward_with_periphery;
 use super::writeverify::{program_pairs, single_shot_pulses, ProgramStats};
@@ -35,8 +36,10 @@ pub struct AnalogPath {
     fresh: PairMap,
     /// Drift exponents of G+ and G− drawn at programming (power-law drifts).
     nu: Option<(Tensor, Tensor)>,
-    /// The held-out calibration batch of this trial (drift compensation).
-    calibration: Option<Tensor>,
+    /// The calibration inputs of this trial (drift compensation) and the read-out of the
+    /// freshly programmed crossbar on them (computed once per trial, not at every time).
+    calibration: Option<Calibration>,
+    baseline: Option<Tensor>,
     /// Seconds after programming of the current read (None: the drift's own time).
     pub t_inference: Option<f64>,
     /// Drift compensation factor: scalar, or [c_out, 1, ...] per column (1 without).
@@ -76,6 +79,7 @@ impl AnalogPath {
             programmed: ideal,
             nu: None,
             calibration: None,
+            baseline: None,
             t_inference: None,
             gdc,
             effective,
@@ -97,7 +101,7 @@ impl AnalogPath {
     /// `analog.t_inference` (or the drift's own time). Order: ideal map, programming noise
     /// (or write-verify, which replaces it), stuck-at faults, drift exponents; clipping after
     /// each perturbation.
-    pub fn program(&mut self, calibration: Option<&Tensor>) {
+    pub fn program(&mut self, calibration: Option<&Calibration>) {
         tch::no_grad(|| {
             let c = &self.cfg;
             let d = &self.device;
@@ -135,8 +139,13 @@ impl AnalogPath {
                 (Some(p), Some(n)) => Some((p, n)),
                 _ => None,
             };
+            let mode = c.compensation();
+            self.baseline = match (mode, calibration) {
+                (DriftCompensation::None, _) | (_, None) => None,
+                (mode, Some(cal)) => Some(compensation_readout(mode, &prog.weight(), cal)),
+            };
             self.fresh = prog;
-            self.calibration = calibration.map(|t| t.shallow_clone());
+            self.calibration = calibration.map(|c| c.shallow_clone());
         });
         self.set_time(self.cfg.t_inference.first().copied());
     }
@@ -156,11 +165,11 @@ impl AnalogPath {
                 alpha: self.fresh.alpha.shallow_clone(),
             };
             let w_t = drifted.weight();
-            self.gdc = match (self.cfg.compensation(), &self.calibration) {
-                (DriftCompensation::None, _) | (_, None) => {
+            self.gdc = match (self.cfg.compensation(), &self.calibration, &self.baseline) {
+                (DriftCompensation::None, _, _) | (_, None, _) | (_, _, None) => {
                     Tensor::ones([], (Kind::Float, w_t.device()))
                 }
-                (mode, Some(cal)) => compensation_scale(mode, &self.fresh.weight(), &w_t, cal),
+                (mode, Some(cal), Some(base)) => compensation_scale(mode, base, &w_t, cal),
             };
             self.effective = &w_t * &self.gdc;
             self.programmed = drifted;
