@@ -2,11 +2,15 @@
 //! equivalence with the digital quantized network, training-mode guard and config errors.
 mod common;
 use common::*;
-use gqcim::analog::device::{drift, map_to_pairs, program_noise, read_noise, stuck_at};
+use gqcim::analog::device::{
+    drift, map_to_pairs, program_noise, read_noise, stuck_at, Calibration,
+};
 use gqcim::analog::montecarlo::program_trial;
 use gqcim::analog::path::AnalogPath;
+use gqcim::analog::tiling::row_tiles;
 use gqcim::config::{
     AnalogConfig, Converter, Drift, ModelConfig, ProgrammingNoise, QuantConfig, ReadNoise, StuckAt,
+    TileSplit,
 };
 use gqcim::deploy::deploy_analog;
 use gqcim::nets::build_classifier;
@@ -157,7 +161,7 @@ fn drift_compensation_restores_the_output_scale() {
         Drift::PowerLaw { nu_mean: 0.06, nu_std: 0.03, t0: 1.0, t: 86_400.0, compensation: true };
     let cfg = AnalogConfig { drift, ..Default::default() };
     tch::manual_seed(9);
-    let cal = Tensor::randn([256, fan_in], (Kind::Float, Device::Cpu));
+    let cal = Calibration::Inputs(Tensor::randn([256, fan_in], (Kind::Float, Device::Cpu)));
     let held_out = Tensor::randn([256, fan_in], (Kind::Float, Device::Cpu)); // not used to calibrate
     let mut path = AnalogPath::new(target.shallow_clone(), "gq-8".into(), &cfg);
     path.program(Some(&cal));
@@ -169,6 +173,63 @@ fn drift_compensation_restores_the_output_scale() {
     let raw = scale(&(path.programmed.weight()));
     assert!(raw / fresh < 0.7, "drift should shrink the output noticeably: {raw} vs {fresh}");
     assert!((compensated / fresh - 1.0).abs() < 0.02, "compensated {compensated} vs fresh {fresh}");
+}
+
+/// The tile splits: balanced as aihwkit's `TileModuleArray.get_split_sizes` (the expected
+/// sizes below were printed by aihwkit 1.1.0's own function), by whole channels as gqcim
+/// split before; and the periphery, the cost model and the export use the same tiles.
+#[test]
+fn tile_splits_follow_aihwkit_or_whole_channels() {
+    use gqcim::analog::tiling::{layer_spans, TileSpan};
+    let sizes = |rows, taps, tile, split| -> Vec<i64> {
+        let tiles = row_tiles(rows, taps, tile, split);
+        // Contiguous, covering every row once, none above the tile size (but one channel).
+        let mut next = 0;
+        for &(start, len) in &tiles {
+            assert_eq!(start, next, "{rows} rows, tile {tile}, {split:?}: {tiles:?}");
+            assert!(len > 0 && (len <= tile || len == taps), "{tiles:?}");
+            next += len;
+        }
+        assert_eq!(next, rows, "{tiles:?}");
+        tiles.iter().map(|t| t.1).collect()
+    };
+    let aihwkit = [
+        (288, 256, vec![144, 144]),
+        (576, 256, vec![192, 192, 192]),
+        (1152, 256, vec![231, 231, 230, 230, 230]),
+        (4608, 256, vec![256; 18]),
+        (100, 30, vec![25, 25, 25, 25]),
+        (101, 30, vec![26, 25, 25, 25]),
+        (432, 90, vec![87, 87, 86, 86, 86]),
+        (8, 2, vec![2, 2, 2, 2]),
+        (7, 256, vec![7]),
+    ];
+    for (rows, tile, want) in aihwkit {
+        assert_eq!(sizes(rows, 9, tile, TileSplit::Balanced), want, "{rows} rows, tile {tile}");
+    }
+    let channels = [
+        (288, 9, 256, vec![252, 36]),
+        (576, 9, 256, vec![252, 252, 72]),
+        (432, 9, 90, vec![90, 90, 90, 90, 72]),
+        (300, 1, 128, vec![128, 128, 44]),
+        (50, 25, 10, vec![25, 25]),
+    ];
+    for (rows, taps, tile, want) in channels {
+        assert_eq!(sizes(rows, taps, tile, TileSplit::Channels), want, "{rows} rows, tile {tile}");
+    }
+    // A balanced tile's channels: 576 rows of a 64-channel 3x3 conv in 3 x 192 rows cut
+    // channels 21 and 42 (192 = 21 channels + 3 taps).
+    let spans = layer_spans(64, 9, 256, TileSplit::Balanced);
+    assert_eq!(
+        spans,
+        vec![
+            TileSpan { rows: (0, 192), channels: (0, 22), partial: true },
+            TileSpan { rows: (192, 192), channels: (21, 22), partial: true },
+            TileSpan { rows: (384, 192), channels: (42, 22), partial: true },
+        ]
+    );
+    let spans = layer_spans(32, 9, 256, TileSplit::Balanced);
+    assert!(spans.iter().all(|t| !t.partial && t.channels.1 == 16), "{spans:?}");
 }
 
 #[test]
@@ -222,13 +283,14 @@ fn bad_analog_configs_give_clear_errors() {
     let cfg = d.path().join("c.yaml");
     std::fs::write(&cfg, "seed: 1\n").unwrap();
     let c = cfg.to_str().unwrap();
-    let cases: [(&str, &[&str]); 6] = [
+    let cases: [(&str, &[&str]); 7] = [
         ("analog.g_min=30", &["analog.g_min", "g_min < g_max", "30"]),
         ("analog.programming_noise={type: gaussian, sigma: -0.1}", &["analog.programming_noise.sigma", "-0.1"]),
         ("analog.stuck_at={at_gmin: 0.7, at_gmax: 0.5}", &["analog.stuck_at", "sum to 1.2"]),
         ("analog.adc={type: uniform, bits: 0, range: 12}", &["analog.adc.bits", "[1, 24]", "got 0"]),
         ("analog.read_noise={type: gausian, sigma: 0.1}", &["unknown value `gausian`", "did you mean `gaussian`"]),
         ("analog.drift={type: power-law, nu_mean: 0.05, nu_std: 0.01, t0: 10, t: 1, compensation: true}", &["analog.drift.t", "t0 <= t"]),
+        ("analog.tile_split=balance", &["analog.tile_split", "balance", "balanced"]),
     ];
     for (set, needles) in cases {
         let o = run_gqcim(&[
@@ -280,12 +342,17 @@ fn export_writes_tiles_and_level_table() {
         serde_json::from_str(&std::fs::read_to_string(out.join("index.json")).unwrap()).unwrap();
     let l = &index["layers"]["layer3.0.conv2"];
     assert_eq!(l["crossbar_shape"], serde_json::json!([576, 64]));
-    // 576 rows / 128 = 5 tile rows (last one 64), 64 cols / 32 = 2 tile cols.
-    assert_eq!(l["tiles"].as_array().unwrap().len(), 10);
+    // 576 rows in tiles of at most 128, split as the periphery splits them: 14 whole
+    // channels (126 rows) per tile, 5 tile rows (the last 72); 64 cols / 32 = 2 tile cols.
+    let tiles = l["tiles"].as_array().unwrap();
+    assert_eq!(tiles.len(), 10);
+    let rows: Vec<_> = tiles.iter().step_by(2).map(|t| t["rows"].clone()).collect();
+    let want = [[0, 126], [126, 252], [252, 378], [378, 504], [504, 576]];
+    assert_eq!(rows, want.iter().map(|r| serde_json::json!(r)).collect::<Vec<_>>());
     assert_eq!(l["levels"].as_array().unwrap().len(), 4);
     let tensors = gqcim::checkpoint::read_tensors(&out.join("conductances.safetensors")).unwrap();
     let t = &tensors["layer3.0.conv2/g_pos/r4_c1"];
-    assert_eq!(t.size(), vec![64, 32]);
+    assert_eq!(t.size(), vec![72, 32]);
     assert!(t.min().double_value(&[]) >= 1.0 && t.max().double_value(&[]) <= 25.0);
 }
 
@@ -338,25 +405,30 @@ fn periphery_reference(
         let steps = ((1u64 << (bits - 1)) - 1).max(1) as f64;
         xn = ((&xn / range).clamp(-1.0, 1.0) * steps).round() / steps * range;
     }
+    // The crossbar view: the input unfolded into rows ((channel, ky, kx) taps of each
+    // output position, as aihwkit's AnalogConv2d does on the CPU), each tile's rows times
+    // its slice of the weight matrix.
     let wn = w / w_max;
-    let c_in = xs.size()[1];
-    let per_tile = gqcim::analog::periphery::channels_per_tile(layer, cfg.tile_rows);
+    let c_out = w.size()[0];
+    let w_rows = wn.reshape([c_out, -1]);
+    let taps: i64 = w.size()[2..].iter().product::<i64>().max(1);
+    let (cols, out_shape) = match layer.op {
+        LayerOp::Conv2d { stride, padding, dilation, groups } => {
+            assert_eq!(groups, 1, "the reference unfolds ungrouped convs only");
+            let (kh, kw) = (w.size()[2], w.size()[3]);
+            let cols =
+                xn.im2col([kh, kw], [dilation, dilation], [padding, padding], [stride, stride]);
+            let out = |d: i64, k: i64| (d + 2 * padding - dilation * (k - 1) - 1) / stride + 1;
+            let shape = vec![xs.size()[0], c_out, out(xs.size()[2], kh), out(xs.size()[3], kw)];
+            (cols, shape)
+        }
+        LayerOp::Linear => (xn.unsqueeze(-1), vec![xs.size()[0], c_out]),
+    };
+    let rows = w_rows.size()[1];
     let mut total: Option<Tensor> = None;
-    let mut start = 0;
-    while start < c_in {
-        let len = per_tile.min(c_in - start);
-        let (x_t, w_t) = (xn.narrow(1, start, len), wn.narrow(1, start, len));
-        let mut y = match layer.op {
-            LayerOp::Conv2d { stride, padding, dilation, groups } => x_t.conv2d(
-                &w_t,
-                None::<Tensor>,
-                [stride, stride],
-                [padding, padding],
-                [dilation, dilation],
-                groups,
-            ),
-            LayerOp::Linear => x_t.linear(&w_t, None::<Tensor>),
-        };
+    for (start, len) in row_tiles(rows, taps, cfg.tile_rows, cfg.tile_split) {
+        let y = w_rows.narrow(1, start, len).matmul(&cols.narrow(1, start, len));
+        let mut y = y.reshape(out_shape.as_slice());
         if cfg.output_noise > 0.0 {
             y = &y + y.randn_like() * cfg.output_noise;
         }
@@ -368,7 +440,6 @@ fn periphery_reference(
             Some(t) => t + y,
             None => y,
         });
-        start += len;
     }
     let c = w.size()[0];
     let col: Vec<i64> = if xs.dim() == 4 { vec![1, c, 1, 1] } else { vec![1, c] };
@@ -418,13 +489,19 @@ fn fused_periphery_matches_the_plain_formulas() {
         ("fc", vec![64, 300], 128, uniform(8, 1.0), uniform(8, 5.0), 0.0, false),
         ("fc", vec![64, 300], 100, uniform(4, 1.0), uniform(10, 5.0), 0.01, true),
     ];
-    for (name, shape, tile_rows, dac, adc, output_noise, per_column) in cases {
+    // Both tile splits: 432 rows of the 3x3 conv in 256-row tiles are 216 + 216 balanced
+    // (24 whole channels each) and 252 + 180 by channels; in 90-row tiles five balanced
+    // tiles of 87 or 86 rows cut channels' taps, by channels four of 10 channels and one of 8.
+    let splits = [TileSplit::Balanced, TileSplit::Channels];
+    let cases = cases.iter().flat_map(|c| splits.iter().map(move |&split| (c.clone(), split)));
+    for ((name, shape, tile_rows, dac, adc, output_noise, per_column), tile_split) in cases {
         let h = reg.get(name).unwrap();
         let x = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)).relu() - 0.2;
         let w = h.spec.weight.detach();
         let w_max = weight_bound(&w, per_column);
         let cfg = AnalogConfig {
             tile_rows,
+            tile_split,
             dac: dac.clone(),
             adc: adc.clone(),
             output_noise,
@@ -453,20 +530,19 @@ fn fused_periphery_matches_the_plain_formulas() {
             assert_eq!(got.size(), want.size(), "{name}: shape");
             let diff = (&got - &want).abs();
             let scale = want.abs().max().double_value(&[]);
-            let what =
-                format!("{name} dac {dac:?} adc {adc:?} tile_rows {tile_rows} chunk {chunk}");
+            let what = format!(
+                "{name} dac {dac:?} adc {adc:?} tile_rows {tile_rows} {tile_split:?} chunk {chunk}"
+            );
             let off =
                 diff.gt(1e-4 * scale).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
-            let tiles =
-                (w.size()[1] * w.size()[2..].iter().product::<i64>()) as f64 / tile_rows as f64;
+            let taps = w.size()[2..].iter().product::<i64>();
+            let tiles = row_tiles(w.size()[1] * taps, taps, tile_rows, tile_split).len() as f64;
             let step = match &adc {
                 Converter::Uniform { bits, range } => 2.0 * range / ((1u64 << *bits) - 1) as f64,
                 Converter::Ideal => 0.0,
             };
-            let one_step_per_tile = tiles.ceil()
-                * step
-                * w_max.max().double_value(&[])
-                * x.abs().max().double_value(&[]);
+            let one_step_per_tile =
+                tiles * step * w_max.max().double_value(&[]) * x.abs().max().double_value(&[]);
             let worst = diff.max().double_value(&[]);
             assert!(off < 1e-3, "{what}: {off} of outputs differ beyond rounding");
             assert!(

@@ -16,7 +16,7 @@ use gqcim::analog::writeverify::{
     program_pairs, tolerance_map, write_verify, ProgramStats, ProgrammingConfig, ProgrammingMode,
     PulseModel, Tolerance,
 };
-use gqcim::config::{AnalogConfig, Config, ModelConfig, ProgrammingNoise, QuantConfig};
+use gqcim::config::{AnalogConfig, Config, ModelConfig, ProgrammingNoise, QuantConfig, TileSplit};
 use gqcim::costreport::pareto_front;
 use gqcim::deploy::deploy_analog;
 use gqcim::nets::build_classifier;
@@ -344,16 +344,30 @@ fn resnet20_write_verify_programs_every_device() {
     let c = network_cost(&geoms, &cfg, &p, 8, 8);
     let c4 = network_cost(&geoms, &cfg, &p, 4, 8);
     assert!(c.crossbar_energy_j > 0.0 && close(c.adc_energy_j, 16.0 * c4.adc_energy_j));
-    // A row tile holds ⌊256 / k²⌋ whole input channels (28 for a 3x3 conv), as the periphery
-    // tiles it; ADC conversions = Σ positions × row tiles × c_out.
-    let expect: f64 = geoms
-        .iter()
-        .map(|g| {
-            let rt = (g.c_in_per_group + (256 / g.taps) - 1) / (256 / g.taps);
-            (g.positions * rt * g.c_out) as f64
-        })
-        .sum();
-    assert_eq!(c.adc_conversions, expect);
+    // Row tiles as the periphery splits the layer: by whole channels (the default), ⌊256 /
+    // k²⌋ channels (28 for a 3x3 conv) per tile; balanced, ⌈rows / 256⌉. ADC conversions =
+    // Σ positions × row tiles × c_out.
+    let conversions = |tiles_of: &dyn Fn(&LayerGeom) -> i64| -> f64 {
+        geoms.iter().map(|g| (g.positions * tiles_of(g) * g.c_out) as f64).sum()
+    };
+    let whole = conversions(&|g| (g.c_in_per_group + (256 / g.taps) - 1) / (256 / g.taps));
+    assert_eq!(c.adc_conversions, whole);
+    let balanced_cfg = AnalogConfig { tile_split: TileSplit::Balanced, ..cfg.clone() };
+    let cb = network_cost(&geoms, &balanced_cfg, &p, 8, 8);
+    assert_eq!(cb.adc_conversions, conversions(&|g| (g.c_in_per_group * g.taps + 255) / 256));
+    // Where the two differ: 512 channels of a 3x3 conv are 4,608 rows, 19 tiles of 28 whole
+    // channels (the last one 8) or 18 balanced tiles of 256 rows.
+    let wide = LayerGeom {
+        name: "wide".into(),
+        c_in_per_group: 512,
+        taps: 9,
+        c_out: 512,
+        groups: 1,
+        positions: 16,
+        g_sum_us: 1.0,
+    };
+    assert_eq!(layer_cost(&wide, &cfg, &p, 8, 8).row_tiles, 19);
+    assert_eq!(layer_cost(&wide, &balanced_cfg, &p, 8, 8).row_tiles, 18);
 }
 
 fn cfg_err(yaml: &str) -> String {

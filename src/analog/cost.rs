@@ -20,6 +20,7 @@
 //! (V_read²·G_max·t_read + one ADC conversion); time = (pulses·t_write + reads ·
 //! (t_read + t_conversion)) / devices programmed in parallel.
 use super::path::AnalogPath;
+use super::tiling::row_tiles;
 use super::writeverify::ProgramStats;
 use crate::config::{AnalogConfig, Converter};
 use crate::error::{invalid, GqcimError, Result};
@@ -259,8 +260,9 @@ pub fn converter_bits(cfg: &AnalogConfig, p: &CostPreset) -> (u32, u32) {
     (bits(&cfg.adc, p.adc_bits_if_ideal.value), bits(&cfg.dac, p.dac_bits_if_ideal.value))
 }
 
-/// The cost of one layer per image, tiled as `periphery::forward_with_periphery` tiles it:
-/// a row tile holds ⌊tile_rows / taps⌋ whole input channels (at least one).
+/// The cost of one layer per image, tiled as `periphery::forward_with_periphery` tiles it
+/// (`tiling.rs`, `analog.tile_split`): by whole channels (the default), ⌈channels /
+/// ⌊tile_rows / taps⌋⌉ row tiles per group; balanced, ⌈rows / tile_rows⌉.
 pub fn layer_cost(
     g: &LayerGeom,
     cfg: &AnalogConfig,
@@ -268,8 +270,8 @@ pub fn layer_cost(
     adc_bits: u32,
     dac_bits: u32,
 ) -> LayerCost {
-    let ch_per_tile = (cfg.tile_rows / g.taps).max(1);
-    let row_tiles_g = ceil_div(g.c_in_per_group, ch_per_tile);
+    let row_tiles_g =
+        row_tiles(g.c_in_per_group * g.taps, g.taps, cfg.tile_rows, cfg.tile_split).len() as i64;
     let c_out_g = ceil_div(g.c_out, g.groups);
     let col_tiles_g = ceil_div(c_out_g, cfg.tile_cols);
     let rows_g = g.c_in_per_group * g.taps;

@@ -4,6 +4,7 @@
 //! Crossbar orientation: rows are inputs (a conv's (channel, ky, kx) taps, a linear layer's
 //! features), columns are outputs; G[rows, cols] = W.reshape(c_out, -1)ᵀ mapped to µS.
 use super::device::map_to_pairs;
+use super::tiling::row_tiles;
 use crate::checkpoint::{write_json_atomic, write_tensors_atomic};
 use crate::config::AnalogConfig;
 use crate::error::Result;
@@ -25,14 +26,16 @@ pub fn export_crossbars(net: &Network, cfg: &AnalogConfig, out: &Path) -> Result
         let gp = pairs.g_pos.reshape([c_out, -1]).tr().contiguous();
         let gn = pairs.g_neg.reshape([c_out, -1]).tr().contiguous();
         let (rows, cols) = (gp.size()[0], gp.size()[1]);
+        // Row tiles as the periphery splits the layer (`tiling.rs`, `analog.tile_split`).
+        let taps: i64 = w.size()[2..].iter().product::<i64>().max(1);
         let mut tiles = Vec::new();
-        let mut r0 = 0;
-        while r0 < rows {
-            let nr = cfg.tile_rows.min(rows - r0);
+        for (ti, (r0, nr)) in
+            row_tiles(rows, taps, cfg.tile_rows, cfg.tile_split).into_iter().enumerate()
+        {
             let mut c0 = 0;
             while c0 < cols {
                 let nc = cfg.tile_cols.min(cols - c0);
-                let (ti, tj) = (r0 / cfg.tile_rows, c0 / cfg.tile_cols);
+                let tj = c0 / cfg.tile_cols;
                 let kp = format!("{}/g_pos/r{ti}_c{tj}", l.spec.name);
                 let kn = format!("{}/g_neg/r{ti}_c{tj}", l.spec.name);
                 tensors.push((kp.clone(), gp.narrow(0, r0, nr).narrow(1, c0, nc).contiguous()));
@@ -42,7 +45,6 @@ pub fn export_crossbars(net: &Network, cfg: &AnalogConfig, out: &Path) -> Result
                 );
                 c0 += nc;
             }
-            r0 += nr;
         }
         // The level table: each distinct weight and the conductance pair that encodes it.
         let levels = w.flatten(0, -1).unique_dim(0, true, false, false).0;

@@ -15,4 +15,5 @@ pub mod montecarlo;
 pub mod path;
 pub mod periphery;
 pub mod sensitivity;
+pub mod tiling;
 pub mod writeverify;

@@ -25,17 +25,25 @@
 //! loops, 15-40 ms where a plain pass takes 1-2 ms on 6 M activations; its `addcmul` with
 //! per-sample, per-column factors 3-5x slower than a multiply and an add.)
 use super::fused;
+use super::tiling::{layer_spans, TileSpan};
 use crate::config::{AnalogConfig, Converter};
 pub use crate::kernels::Passes;
 use crate::nets::layers::{Epilogue, LayerOp, LayerSpec};
 use tch::{Kind, Tensor};
 
-/// Rows (inputs) per tile in whole input channels: a conv's crossbar row is one
-/// (channel, ky, kx) tap, so a tile holds floor(tile_rows / k²) channels (at least one).
-pub fn channels_per_tile(layer: &LayerSpec, tile_rows: i64) -> i64 {
+/// The layer's tiles (`tiling.rs`, `analog.tile_split`) as the periphery runs them: one
+/// conv per tile over the input channels its rows touch. A grouped conv is one tile (a
+/// group is its own small crossbar).
+pub fn layer_tiles(layer: &LayerSpec, cfg: &AnalogConfig) -> Vec<TileSpan> {
     let w = layer.weight.size();
     let taps: i64 = w[2..].iter().product::<i64>().max(1);
-    (tile_rows / taps).max(1)
+    let c_in = w.get(1).copied().unwrap_or(1);
+    match layer.op {
+        LayerOp::Conv2d { groups, .. } if groups > 1 => {
+            vec![TileSpan { rows: (0, c_in * taps), channels: (0, c_in * groups), partial: false }]
+        }
+        _ => layer_spans(c_in, taps, cfg.tile_rows, cfg.tile_split),
+    }
 }
 
 /// Samples per pass of the periphery: the DAC, the tiles' convs, the ADC and the
@@ -171,10 +179,10 @@ struct Periphery<'a> {
     adc: Option<(f64, f64, f64)>,
     /// Output noise sigma in ADC codes.
     noise_codes: f64,
-    /// Input channels per tile, input channels, and the per-column broadcast shape.
-    per_tile: i64,
-    c_in: i64,
-    groups: i64,
+    /// Each tile's input channels (first, count) and its weights in codes (`wn`'s slice,
+    /// with the taps outside the tile's rows zeroed where it holds part of a channel).
+    tiles: Vec<((i64, i64), Tensor)>,
+    /// The per-column broadcast shape.
     col_shape: Vec<i64>,
     /// w_max in the output's broadcast shape.
     w_scale: Tensor,
@@ -218,12 +226,17 @@ impl<'a> Periphery<'a> {
         let c_out = w.size()[0];
         let tile_bias =
             adc.map(|(step, r, _)| Tensor::full([c_out], r / step, (Kind::Float, xs.device())));
-        let (groups, c_in) = match layer.op {
-            LayerOp::Conv2d { groups, .. } => (groups, xs.size()[1]),
-            LayerOp::Linear => (1, xs.size()[1]),
-        };
-        // Grouped convs are tiled per group as a whole (a group is its own small crossbar).
-        let per_tile = if groups > 1 { c_in } else { channels_per_tile(layer, cfg.tile_rows) };
+        let spans = layer_tiles(layer, cfg);
+        let single = spans.len() == 1;
+        let tiles = spans
+            .into_iter()
+            .map(|t| {
+                let (first, count) = t.channels;
+                let w_t = if single { wn.shallow_clone() } else { wn.narrow(1, first, count) };
+                let w_t = if t.partial { &w_t * tile_mask(&w_t, &t) } else { w_t };
+                (t.channels, w_t)
+            })
+            .collect();
         let col_shape: Vec<i64> = match layer.op {
             LayerOp::Conv2d { .. } => vec![1, c_out, 1, 1],
             LayerOp::Linear => vec![1, c_out],
@@ -245,9 +258,7 @@ impl<'a> Periphery<'a> {
             dac_steps,
             adc,
             noise_codes: cfg.output_noise / adc_step,
-            per_tile,
-            c_in,
-            groups,
+            tiles,
             col_shape,
             w_scale,
             then_affine,
@@ -256,7 +267,7 @@ impl<'a> Periphery<'a> {
     }
 
     fn tiles(&self) -> i64 {
-        (self.c_in + self.per_tile - 1) / self.per_tile
+        self.tiles.len() as i64
     }
 
     /// The shape of the layer's output for the whole input (for drawing output noise).
@@ -310,14 +321,13 @@ impl<'a> Periphery<'a> {
             codes
         };
         let mut total: Option<Tensor> = None;
-        let mut tile = 0usize;
-        let mut start = 0;
-        while start < self.c_in {
-            let len = self.per_tile.min(self.c_in - start);
-            let whole = self.groups > 1 || len == self.c_in;
-            let x_t = if whole { to_codes(xs) } else { to_codes(&xs.narrow(1, start, len)) };
-            let w_t = if whole { self.wn.shallow_clone() } else { self.wn.narrow(1, start, len) };
-            let mut y = self.conv(&x_t, &w_t, self.tile_bias.as_ref());
+        for (tile, &((first, count), ref w_t)) in self.tiles.iter().enumerate() {
+            let x_t = if self.tiles.len() == 1 {
+                to_codes(xs)
+            } else {
+                to_codes(&xs.narrow(1, first, count))
+            };
+            let mut y = self.conv(&x_t, w_t, self.tile_bias.as_ref());
             if let Some(n) = noise.get(tile) {
                 y += n;
             }
@@ -331,22 +341,13 @@ impl<'a> Periphery<'a> {
                 }
                 None => y,
             });
-            tile += 1;
-            start += len;
         }
         total.expect("a layer has at least one input channel")
     }
 
     /// The input channels of each tile, as (first, count).
     fn tile_channels(&self) -> Vec<(i64, i64)> {
-        let mut tiles = Vec::new();
-        let mut start = 0;
-        while start < self.c_in {
-            let len = self.per_tile.min(self.c_in - start);
-            tiles.push((start, len));
-            start += len;
-        }
-        tiles
+        self.tiles.iter().map(|(channels, _)| *channels).collect()
     }
 
     /// The whole periphery for the samples `xs` with the fused CPU passes (`fused.rs`): the
@@ -363,14 +364,12 @@ impl<'a> Periphery<'a> {
         let levels = self.adc.map(|(_, _, levels)| levels as f32);
         let (k, offset) = self.output_scale(&x_scale);
         let mut sum: Option<Tensor> = None;
-        for (i, (&(start, len), x_t)) in tiles.iter().zip(codes).enumerate() {
-            let whole = len == self.c_in;
-            let w_t = if whole { self.wn.shallow_clone() } else { self.wn.narrow(1, start, len) };
-            let mut y = self.conv(&x_t, &w_t, self.tile_bias.as_ref()).contiguous();
+        for (i, ((_, w_t), x_t)) in self.tiles.iter().zip(codes).enumerate() {
+            let mut y = self.conv(&x_t, w_t, self.tile_bias.as_ref()).contiguous();
             if let Some(n) = noise.get(i) {
                 y += n;
             }
-            if i + 1 == tiles.len() {
+            if i + 1 == self.tiles.len() {
                 return fused::adc_finish(sum.as_ref(), y, levels, (&k, &offset), self.relu, dst);
             }
             sum = Some(fused::adc_accumulate(sum, y, levels));
@@ -432,4 +431,21 @@ impl<'a> Periphery<'a> {
         }
         out
     }
+}
+
+/// The 0/1 mask over a tile's weight slice `w_t` ([c_out, channels, kh, kw]) that keeps
+/// the taps inside the tile's rows: a balanced split may cut a channel's taps between two
+/// tiles, and each tile's conv then runs over the whole channel with the other tile's taps
+/// at zero (zero products change no partial sum).
+fn tile_mask(w_t: &Tensor, tile: &TileSpan) -> Tensor {
+    let size = w_t.size();
+    let taps: i64 = size[2..].iter().product::<i64>().max(1);
+    let (start, len) = tile.rows;
+    let first_row = tile.channels.0 * taps;
+    let row =
+        Tensor::arange(tile.channels.1 * taps, (Kind::Float, w_t.device())) + first_row as f64;
+    let keep = row.ge(start as f64).logical_and(&row.lt((start + len) as f64));
+    let mut shape = vec![1i64];
+    shape.extend_from_slice(&size[1..]);
+    keep.to_kind(Kind::Float).reshape(shape.as_slice())
 }

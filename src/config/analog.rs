@@ -105,6 +105,24 @@ pub enum CalibrationInputs {
     OneHot,
 }
 
+/// How a layer's crossbar rows (its fan-in: a conv's (channel, ky, kx) taps, a linear
+/// layer's features) are split into tiles of at most `tile_rows` (`src/analog/tiling.rs`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TileSplit {
+    /// Whole input channels, ⌊tile_rows / taps⌋ per tile, filled in order (288 rows of a 3x3
+    /// conv → 252 + 36): a tile's inputs are whole feature-map channels, as kernel-aligned
+    /// CIM mappings place them; the default.
+    #[default]
+    Channels,
+    /// ⌈rows / tile_rows⌉ tiles of equal rows (the first ones one row more where it does not
+    /// divide), a tile boundary may fall inside a channel's taps: aihwkit's
+    /// `TileModuleArray.get_split_sizes` (288 rows → 144 + 144, 576 → 3 × 192), for
+    /// like-for-like comparisons with it. On the CPU it costs more than `channels` where
+    /// tiles of 21-22 channels replace 28-channel ones (oneDNN blocks channels by 16).
+    Balanced,
+}
+
 /// Where the device model's random numbers come from on the CPU (elsewhere: libtorch's).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -180,6 +198,8 @@ pub struct AnalogConfig {
     pub resplit_scale: ResplitScale,
     /// Crossbar tile size: a tile's partial sum of `tile_rows` inputs is digitised separately.
     pub tile_rows: i64,
+    /// channels (default) | balanced (aihwkit's): how the rows are split into tiles.
+    pub tile_split: TileSplit,
     pub tile_cols: i64,
     pub programming_noise: ProgrammingNoise,
     pub stuck_at: StuckAt,
@@ -227,6 +247,7 @@ impl Default for AnalogConfig {
             resplit_after_programming: false,
             resplit_scale: ResplitScale::Target,
             tile_rows: 256,
+            tile_split: TileSplit::Channels,
             tile_cols: 256,
             programming_noise: ProgrammingNoise::None,
             stuck_at: StuckAt::default(),

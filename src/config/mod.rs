@@ -11,7 +11,7 @@ use crate::error::{invalid, Result};
 pub(crate) use analog::{validate_programming_noise, validate_stuck_at};
 pub use analog::{
     AnalogConfig, CalibrationInputs, Clip, Converter, Drift, DriftCompensation, LogLinear,
-    ProgrammingNoise, RandomSource, ReadNoise, ResplitScale, StuckAt,
+    ProgrammingNoise, RandomSource, ReadNoise, ResplitScale, StuckAt, TileSplit,
 };
 pub(crate) use deploy::same_layers;
 pub use deploy::{
