@@ -3,8 +3,10 @@
 //! the same chip.
 //!
 //! A layer's rows are its fan-in in (channel, ky, kx) order for a conv (`taps` = kh·kw rows
-//! per input channel), its features for a linear layer (`taps` = 1); a grouped conv splits
-//! each group's rows alike. `TileSplit::Channels` (the default) fills tiles with whole
+//! per input channel), its features for a linear layer (`taps` = 1); the cost model and the
+//! export split each group of a grouped conv alike, while the periphery runs a grouped conv
+//! as one tile (a group is its own small crossbar; its rows rarely exceed one tile: 9 for a
+//! depthwise 3x3 conv). `TileSplit::Channels` (the default) fills tiles with whole
 //! channels in order; `TileSplit::Balanced` is aihwkit's `TileModuleArray`: ⌈rows /
 //! tile_rows⌉ tiles of equal rows, a boundary possibly inside a channel's taps.
 use crate::config::TileSplit;
