@@ -86,6 +86,11 @@ pub(crate) use multiversion;
 
 /// A float tensor's values (copied; any layout or device).
 pub fn to_vec(t: &Tensor) -> Vec<f32> {
+    if applies(t) {
+        // No conversion ops: the per-pass readers (a layer's bias, its BatchNorm) call this
+        // for every layer and batch, and three ops cost more than the copy.
+        return values(t).to_vec();
+    }
     let t = t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
     values(&t).to_vec()
 }

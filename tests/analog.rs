@@ -575,6 +575,63 @@ fn fused_periphery_matches_the_plain_formulas() {
     }
 }
 
+/// A crossbar layer keeps its periphery's set-up from one batch to the next
+/// (`PeripheryPlan`), including the BatchNorm after it as values: when the BN's parameters
+/// change between two batches, the second batch uses the new ones, as a plan built afresh
+/// does (and as the tensor ops do), bit for bit.
+#[test]
+fn a_kept_periphery_plan_follows_a_changed_batchnorm() {
+    use gqcim::analog::device::weight_bound;
+    use gqcim::analog::periphery::{Passes, PeripheryPlan};
+    use gqcim::nets::layers::Epilogue;
+    const FLOAT: (Kind, Device) = (Kind::Float, Device::Cpu);
+    let _rng = rng_lock();
+    tch::manual_seed(11);
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let reg = gqcim::nets::layers::LayerRegistry::default();
+    let _conv =
+        gqcim::nets::layers::conv2d_grouped(vs.root() / "c", &reg, 40, 12, 3, 1, 1, 1, 1, false);
+    let bn = gqcim::nets::layers::batch_norm2d(vs.root() / "bn", 12);
+    let h = reg.get("c").unwrap();
+    let x = Tensor::randn([6, 40, 7, 7], FLOAT);
+    let w = h.spec.weight.detach();
+    let w_max = weight_bound(&w, true);
+    let cfg = AnalogConfig {
+        dac: Converter::Uniform { bits: 8, range: 1.0 },
+        adc: Converter::Uniform { bits: 8, range: 4.0 },
+        tile_rows: 200,
+        per_column_scale: true,
+        ..Default::default()
+    };
+    let then = Epilogue { bn: &bn, relu: true };
+    let mut kept = PeripheryPlan::new(&h.spec, &w_max, &cfg);
+    let before =
+        tch::no_grad(|| kept.forward_in_chunks(&h.spec, &x, &w, Some(&then), 6, Passes::FusedCpu));
+    tch::no_grad(|| {
+        bn.running_var.shallow_clone().copy_(&(Tensor::rand([12], FLOAT) * 3.0 + 0.2));
+        bn.running_mean.shallow_clone().copy_(&Tensor::randn([12], FLOAT));
+        bn.weight.shallow_clone().copy_(&(Tensor::randn([12], FLOAT) * 2.0));
+    });
+    for passes in [Passes::FusedCpu, Passes::TensorOps] {
+        let after =
+            tch::no_grad(|| kept.forward_in_chunks(&h.spec, &x, &w, Some(&then), 6, passes));
+        let fresh = tch::no_grad(|| {
+            PeripheryPlan::new(&h.spec, &w_max, &cfg).forward_in_chunks(
+                &h.spec,
+                &x,
+                &w,
+                Some(&then),
+                6,
+                passes,
+            )
+        });
+        let apart = (&after - &fresh).abs().max().double_value(&[]);
+        assert_eq!(apart, 0.0, "{passes:?}: the kept plan used the old BatchNorm");
+        let moved = (&after - &before).abs().max().double_value(&[]);
+        assert!(moved > 0.1, "{passes:?}: the BatchNorm change did not reach the output ({moved})");
+    }
+}
+
 /// A sample holding a NaN (a diverged activation) gives NaN outputs for that sample only, in
 /// the fused passes as in the tensor ops: the DAC's abs-max carries the NaN instead of
 /// skipping it, which would quietly scale the sample by its other values.

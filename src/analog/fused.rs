@@ -7,9 +7,12 @@
 //! same order and the same float precision, runs as two passes for a one-tile layer: the DAC
 //! (per sample: its abs-max, then its codes for every tile while the sample is in cache),
 //! and per tile the ADC (clamp, round) with the tile sum, the last tile's also with the
-//! back-scaling (which may hold the next BatchNorm) and the ReLU. Each kernel is one loop over contiguous memory that the compiler
-//! vectorises; the tensor-op path in `periphery.rs` stays the reference (and runs on other
-//! devices), and tests/analog.rs checks that both agree exactly.
+//! back-scaling (which may hold the next BatchNorm) and the ReLU. Each kernel is one loop
+//! over contiguous memory that the compiler vectorises; the tensor-op path in
+//! `periphery.rs` stays the reference (and runs on other devices), and tests/analog.rs
+//! checks that both agree exactly. (One ADC pass over all tiles' partial sums at once, in
+//! blocks of 256 values, was measured slower than a pass per tile: `gqcim bench --only mc`,
+//! three alternating runs, periphery trial 0.69-0.75x against 0.77-0.79x at batch 100.)
 //!
 //! The loops are compiled for AVX-512, AVX2 and the x86-64 baseline (`kernels.rs`); all
 //! three give the same bits.
@@ -86,8 +89,8 @@ fn nan_max(m: f32, a: f32) -> f32 {
 /// scale m = max(max |x|, `floor`), its factor (1/m) · `dac_factor` (as the tensor ops
 /// compute it: a reciprocal, then a multiply in f32), and the codes of each tile's input
 /// channels (`tiles`: (first, count)): x · factor, clamped to ±`clamp` when given, rounded
-/// when `round`, written while the sample is still in cache. Returns m as [n, 1, ...] and
-/// one contiguous [n, count, ...] tensor per tile.
+/// when `round`, written while the sample is still in cache. Returns m per sample and one
+/// contiguous [n, count, ...] tensor per tile.
 pub fn dac_tiles(
     xs: &Tensor,
     tiles: &[(i64, i64)],
@@ -95,7 +98,7 @@ pub fn dac_tiles(
     clamp: Option<f32>,
     round: bool,
     floor: f32,
-) -> (Tensor, Vec<Tensor>) {
+) -> (Vec<f32>, Vec<Tensor>) {
     let size = xs.size();
     let n = size[0].max(0) as usize;
     let inner: i64 = size[2..].iter().product::<i64>().max(1);
@@ -117,9 +120,7 @@ pub fn dac_tiles(
         let converter = DacConverter { factor: dac_factor as f32, clamp, round, floor };
         dac_all(values(xs), &mut outs, &runs, converter, &mut scale);
     }
-    let mut shape = vec![1i64; xs.dim()];
-    shape[0] = n as i64;
-    (Tensor::from_slice(&scale).reshape(shape.as_slice()), codes)
+    (scale, codes)
 }
 
 /// The DAC's settings for `dac_all`.
@@ -201,6 +202,43 @@ fn adc(v: f32, levels: Option<f32>) -> f32 {
     }
 }
 
+/// The back-scaling of a layer's output to weight × input units, per output column c and
+/// sample n with input scale x, in the order of `Periphery::scale_and_offset`'s tensor ops:
+/// base = w_max[c] · x, multiplier k = base · step and offset = base · shift (+ bias[c]);
+/// with a BatchNorm after the layer, k · s[c] and offset · s[c] + t[c] (its scale and
+/// shift).
+#[derive(Clone, Copy)]
+pub struct BackScaling<'a> {
+    /// Output columns (channels) of the layer.
+    pub columns: usize,
+    /// w_max per output column (one value: the layer's).
+    pub w_max: &'a [f32],
+    /// The ADC's step, and −tiles · its offset r.
+    pub step: f32,
+    pub shift: f32,
+    pub bias: Option<&'a [f32]>,
+    pub bn: Option<(&'a [f32], &'a [f32])>,
+}
+
+impl BackScaling<'_> {
+    /// (k, offset) of column `c` for a sample of input scale `x`.
+    #[inline(always)]
+    fn at(&self, c: usize, x: f32) -> (f32, f32) {
+        let w = if self.w_max.len() == 1 { self.w_max[0] } else { self.w_max[c] };
+        let base = w * x;
+        let mut k = base * self.step;
+        let mut offset = base * self.shift;
+        if let Some(bias) = self.bias {
+            offset += bias[c];
+        }
+        if let Some((s, t)) = self.bn {
+            k *= s[c];
+            offset = offset * s[c] + t[c];
+        }
+        (k, offset)
+    }
+}
+
 /// Adds the ADC codes of the tile's partial sums `y` to `sum` (the codes of the tiles
 /// before), in place; with no `sum` yet, turns `y` into its codes in place and returns it.
 pub fn adc_accumulate(sum: Option<Tensor>, y: Tensor, levels: Option<f32>) -> Tensor {
@@ -235,14 +273,15 @@ fn adc_add_kernel(sum: &mut [f32], y: &[f32], levels: Option<f32>) {
 }
 
 /// The last tile: out = (sum + adc(y)) · k + offset, with `k` and `offset` per sample and
-/// output column ([n · columns] values, row-major) and the rest of the output's positions
-/// per column, then max(out, 0) when `relu` (NaN stays NaN, as in torch); written into
-/// `dst` when given (a contiguous slice of the batch's output), else into `y`.
+/// output column (`BackScaling` and the samples' input scales `scale`) and the rest of the
+/// output's positions per column, then max(out, 0) when `relu` (NaN stays NaN, as in
+/// torch); written into `dst` when given (a contiguous slice of the batch's output), else
+/// into `y`.
 pub fn adc_finish(
     sum: Option<&Tensor>,
     y: Tensor,
     levels: Option<f32>,
-    (k, offset): (&[f32], &[f32]),
+    (back, scale): (BackScaling<'_>, &[f32]),
     relu: bool,
     dst: Option<&Tensor>,
 ) -> Tensor {
@@ -250,7 +289,7 @@ pub fn adc_finish(
     // Written in place (`y` is `out`): read from the output itself, never through a second
     // slice of the same memory.
     let ys = dst.map(|_| values(&y));
-    finish(values_mut(&out), ys, sum.map(values), levels, [k, offset], relu);
+    finish(values_mut(&out), ys, sum.map(values), levels, (back, scale), relu);
     out
 }
 
@@ -260,7 +299,7 @@ multiversion!(
         ys: Option<&[f32]>,
         sums: Option<&[f32]>,
         levels: Option<f32>,
-        scale: [&[f32]; 2],
+        scaling: (BackScaling<'_>, &[f32]),
         relu: bool
     ) = finish_kernel
 );
@@ -271,18 +310,20 @@ fn finish_kernel(
     ys: Option<&[f32]>,
     sums: Option<&[f32]>,
     levels: Option<f32>,
-    scale: [&[f32]; 2],
+    scaling: (BackScaling<'_>, &[f32]),
     relu: bool,
 ) {
-    let [k, offset] = scale;
+    let (back, scale) = scaling;
     // The ReLU as a select (v < 0 is false for NaN, which passes through as in torch).
     let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
     let out = |v: f32| if v < floor { floor } else { v };
-    if k.is_empty() {
+    let columns = back.columns;
+    if columns == 0 || scale.is_empty() {
         return;
     }
-    let inner = o.len() / k.len();
-    for (col, (&k, &b)) in k.iter().zip(offset).enumerate() {
+    let inner = o.len() / (columns * scale.len());
+    for col in 0..columns * scale.len() {
+        let (k, b) = back.at(col % columns, scale[col / columns]);
         let range = col * inner..(col + 1) * inner;
         let o = &mut o[range.clone()];
         match (ys.map(|y| &y[range.clone()]), sums.map(|s| &s[range.clone()])) {

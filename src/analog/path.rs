@@ -5,7 +5,7 @@ use super::device::{
     compensation_readout, compensation_scale, map_to_pairs, program_noise, stuck_at, weight_bound,
     Calibration, PairMap,
 };
-use super::periphery::forward_with_periphery;
+use super::periphery::PeripheryPlan;
 use super::writeverify::{program_pairs, single_shot_pulses, ProgramStats};
 use crate::config::{AnalogConfig, DriftCompensation, ReadNoise, ResplitScale, TrainNoiseConfig};
 use crate::device::DeviceModel;
@@ -54,6 +54,9 @@ pub struct AnalogPath {
     pub program_stats: ProgramStats,
     /// Output positions per sample of the last forward pass (for the cost model).
     pub positions: i64,
+    /// The layer's periphery as far as it is fixed (tiles, converters, scales), built at
+    /// the first forward pass that needs it (`target`, `w_max` and `cfg` never change).
+    periphery: Option<PeripheryPlan>,
 }
 
 impl AnalogPath {
@@ -87,6 +90,7 @@ impl AnalogPath {
             verify_mask: None,
             program_stats: ProgramStats::default(),
             positions: 0,
+            periphery: None,
         }
     }
 
@@ -204,7 +208,10 @@ impl AnalogPath {
         let y = tch::no_grad(|| {
             let w = self.read();
             if self.has_periphery() {
-                forward_with_periphery(layer, xs, &w, &self.w_max, &self.cfg, then)
+                let (w_max, cfg) = (&self.w_max, &self.cfg);
+                let plan =
+                    self.periphery.get_or_insert_with(|| PeripheryPlan::new(layer, w_max, cfg));
+                plan.forward(layer, xs, &w, then)
             } else {
                 let y = layer.apply(xs, &w);
                 match then {

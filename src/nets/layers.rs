@@ -341,7 +341,7 @@ pub struct BatchNorm2d {
     pub running_var: Tensor,
     num_batches_tracked: Tensor,
     momentum: f64,
-    eps: f64,
+    pub eps: f64,
 }
 
 /// The running-statistics momentum of every BatchNorm2d (PyTorch's default); BatchNorm
