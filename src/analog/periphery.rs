@@ -88,12 +88,6 @@ pub fn forward_with_periphery(
     PeripheryPlan::new(layer, w_max, cfg).forward(layer, xs, w, then)
 }
 
-/// Whether the fused CPU passes can run this layer's input under `cfg`: a contiguous f32
-/// input on the CPU, converters of at most 22 bits.
-pub fn fused_passes_apply(xs: &Tensor, cfg: &AnalogConfig) -> bool {
-    fused::applies(xs) && codes_fit(cfg)
-}
-
 /// Whether the codes of both converters of `cfg` (at most 22 bits) round exactly in the
 /// fused passes.
 fn codes_fit(cfg: &AnalogConfig) -> bool {
@@ -105,7 +99,7 @@ fn codes_fit(cfg: &AnalogConfig) -> bool {
 }
 
 /// `forward_with_periphery` with `chunk` samples per pass and the elementwise passes run
-/// by `passes` (`FusedCpu` where `fused_passes_apply` holds, else the tensor ops).
+/// by `passes` (`FusedCpu` where the fused passes apply, else the tensor ops).
 #[allow(clippy::too_many_arguments)]
 pub fn forward_with_periphery_in_chunks(
     layer: &LayerSpec,
@@ -338,7 +332,8 @@ impl PeripheryPlan {
         out.expect("a batch has at least one sample")
     }
 
-    /// `fused_passes_apply` for this plan's converters.
+    /// Whether the fused CPU passes can run the input `xs`: a contiguous f32 input on the
+    /// CPU, converters of at most 22 bits.
     fn fused_passes_apply(&self, xs: &Tensor) -> bool {
         self.codes_fit && fused::applies(xs)
     }
