@@ -12,7 +12,13 @@ def main(path):
     d = json.load(open(path))
     dev = d.get("device") or {}
     where = f"{dev.get('host_cores', '?')}-core CPU" if not dev.get("cuda_available") else "CUDA"
-    print(f"`{path}`: commit {d['git_commit'][:7]}, {where}, {d['threads']} libtorch thread(s), "
+    cpu = dev.get("cpu") or {}
+    if cpu:
+        # Speed ratios depend on the CPU's vector width (src/run.rs, cpu_info).
+        name = cpu.get("model_name") or "?"
+        where += f" ({name}, family {cpu.get('family')} model {cpu.get('model')}, {cpu.get('simd')})"
+    commit = d["git_commit"][:7] + ("-dirty" if d["git_commit"].endswith("-dirty") else "")
+    print(f"`{path}`: commit {commit}, {where}, {d['threads']} libtorch thread(s), "
           f"{d['date']}\n")
     print("| measure | result | target |\n| --- | --- | --- |")
     for row in d["summary"]:
@@ -36,6 +42,13 @@ def main(path):
                 a = p.get("accuracy_mean")
                 print(f"| {name} ({config}) | {vers} | {p['median_trial_images_per_s']:.0f} | "
                       f"{v['ratio_gqcim_vs_peer']:.1f}× | {'-' if a is None else f'{100 * a:.1f}%'} |")
+    if isinstance(d.get("scaling"), list) and d["scaling"]:
+        print("\n| network | parameters | batch | fp32 images/s | analog trial images/s | trial cost ÷ fp32 |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for r in d["scaling"]:
+            print(f"| {r['arch']} | {r['parameters'] / 1e6:.2f} M | {r['batch']} | "
+                  f"{r['fp32_images_per_s']:.0f} | {r['analog_images_per_s']:.0f} | "
+                  f"{r['analog_cost_ratio']:.2f}× |")
 
 
 if __name__ == "__main__":

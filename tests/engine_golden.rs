@@ -266,6 +266,13 @@ fn eval_analog_has_the_time_axis_for_every_task() {
         assert_eq!(r["threads"], 1, "{verb}");
         assert_eq!(r["seed"], r["config"]["seed"], "{verb}");
         assert!(r["git_commit"].as_str().is_some_and(|c| c.len() >= 7), "{verb}");
+        // The CPU the speed depends on: its vector instructions, and its name (x86 Linux).
+        let cpu = &r["device"]["cpu"];
+        let simd = cpu["simd"].as_str().unwrap_or("");
+        assert!(["avx512f", "avx2", "baseline"].contains(&simd), "{verb}: simd {simd:?}");
+        if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+            assert!(cpu["vendor"].as_str().is_some_and(|v| !v.is_empty()), "{verb}: {cpu}");
+        }
         assert_eq!(r["analog"]["metric"], metric, "{verb}");
         let by_time = r["analog"]["analog_by_time"].as_array().unwrap();
         let times: Vec<f64> = by_time.iter().map(|t| t["t_inference"].as_f64().unwrap()).collect();

@@ -8,8 +8,8 @@
 //! the measure is the network and optimizer, not the task's loss (the detection loss's
 //! target assignment is gqcim's own and has no PyTorch twin).
 use super::{
-    eval_pass_of, median, onto_crossbar, periphery_device, run_python, time_it, trial_seconds,
-    weights_only_device, BenchOptions,
+    eval_pass_of, interleaved_ratios, median, onto_crossbar, periphery_device, run_python, time_it,
+    trial_pass, weights_only_device, BenchOptions,
 };
 use crate::error::Result;
 use crate::nets::yolo::{build_detector, YoloConfig};
@@ -123,32 +123,37 @@ pub fn tasks_section(
             },
             ">= 1.0x".into(),
         ));
+        // The fp32 evaluation and both trials in interleaved rounds (`interleaved_ratios`),
+        // as in section 3: timed one after the other, a slow spell of the VM fell on one
+        // side only (the detector's periphery trial 0.75x in one bench, 0.91-0.93x in the
+        // runs around it).
         let enet = build(n, dev)?;
-        let fp32 = median(time_it(
-            dev,
-            1,
-            reps,
-            eval_pass_of(&enet, [images, 1, n.size, n.size], n.eval_batch, dev),
-        ));
-        let mut mc = json!({});
-        for (name, cfg) in
-            [("weights_only", weights_only_device()), ("periphery", periphery_device())]
-        {
+        let shape = [images, 1, n.size, n.size];
+        let setups = [("weights_only", weights_only_device()), ("periphery", periphery_device())];
+        let mut anets = Vec::new();
+        for (_, cfg) in &setups {
             let anet = build(n, dev)?;
-            onto_crossbar(&anet, &super::quant_gq(8, 100), &cfg)?;
-            let trial = trial_seconds(
-                &anet,
-                &cfg,
-                dev,
-                reps,
-                eval_pass_of(&anet, [images, 1, n.size, n.size], n.eval_batch, dev),
-            );
-            let r = fp32 / trial;
-            mc[name] = json!({"trial_s": trial, "throughput_ratio_vs_fp32": r});
+            onto_crossbar(&anet, &super::quant_gq(8, 100), cfg)?;
+            anets.push(anet);
+        }
+        let mut trials: Vec<_> = setups
+            .iter()
+            .zip(&anets)
+            .map(|((_, cfg), anet)| {
+                trial_pass(anet, cfg, eval_pass_of(anet, shape, n.eval_batch, dev))
+            })
+            .collect();
+        let mut others: Vec<&mut dyn FnMut()> =
+            trials.iter_mut().map(|t| t as &mut dyn FnMut()).collect();
+        let mut fp32_pass = eval_pass_of(&enet, shape, n.eval_batch, dev);
+        let (fp32, per_setup) = interleaved_ratios(dev, reps, &mut fp32_pass, &mut others);
+        let mut mc = json!({});
+        for ((name, _), (trial, r)) in setups.iter().zip(per_setup) {
+            mc[*name] = json!({"trial_s": trial, "throughput_ratio_vs_fp32": r, "rounds": reps});
             table.push((
                 format!("7 {} MC trial ({name}) vs fp32 eval (batch {})", n.arch, n.eval_batch),
-                format!("{r:.2}x (cost {:.2}x)", trial / fp32),
-                if name == "weights_only" { ">= 0.9x" } else { ">= 0.8x" }.into(),
+                format!("{r:.2}x (cost {:.2}x)", 1.0 / r),
+                if *name == "weights_only" { ">= 0.9x" } else { ">= 0.8x" }.into(),
             ));
         }
         section[n.arch] = json!({
