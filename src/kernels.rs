@@ -84,6 +84,21 @@ macro_rules! multiversion {
 
 pub(crate) use multiversion;
 
+/// The widest vector instruction set of this CPU, the one `multiversion!` dispatches to
+/// (`avx512f`, `avx2` or `baseline`), for the results' record of the CPU (`run::cpu_info`).
+pub fn simd_level() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "avx512f";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "avx2";
+        }
+    }
+    "baseline"
+}
+
 /// A float tensor's values (copied; any layout or device).
 pub fn to_vec(t: &Tensor) -> Vec<f32> {
     if applies(t) {

@@ -262,22 +262,8 @@ pub fn cpu_info() -> Value {
         "model_name": field("model name"),
         "family": field("cpu family"),
         "model": field("model"),
-        "simd": simd_level(),
+        "simd": crate::kernels::simd_level(),
     })
-}
-
-/// The widest vector instruction set of this CPU that the kernels dispatch to.
-fn simd_level() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return "avx512f";
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return "avx2";
-        }
-    }
-    "baseline"
 }
 
 /// The repository folder (for scripts under `benches/`): the working directory when it
