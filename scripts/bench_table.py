@@ -42,6 +42,12 @@ def main(path):
                 a = p.get("accuracy_mean")
                 print(f"| {name} ({config}) | {vers} | {p['median_trial_images_per_s']:.0f} | "
                       f"{v['ratio_gqcim_vs_peer']:.1f}× | {'-' if a is None else f'{100 * a:.1f}%'} |")
+    wall = d.get("wall_seconds")
+    if isinstance(wall, dict):
+        # The suite's own time (without the build): `make bench` must fit 15 minutes.
+        order = ["train", "qat", "mc", "peers", "fit", "scaling", "tasks"]
+        parts = ", ".join(f"{k} {wall[k]:.0f} s" for k in order if k in wall)
+        print(f"\nwall time: {wall.get('suite', float('nan')) / 60:.1f} min ({parts})")
     if isinstance(d.get("scaling"), list) and d["scaling"]:
         print("\n| network | parameters | batch | fp32 images/s | analog trial images/s | trial cost ÷ fp32 |")
         print("| --- | --- | --- | --- | --- | --- |")

@@ -112,8 +112,9 @@ pub fn peers_section(
         return Ok(json!("skipped: the peers run on CPU"));
     }
     let benches = crate::run::repo_dir().join("benches");
-    // aihwkit runs at about a tenth of plain PyTorch's speed here: fewer images per trial.
-    let images: i64 = if o.quick { 200 } else { 500 };
+    // aihwkit runs at about a tenth of plain PyTorch's speed here: fewer images per trial
+    // (300 since the suite had to fit 15 minutes on the slow AVX2 VM; 500 before).
+    let images: i64 = if o.quick { 200 } else { 300 };
     let reps = if o.quick { 1 } else { 3 };
     let eval_images = 300;
     let mut section = json!({"images": images, "batch": images, "trials": reps,
