@@ -24,23 +24,27 @@ def main(path):
     for row in d["summary"]:
         print(f"| {row['measure']} | {row['result']} | {row['target']} |")
     if isinstance(d.get("peers"), dict):
-        print("\n| peer (device config) | versions | trial images/s | gqcim ÷ peer | accuracy (300 images) |")
-        print("| --- | --- | --- | --- | --- |")
+        # gqcim's trial is re-timed just before and after each peer; the ratio uses their mean.
+        print("\n| peer (device config) | versions | trial images/s | gqcim images/s before / after "
+              "| gqcim ÷ peer | accuracy (300 images) |")
+        print("| --- | --- | --- | --- | --- | --- |")
         for config in ("weights", "periphery"):
             sec = d["peers"].get(config)
             if not isinstance(sec, dict):
                 continue
             acc = sec.get("gqcim_accuracy_mean")
-            print(f"| gqcim ({config}) | this commit | {sec['gqcim_images_per_s']:.0f} | 1 | "
+            print(f"| gqcim ({config}) | this commit | {sec['gqcim_images_per_s']:.0f} | - | 1 | "
                   f"{'-' if acc is None else f'{100 * acc:.1f}%'} |")
             for name, v in sec["peers"].items():
                 if "error" in v:
-                    print(f"| {name} ({config}) | - | error: {v['error'][:80]} | - | - |")
+                    print(f"| {name} ({config}) | - | error: {v['error'][:80]} | - | - | - |")
                     continue
                 p = v["peer"]
                 vers = ", ".join(f"{k} {x}" for k, x in p.get("versions", {}).items() if k != "numpy")
                 a = p.get("accuracy_mean")
-                print(f"| {name} ({config}) | {vers} | {p['median_trial_images_per_s']:.0f} | "
+                around = v.get("gqcim_images_per_s_before_after")
+                around = " / ".join(f"{x:.0f}" for x in around) if around else "-"
+                print(f"| {name} ({config}) | {vers} | {p['median_trial_images_per_s']:.0f} | {around} | "
                       f"{v['ratio_gqcim_vs_peer']:.1f}× | {'-' if a is None else f'{100 * a:.1f}%'} |")
     wall = d.get("wall_seconds")
     if isinstance(wall, dict):

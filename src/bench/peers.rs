@@ -9,6 +9,7 @@ use crate::analog::montecarlo::monte_carlo;
 use crate::config::{AnalogConfig, Arch, QuantConfig, QuantMethod};
 use crate::data::{load_split, Normalizer};
 use crate::error::Result;
+use crate::nets::Network;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use tch::{Device, Kind};
@@ -71,35 +72,51 @@ pub fn default_peers(
     peers
 }
 
-/// gqcim's side of one configuration: images/s of a trial (programming + inference over
-/// `images` random images) and, with a checkpoint, the mean accuracy over `trials` trials
-/// on the first `eval_images` test images.
-fn gqcim_side(
-    o: &BenchOptions,
-    cfg: &AnalogConfig,
+/// gqcim's side of one configuration: a timer of its trial (programming + inference over
+/// `images` random images; each call returns images/s, the median of `reps` trials), and,
+/// with a checkpoint, the mean accuracy over `reps` trials on the first `eval_images` test
+/// images.
+struct GqcimSide {
+    net: Network,
+    cfg: AnalogConfig,
     images: i64,
     reps: usize,
-    eval_images: i64,
-) -> Result<(f64, Option<f64>)> {
-    let dev = o.device;
-    let fp32 = QuantConfig { method: QuantMethod::Fp32, ..Default::default() };
-    let anet = resnet(Arch::Resnet20, dev);
-    onto_crossbar(&anet, &fp32, cfg)?;
-    let t = trial_seconds(&anet, cfg, dev, reps, eval_pass(&anet, images, images, dev));
-    let Some(ckpt) = &o.checkpoint else { return Ok((images as f64 / t, None)) };
-    let mut net = resnet(Arch::Resnet20, dev);
-    crate::checkpoint::load_strict(&mut net.vs, ckpt)?;
-    onto_crossbar(&net, &fp32, cfg)?;
-    let data_cfg = crate::config::DataConfig::default();
-    let test = load_split(&data_cfg, false)?.limit(eval_images as usize);
-    let x = Normalizer::new(&data_cfg, dev).normalize(&Normalizer::to_unit(&test.images.to(dev)));
-    let y = test.labels.to(dev);
-    let trials = AnalogConfig { trials: reps, ..cfg.clone() };
-    let stats = monte_carlo(&net, &trials, 0, |n| {
-        let pred = tch::no_grad(|| n.forward_t(&x, false)).argmax(1, false);
-        Ok(pred.eq_tensor(&y).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]))
-    })?;
-    Ok((images as f64 / t, Some(stats.mean)))
+    device: Device,
+}
+
+impl GqcimSide {
+    fn new(o: &BenchOptions, cfg: &AnalogConfig, images: i64, reps: usize) -> Result<GqcimSide> {
+        let fp32 = QuantConfig { method: QuantMethod::Fp32, ..Default::default() };
+        let net = resnet(Arch::Resnet20, o.device);
+        onto_crossbar(&net, &fp32, cfg)?;
+        Ok(GqcimSide { net, cfg: cfg.clone(), images, reps, device: o.device })
+    }
+
+    fn images_per_s(&self) -> f64 {
+        let (net, dev, n) = (&self.net, self.device, self.images);
+        let t = trial_seconds(net, &self.cfg, dev, self.reps, eval_pass(net, n, n, dev));
+        n as f64 / t
+    }
+
+    fn accuracy(&self, o: &BenchOptions, eval_images: i64) -> Result<Option<f64>> {
+        let Some(ckpt) = &o.checkpoint else { return Ok(None) };
+        let dev = self.device;
+        let fp32 = QuantConfig { method: QuantMethod::Fp32, ..Default::default() };
+        let mut net = resnet(Arch::Resnet20, dev);
+        crate::checkpoint::load_strict(&mut net.vs, ckpt)?;
+        onto_crossbar(&net, &fp32, &self.cfg)?;
+        let data_cfg = crate::config::DataConfig::default();
+        let test = load_split(&data_cfg, false)?.limit(eval_images as usize);
+        let x =
+            Normalizer::new(&data_cfg, dev).normalize(&Normalizer::to_unit(&test.images.to(dev)));
+        let y = test.labels.to(dev);
+        let trials = AnalogConfig { trials: self.reps, ..self.cfg.clone() };
+        let stats = monte_carlo(&net, &trials, 0, |n| {
+            let pred = tch::no_grad(|| n.forward_t(&x, false)).argmax(1, false);
+            Ok(pred.eq_tensor(&y).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]))
+        })?;
+        Ok(Some(stats.mean))
+    }
 }
 
 /// Runs every peer on both configurations; returns the JSON section and the table rows.
@@ -120,7 +137,9 @@ pub fn peers_section(
     let mut section = json!({"images": images, "batch": images, "trials": reps,
         "eval_images": eval_images, "weights": "fp32 targets (the checkpoint's own weights)"});
     for (config, cfg) in [("weights", weights_only_device()), ("periphery", periphery_device())] {
-        let (ours_ips, ours_acc) = gqcim_side(o, &cfg, images, reps, eval_images)?;
+        let ours = GqcimSide::new(o, &cfg, images, reps)?;
+        let ours_ips = ours.images_per_s();
+        let ours_acc = ours.accuracy(o, eval_images)?;
         section[config] =
             json!({"gqcim_images_per_s": ours_ips, "gqcim_accuracy_mean": ours_acc, "peers": {}});
         let acc = |a: Option<f64>| a.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or("-".into());
@@ -152,6 +171,12 @@ pub fn peers_section(
                 ]);
             }
             eprintln!("      {} ({config})", peer.name);
+            // gqcim's trial timed just before and just after the peer's run, and the ratio
+            // taken against their mean: the peers run minutes apart, and on a shared VM
+            // gqcim's own speed moved by 12% between two runs of the suite an hour apart
+            // while the peers' moved by up to 40% the other way (one timing per section
+            // put the same peer at 4.3x in one run and 3.2x in the next).
+            let before = ours.images_per_s();
             let theirs = match run_python(&peer.python, &benches.join(peer.script), &args) {
                 Ok(v) => v,
                 Err(e) => {
@@ -159,17 +184,19 @@ pub fn peers_section(
                     continue;
                 }
             };
+            let after = ours.images_per_s();
+            let ours_here = 0.5 * (before + after);
             // Like for like: images / (programming + drift + inference) per trial on both sides.
             let their_ips = theirs["median_trial_images_per_s"].as_f64().unwrap_or(f64::NAN);
-            let ratio = ours_ips / their_ips;
+            let ratio = ours_here / their_ips;
             let their_acc = theirs["accuracy_mean"].as_f64();
             table.push((
                 format!("4 analog trial ({config}) vs {}", peer.name),
                 format!("{ratio:.1}x faster; accuracy {} vs {}", acc(ours_acc), acc(their_acc)),
                 ">= 5x".into(),
             ));
-            section[config]["peers"][&peer.name] =
-                json!({"ratio_gqcim_vs_peer": ratio, "peer": theirs, "python": peer.python});
+            section[config]["peers"][&peer.name] = json!({"ratio_gqcim_vs_peer": ratio, "gqcim_images_per_s_before_after": [before, after],
+                "peer": theirs, "python": peer.python});
         }
     }
     Ok(section)
