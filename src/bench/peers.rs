@@ -195,7 +195,8 @@ pub fn peers_section(
                 format!("{ratio:.1}x faster; accuracy {} vs {}", acc(ours_acc), acc(their_acc)),
                 ">= 5x".into(),
             ));
-            section[config]["peers"][&peer.name] = json!({"ratio_gqcim_vs_peer": ratio, "gqcim_images_per_s_before_after": [before, after],
+            section[config]["peers"][&peer.name] = json!({"ratio_gqcim_vs_peer": ratio,
+                "gqcim_images_per_s_before_after": [before, after],
                 "peer": theirs, "python": peer.python});
         }
     }
