@@ -247,7 +247,7 @@ pub fn device_info(device: Device) -> Value {
 /// cannot be read) and the widest vector instructions it has (`avx512f`, `avx2` or
 /// `baseline`: what the fused kernels and oneDNN's convs run on). Speed ratios depend on
 /// both: the periphery trial at batch 100 measured 0.74-0.77x an fp32 evaluation on an
-/// AVX-512 VM and 0.80-0.84x on an AVX2 one (README, Performance), so every result names
+/// AVX-512 VM and 0.75-0.90x on an AVX2 one (README, Performance), so every result names
 /// its CPU.
 pub fn cpu_info() -> Value {
     let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();

@@ -225,6 +225,36 @@ pub(crate) fn trial_pass<'a>(
     }
 }
 
+/// The fp32 evaluation of `build()`'s network against a Monte-Carlo trial of each device
+/// setup (its own copy of the network, on the crossbar at 8 gq levels), over random inputs of
+/// `shape` in batches of `batch`, in interleaved rounds (`interleaved_ratios`). Returns the
+/// fp32 median seconds and, per setup, the trial's median seconds and throughput ratio.
+pub(crate) fn trials_against_fp32(
+    build: &dyn Fn() -> Result<Network>,
+    setups: &[(&str, AnalogConfig)],
+    shape: [i64; 4],
+    batch: i64,
+    rounds: usize,
+    device: Device,
+) -> Result<(f64, Vec<(f64, f64)>)> {
+    let fp32_net = build()?;
+    let mut anets = Vec::new();
+    for (_, cfg) in setups {
+        let anet = build()?;
+        onto_crossbar(&anet, &quant_gq(8, 100), cfg)?;
+        anets.push(anet);
+    }
+    let mut trials: Vec<_> = setups
+        .iter()
+        .zip(&anets)
+        .map(|((_, cfg), anet)| trial_pass(anet, cfg, eval_pass_of(anet, shape, batch, device)))
+        .collect();
+    let mut others: Vec<&mut dyn FnMut()> =
+        trials.iter_mut().map(|t| t as &mut dyn FnMut()).collect();
+    let mut fp32 = eval_pass_of(&fp32_net, shape, batch, device);
+    Ok(interleaved_ratios(device, rounds, &mut fp32, &mut others))
+}
+
 /// Times `base` and every one of `others` in turn, one warm-up round and then `reps`
 /// rounds, so that a slow spell of the (shared, virtual) machine falls on all of a round's
 /// measurements alike. Returns the median seconds of `base`, and for each of `others` its

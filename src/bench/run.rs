@@ -2,8 +2,8 @@
 //! printed table.
 use super::{
     eval_pass, interleaved_ratios, median, onto_crossbar, optimizer_steps, periphery_device,
-    quant_gq, resnet, run_python, time_it, train_steps, trial_pass, weights_only_device,
-    BenchOptions,
+    quant_gq, resnet, run_python, time_it, train_steps, trial_pass, trials_against_fp32,
+    weights_only_device, BenchOptions,
 };
 use crate::checkpoint::write_json_atomic;
 use crate::config::{AnalogConfig, Arch, Config, ProgrammingNoise, TrainNoiseConfig};
@@ -153,22 +153,11 @@ pub fn bench_command(o: &BenchOptions) -> Result<Value> {
         let rounds = if o.quick { reps } else { 4 };
         let mut mc = json!({"images": images});
         for ebatch in [1000i64, 100] {
-            let enet = resnet(Arch::Resnet20, dev);
             let setups =
                 [("weights_only", weights_only_device()), ("periphery", periphery_device())];
-            let anets: Vec<_> = setups.iter().map(|_| resnet(Arch::Resnet20, dev)).collect();
-            for ((_, cfg), anet) in setups.iter().zip(&anets) {
-                onto_crossbar(anet, &quant_gq(8, 100), cfg)?;
-            }
-            let mut trials: Vec<_> = setups
-                .iter()
-                .zip(&anets)
-                .map(|((_, cfg), anet)| trial_pass(anet, cfg, eval_pass(anet, images, ebatch, dev)))
-                .collect();
-            let mut others: Vec<&mut dyn FnMut()> =
-                trials.iter_mut().map(|t| t as &mut dyn FnMut()).collect();
-            let mut fp32 = eval_pass(&enet, images, ebatch, dev);
-            let (fp32_eval, per_setup) = interleaved_ratios(dev, rounds, &mut fp32, &mut others);
+            let build = || Ok(resnet(Arch::Resnet20, dev));
+            let (fp32_eval, per_setup) =
+                trials_against_fp32(&build, &setups, [images, 1, 28, 28], ebatch, rounds, dev)?;
             let mut at = json!({"batch": ebatch, "fp32_eval_s": fp32_eval, "rounds": rounds});
             for ((name, _), (trial, ratio)) in setups.iter().zip(per_setup) {
                 at[*name] = json!({"trial_s": trial, "throughput_ratio_vs_fp32": ratio, "cost_ratio_vs_fp32": 1.0 / ratio});

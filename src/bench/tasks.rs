@@ -8,8 +8,8 @@
 //! the measure is the network and optimizer, not the task's loss (the detection loss's
 //! target assignment is gqcim's own and has no PyTorch twin).
 use super::{
-    eval_pass_of, interleaved_ratios, median, onto_crossbar, periphery_device, run_python, time_it,
-    trial_pass, weights_only_device, BenchOptions,
+    median, periphery_device, run_python, time_it, trials_against_fp32, weights_only_device,
+    BenchOptions,
 };
 use crate::error::Result;
 use crate::nets::yolo::{build_detector, YoloConfig};
@@ -128,26 +128,10 @@ pub fn tasks_section(
         // as in section 3: timed one after the other, a slow spell of the VM fell on one
         // side only (the detector's periphery trial 0.75x in one bench, 0.91-0.93x in the
         // runs around it).
-        let enet = build(n, dev)?;
-        let shape = [images, 1, n.size, n.size];
         let setups = [("weights_only", weights_only_device()), ("periphery", periphery_device())];
-        let mut anets = Vec::new();
-        for (_, cfg) in &setups {
-            let anet = build(n, dev)?;
-            onto_crossbar(&anet, &super::quant_gq(8, 100), cfg)?;
-            anets.push(anet);
-        }
-        let mut trials: Vec<_> = setups
-            .iter()
-            .zip(&anets)
-            .map(|((_, cfg), anet)| {
-                trial_pass(anet, cfg, eval_pass_of(anet, shape, n.eval_batch, dev))
-            })
-            .collect();
-        let mut others: Vec<&mut dyn FnMut()> =
-            trials.iter_mut().map(|t| t as &mut dyn FnMut()).collect();
-        let mut fp32_pass = eval_pass_of(&enet, shape, n.eval_batch, dev);
-        let (fp32, per_setup) = interleaved_ratios(dev, rounds, &mut fp32_pass, &mut others);
+        let shape = [images, 1, n.size, n.size];
+        let (fp32, per_setup) =
+            trials_against_fp32(&|| build(n, dev), &setups, shape, n.eval_batch, rounds, dev)?;
         let mut mc = json!({});
         for ((name, _), (trial, r)) in setups.iter().zip(per_setup) {
             mc[*name] = json!({"trial_s": trial, "throughput_ratio_vs_fp32": r, "rounds": rounds});
