@@ -554,7 +554,7 @@ fn fused_periphery_matches_the_plain_formulas() {
             // same draws), and the fused and tensor-op passes still agree exactly.
             if name == "c" {
                 for relu in [false, true] {
-                    let then = Epilogue { bn: &bn, relu };
+                    let then = Epilogue { bn: &bn, residual: None, relu };
                     let folded = run_then(Passes::FusedCpu, Some(&then));
                     let by_ops = run_then(Passes::TensorOps, Some(&then));
                     let apart = (&folded - &by_ops).abs().max().double_value(&[]);
@@ -568,6 +568,30 @@ fn fused_periphery_matches_the_plain_formulas() {
                     );
                     if relu {
                         assert!(folded.min().double_value(&[]) >= 0.0, "{what}: ReLU not applied");
+                    }
+                }
+                // A residual block's shortcut added in the same pass, before the ReLU: bit
+                // for bit the BN fold without ReLU, then torch's add and ReLU (the ops a
+                // block ran before); a shortcut of another shape (broadcast) or layout goes
+                // through the tensor ops, with the same result.
+                let no_relu = run_then(
+                    Passes::FusedCpu,
+                    Some(&Epilogue { bn: &bn, residual: None, relu: false }),
+                );
+                let shortcut = Tensor::randn(no_relu.size().as_slice(), FLOAT);
+                let want = (&no_relu + &shortcut).relu();
+                let per_column = Tensor::randn([1, no_relu.size()[1], 1, 1], FLOAT);
+                let transposed = shortcut.transpose(2, 3).contiguous().transpose(2, 3);
+                for (kind, r, want) in [
+                    ("same shape", &shortcut, &want),
+                    ("broadcast", &per_column, &(&no_relu + &per_column).relu()),
+                    ("strided", &transposed, &want),
+                ] {
+                    let then = Epilogue { bn: &bn, residual: Some(r), relu: true };
+                    for passes in [Passes::FusedCpu, Passes::TensorOps] {
+                        let got = run_then(passes, Some(&then));
+                        let apart = (&got - want).abs().max().double_value(&[]);
+                        assert_eq!(apart, 0.0, "{what} {passes:?}: {kind} shortcut differs");
                     }
                 }
             }
@@ -603,7 +627,7 @@ fn a_kept_periphery_plan_follows_a_changed_batchnorm() {
         per_column_scale: true,
         ..Default::default()
     };
-    let then = Epilogue { bn: &bn, relu: true };
+    let then = Epilogue { bn: &bn, residual: None, relu: true };
     let mut kept = PeripheryPlan::new(&h.spec, &w_max, &cfg);
     let before =
         tch::no_grad(|| kept.forward_in_chunks(&h.spec, &x, &w, Some(&then), 6, Passes::FusedCpu));

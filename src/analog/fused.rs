@@ -274,14 +274,15 @@ fn adc_add_kernel(sum: &mut [f32], y: &[f32], levels: Option<f32>) {
 
 /// The last tile: out = (sum + adc(y)) · k + offset, with `k` and `offset` per sample and
 /// output column (`BackScaling` and the samples' input scales `scale`) and the rest of the
-/// output's positions per column, then max(out, 0) when `relu` (NaN stays NaN, as in
-/// torch); written into `dst` when given (a contiguous slice of the batch's output), else
-/// into `y`.
+/// output's positions per column, plus the shortcut `res` (y's shape) when given, then
+/// max(out, 0) when `relu` (NaN stays NaN, as in torch); written into `dst` when given (a
+/// contiguous slice of the batch's output), else into `y`.
 pub fn adc_finish(
     sum: Option<&Tensor>,
     y: Tensor,
     levels: Option<f32>,
     (back, scale): (BackScaling<'_>, &[f32]),
+    res: Option<&Tensor>,
     relu: bool,
     dst: Option<&Tensor>,
 ) -> Tensor {
@@ -289,15 +290,24 @@ pub fn adc_finish(
     // Written in place (`y` is `out`): read from the output itself, never through a second
     // slice of the same memory.
     let ys = dst.map(|_| values(&y));
-    finish(values_mut(&out), ys, sum.map(values), levels, (back, scale), relu);
+    let inputs = FinishInputs { ys, sums: sum.map(values), res: res.map(values) };
+    finish(values_mut(&out), inputs, levels, (back, scale), relu);
     out
+}
+
+/// What the last tile's pass reads besides the output: the tile's partial sums when they
+/// are not the output itself, the earlier tiles' ADC codes, the block's shortcut.
+#[derive(Clone, Copy)]
+struct FinishInputs<'a> {
+    ys: Option<&'a [f32]>,
+    sums: Option<&'a [f32]>,
+    res: Option<&'a [f32]>,
 }
 
 multiversion!(
     finish(
         o: &mut [f32],
-        ys: Option<&[f32]>,
-        sums: Option<&[f32]>,
+        inputs: FinishInputs<'_>,
         levels: Option<f32>,
         scaling: (BackScaling<'_>, &[f32]),
         relu: bool
@@ -307,15 +317,18 @@ multiversion!(
 #[inline(always)]
 fn finish_kernel(
     o: &mut [f32],
-    ys: Option<&[f32]>,
-    sums: Option<&[f32]>,
+    inputs: FinishInputs<'_>,
     levels: Option<f32>,
     scaling: (BackScaling<'_>, &[f32]),
     relu: bool,
 ) {
+    let FinishInputs { ys, sums, res } = inputs;
     let (back, scale) = scaling;
-    // The ReLU as a select (v < 0 is false for NaN, which passes through as in torch).
-    let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
+    // The ReLU as a select (v < 0 is false for NaN, which passes through as in torch); with
+    // a shortcut it comes after the add, in a second loop over the column while it is in
+    // the L1 cache (adding a zero shortcut instead would turn a −0 output into +0).
+    let relu_floor = if relu { 0.0 } else { f32::NEG_INFINITY };
+    let floor = if res.is_some() { f32::NEG_INFINITY } else { relu_floor };
     let out = |v: f32| if v < floor { floor } else { v };
     let columns = back.columns;
     if columns == 0 || scale.is_empty() {
@@ -346,6 +359,12 @@ fn finish_kernel(
                 for o in o.iter_mut() {
                     *o = out(adc(*o, levels) * k + b);
                 }
+            }
+        }
+        if let Some(res) = res {
+            for (o, &r) in o.iter_mut().zip(&res[range]) {
+                let v = *o + r;
+                *o = if v < relu_floor { relu_floor } else { v };
             }
         }
     }

@@ -296,16 +296,20 @@ impl PeripheryPlan {
         } else {
             Vec::new()
         };
-        let run = |x: &Tensor, noise: &[Tensor], dst: Option<&Tensor>| match passes {
-            Passes::TensorOps => {
-                let x_scale = p.sample_scale(x);
-                let y = p.partial_sums(x, &x_scale, noise);
-                p.to_output(y, &x_scale, dst)
-            }
-            Passes::FusedCpu => p.fused_pass(x, noise, dst),
-        };
+        // The block's shortcut (`Epilogue::residual`), sliced with the batch.
+        let residual = then.and_then(|e| e.residual);
+        let run =
+            |x: &Tensor, noise: &[Tensor], res: Option<&Tensor>, dst: Option<&Tensor>| match passes
+            {
+                Passes::TensorOps => {
+                    let x_scale = p.sample_scale(x);
+                    let y = p.partial_sums(x, &x_scale, noise);
+                    p.to_output(y, &x_scale, res, dst)
+                }
+                Passes::FusedCpu => p.fused_pass(x, noise, res, dst),
+            };
         if chunk >= batch {
-            return run(xs, &noise, None);
+            return run(xs, &noise, residual, None);
         }
         let mut out: Option<Tensor> = None;
         let mut s = 0;
@@ -313,13 +317,19 @@ impl PeripheryPlan {
             let n = chunk.min(batch - s);
             let x = xs.narrow(0, s, n);
             let noise_c: Vec<Tensor> = noise.iter().map(|t| t.narrow(0, s, n)).collect();
+            // (A shortcut without the batch's samples, broadcast over them, is whole.)
+            let per_sample = |r: &&Tensor| r.dim() == xs.dim() && r.size()[0] == batch;
+            let res = residual.map(|r| match per_sample(&r) {
+                true => r.narrow(0, s, n),
+                false => r.shallow_clone(),
+            });
             match &out {
                 Some(dst) => {
-                    let _ = run(&x, &noise_c, Some(&dst.narrow(0, s, n)));
+                    let _ = run(&x, &noise_c, res.as_ref(), Some(&dst.narrow(0, s, n)));
                 }
                 // The first chunk's output gives the shape of the batch's.
                 None => {
-                    let y = run(&x, &noise_c, None);
+                    let y = run(&x, &noise_c, res.as_ref(), None);
                     let mut shape = y.size();
                     shape[0] = batch;
                     let dst = Tensor::empty(shape.as_slice(), (Kind::Float, xs.device()));
@@ -486,8 +496,15 @@ impl<'a> Periphery<'a> {
 
     /// The whole periphery for the samples `xs` with the fused CPU passes (`fused.rs`): the
     /// arithmetic of `sample_scale`, `partial_sums` and `to_output`, in their order, in two
-    /// passes for a one-tile layer (the DAC; the ADC with the back-scaling) instead of eight.
-    fn fused_pass(&self, xs: &Tensor, noise: &[Tensor], dst: Option<&Tensor>) -> Tensor {
+    /// passes for a one-tile layer (the DAC; the ADC with the back-scaling, the shortcut
+    /// `res` and the ReLU) instead of eight.
+    fn fused_pass(
+        &self,
+        xs: &Tensor,
+        noise: &[Tensor],
+        res: Option<&Tensor>,
+        dst: Option<&Tensor>,
+    ) -> Tensor {
         let plan = self.plan;
         let (dac_clamp, dac_round) = match plan.dac_steps {
             Some((steps, range)) => ((range < 1.0).then_some(steps as f32), true),
@@ -506,7 +523,20 @@ impl<'a> Periphery<'a> {
             }
             if i + 1 == self.tiles.len() {
                 let back = (self.back_scaling(), x_scale.as_slice());
-                return fused::adc_finish(sum.as_ref(), y, levels, back, relu, dst);
+                // A shortcut the pass cannot read as it writes (another shape, which torch's
+                // add would broadcast, or not contiguous f32) is added by the tensor ops.
+                let res_fits = |r: &&Tensor| fused::applies(r) && r.size() == y.size();
+                return match res {
+                    None => fused::adc_finish(sum.as_ref(), y, levels, back, None, relu, dst),
+                    Some(r) if res_fits(&r) => {
+                        fused::adc_finish(sum.as_ref(), y, levels, back, Some(r), relu, dst)
+                    }
+                    Some(r) => {
+                        let out =
+                            fused::adc_finish(sum.as_ref(), y, levels, back, None, false, dst);
+                        add_then_relu(out, Some(r), relu)
+                    }
+                };
             }
             sum = Some(fused::adc_accumulate(sum, y, levels));
         }
@@ -539,11 +569,17 @@ impl<'a> Periphery<'a> {
     }
 
     /// Back to weight × input units: out = Σ codes · k + offset (`back_scaling`), then
-    /// the ReLU when one follows; in place, or written into `dst` (a chunk of the batch's
-    /// output).
-    fn to_output(&self, mut y: Tensor, x_scale: &Tensor, dst: Option<&Tensor>) -> Tensor {
+    /// the shortcut `res` and the ReLU when they follow; in place, or written into `dst` (a
+    /// chunk of the batch's output).
+    fn to_output(
+        &self,
+        mut y: Tensor,
+        x_scale: &Tensor,
+        res: Option<&Tensor>,
+        dst: Option<&Tensor>,
+    ) -> Tensor {
         let (k, offset) = self.scale_and_offset(x_scale);
-        let mut out = match dst {
+        let out = match dst {
             // Multiply into the output's slice, then add in place: libtorch 2.11's CPU
             // addcmul with these broadcasts runs 3-5x slower than the two passes.
             Some(d) => {
@@ -557,11 +593,20 @@ impl<'a> Periphery<'a> {
                 y
             }
         };
-        if self.then.is_some_and(|e| e.relu) {
-            let _ = out.relu_();
-        }
-        out
+        add_then_relu(out, res, self.then.is_some_and(|e| e.relu))
     }
+}
+
+/// out + `res` (torch's add, broadcasting), then max(·, 0) when `relu`, in place where
+/// `out` allows (it may be a chunk's slice of the batch's output).
+fn add_then_relu(mut out: Tensor, res: Option<&Tensor>, relu: bool) -> Tensor {
+    if let Some(r) = res {
+        out += r;
+    }
+    if relu {
+        let _ = out.relu_();
+    }
+    out
 }
 
 /// The 0/1 mask over a tile's slice of the layer's `weight` ([c_out, channels, kh, kw] for

@@ -138,7 +138,23 @@ impl HookedLayer {
     /// The layer, its BatchNorm `bn` and (with `relu`) a ReLU: in training as three ops (the
     /// BN on batch statistics), in evaluation through the path's `forward_then`.
     pub fn forward_bn(&self, xs: &Tensor, bn: &BatchNorm2d, relu: bool, train: bool) -> Tensor {
-        let then = Epilogue { bn, relu };
+        self.forward_epilogue(xs, Epilogue { bn, residual: None, relu }, train)
+    }
+
+    /// The last layer of a residual block: the layer, its BatchNorm `bn`, the block's
+    /// identity shortcut `residual` added, then a ReLU; in evaluation the periphery adds
+    /// the shortcut in its back-scaling pass too (`Epilogue`).
+    pub fn forward_bn_add_relu(
+        &self,
+        xs: &Tensor,
+        bn: &BatchNorm2d,
+        residual: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        self.forward_epilogue(xs, Epilogue { bn, residual: Some(residual), relu: true }, train)
+    }
+
+    fn forward_epilogue(&self, xs: &Tensor, then: Epilogue, train: bool) -> Tensor {
         if train {
             then.apply_t(self.forward_t(xs, true), true)
         } else {
@@ -148,10 +164,12 @@ impl HookedLayer {
 }
 
 /// What follows a conv and its periphery in evaluation: a BatchNorm with its running
-/// statistics, then a ReLU when `relu`.
+/// statistics, then the block's shortcut added when `residual` (same shape as the output),
+/// then a ReLU when `relu`.
 #[derive(Debug, Clone, Copy)]
 pub struct Epilogue<'a> {
     pub bn: &'a BatchNorm2d,
+    pub residual: Option<&'a Tensor>,
     pub relu: bool,
 }
 
@@ -161,9 +179,13 @@ impl Epilogue<'_> {
         self.apply_t(y, false)
     }
 
-    /// The BN (on batch statistics when `train`) and the ReLU as ops.
+    /// The BN (on batch statistics when `train`), the residual and the ReLU as ops.
     fn apply_t(&self, y: Tensor, train: bool) -> Tensor {
         let y = self.bn.forward_t(&y, train);
+        let y = match self.residual {
+            Some(r) => y + r,
+            None => y,
+        };
         if self.relu {
             y.relu()
         } else {

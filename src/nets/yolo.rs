@@ -176,12 +176,15 @@ impl BasicBlock {
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let ys = self.conv1.forward_bn(xs, &self.bn1, true, train);
-        let ys = self.conv2.forward_bn(&ys, &self.bn2, false, train);
-        let shortcut = match &self.downsample {
-            Some((conv, bn)) => conv.forward_bn(xs, bn, false, train),
-            None => xs.shallow_clone(),
-        };
-        (ys + shortcut).relu()
+        // As resnet.rs's blocks: an identity shortcut joins conv2's epilogue, a projected one
+        // comes after conv2 (the layers' read-noise draws keep their order).
+        match &self.downsample {
+            None => self.conv2.forward_bn_add_relu(&ys, &self.bn2, xs, train),
+            Some((conv, bn)) => {
+                let ys = self.conv2.forward_bn(&ys, &self.bn2, false, train);
+                (ys + conv.forward_bn(xs, bn, false, train)).relu()
+            }
+        }
     }
 }
 
