@@ -7,10 +7,10 @@
 //! same order and the same float precision, runs as two passes for a one-tile layer: the DAC
 //! (per sample: its abs-max, then its codes for every tile while the sample is in cache),
 //! and per tile the ADC (clamp, round) with the tile sum, the last tile's also with the
-//! back-scaling (which may hold the next BatchNorm) and the ReLU. Each kernel is one loop
-//! over contiguous memory that the compiler vectorises; the tensor-op path in
-//! `periphery.rs` stays the reference (and runs on other devices), and tests/analog.rs
-//! checks that both agree exactly. (One ADC pass over all tiles' partial sums at once, in
+//! back-scaling (which may hold the next BatchNorm), a residual block's shortcut and the
+//! ReLU. Each kernel is one loop over contiguous memory that the compiler vectorises; the
+//! tensor-op path in `periphery.rs` stays the reference (and runs on other devices), and
+//! tests/analog.rs checks that both agree exactly. (One ADC pass over all tiles' partial sums at once, in
 //! blocks of 256 values, was measured slower than a pass per tile: `gqcim bench --only mc`,
 //! three alternating runs, periphery trial 0.69-0.75x against 0.77-0.79x at batch 100.)
 //!

@@ -13,8 +13,9 @@
 //!   and rounded;
 //! - the back-scaling (per sample, per column), the ADC offsets of all tiles and the bias
 //!   are one multiply-add at the end; in evaluation the BatchNorm that follows the layer
-//!   joins it (its scale and shift per column, `Epilogue`), and so does a following ReLU,
-//!   as a chip's digital periphery applies them: no separate BN and ReLU pass;
+//!   joins it (its scale and shift per column, `Epilogue`), and so do a residual block's
+//!   identity shortcut and a following ReLU, as a chip's digital periphery applies them:
+//!   no separate BN, add and ReLU pass;
 //! - on the CPU each of these steps is one fused pass (`fused.rs`, `Passes::FusedCpu`): the
 //!   DAC with its abs-max, and per tile the ADC with the sum (the last tile's also with the
 //!   back-scaling), two passes for a one-tile layer where the tensor ops take eight;
