@@ -141,17 +141,28 @@ impl HookedLayer {
         self.forward_epilogue(xs, Epilogue { bn, residual: None, relu }, train)
     }
 
-    /// The last layer of a residual block: the layer, its BatchNorm `bn`, the block's
-    /// identity shortcut `residual` added, then a ReLU; in evaluation the periphery adds
-    /// the shortcut in its back-scaling pass too (`Epilogue`).
-    pub fn forward_bn_add_relu(
+    /// The last layer of a residual block on `ys`, its BatchNorm `bn`, the shortcut of the
+    /// block's input `xs` added, then the ReLU. An identity shortcut (`projection` None)
+    /// goes into the layer's epilogue: in evaluation on the crossbar the periphery adds it
+    /// in its last pass over the output, as a chip's digital periphery would, with no
+    /// separate add and ReLU. A projected one (`projection`: the block's 1x1 conv and BN) is
+    /// computed after this layer, so that the layers draw their read noise in the order
+    /// they always did.
+    pub fn forward_block_end(
         &self,
-        xs: &Tensor,
+        ys: &Tensor,
         bn: &BatchNorm2d,
-        residual: &Tensor,
+        xs: &Tensor,
+        projection: Option<impl FnOnce() -> Tensor>,
         train: bool,
     ) -> Tensor {
-        self.forward_epilogue(xs, Epilogue { bn, residual: Some(residual), relu: true }, train)
+        match projection {
+            None => {
+                let then = Epilogue { bn, residual: Some(xs), relu: true };
+                self.forward_epilogue(ys, then, train)
+            }
+            Some(project) => (self.forward_bn(ys, bn, false, train) + project()).relu(),
+        }
     }
 
     fn forward_epilogue(&self, xs: &Tensor, then: Epilogue, train: bool) -> Tensor {

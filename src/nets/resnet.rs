@@ -31,26 +31,6 @@ impl Downsample {
     }
 }
 
-/// A residual block's last conv `conv` on `ys` with its BatchNorm `bn`, plus the shortcut of
-/// the block's input `xs`, then the ReLU. An identity shortcut is added in the conv's
-/// epilogue (in evaluation on the crossbar, within the periphery's last pass over the
-/// output, as a chip's digital periphery would: no separate add and ReLU); a projected one
-/// is computed after the conv, so that the layers still draw their read noise in the order
-/// they always did.
-fn finish_block(
-    conv: &HookedLayer,
-    ys: &Tensor,
-    bn: &BatchNorm2d,
-    xs: &Tensor,
-    downsample: Option<&Downsample>,
-    train: bool,
-) -> Tensor {
-    match downsample {
-        None => conv.forward_bn_add_relu(ys, bn, xs, train),
-        Some(d) => (conv.forward_bn(ys, bn, false, train) + d.forward_t(xs, train)).relu(),
-    }
-}
-
 /// Two 3x3 convs (torchvision `BasicBlock`).
 #[derive(Debug)]
 struct BasicBlock {
@@ -92,7 +72,8 @@ impl BasicBlock {
 impl ModuleT for BasicBlock {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let ys = self.conv1.forward_bn(xs, &self.bn1, true, train);
-        finish_block(&self.conv2, &ys, &self.bn2, xs, self.downsample.as_ref(), train)
+        let projection = self.downsample.as_ref().map(|d| || d.forward_t(xs, train));
+        self.conv2.forward_block_end(&ys, &self.bn2, xs, projection, train)
     }
 }
 
@@ -140,7 +121,8 @@ impl ModuleT for Bottleneck {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let ys = self.conv1.forward_bn(xs, &self.bn1, true, train);
         let ys = self.conv2.forward_bn(&ys, &self.bn2, true, train);
-        finish_block(&self.conv3, &ys, &self.bn3, xs, self.downsample.as_ref(), train)
+        let projection = self.downsample.as_ref().map(|d| || d.forward_t(xs, train));
+        self.conv3.forward_block_end(&ys, &self.bn3, xs, projection, train)
     }
 }
 

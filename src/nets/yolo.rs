@@ -176,15 +176,9 @@ impl BasicBlock {
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let ys = self.conv1.forward_bn(xs, &self.bn1, true, train);
-        // As resnet.rs's blocks: an identity shortcut joins conv2's epilogue, a projected one
-        // comes after conv2 (the layers' read-noise draws keep their order).
-        match &self.downsample {
-            None => self.conv2.forward_bn_add_relu(&ys, &self.bn2, xs, train),
-            Some((conv, bn)) => {
-                let ys = self.conv2.forward_bn(&ys, &self.bn2, false, train);
-                (ys + conv.forward_bn(xs, bn, false, train)).relu()
-            }
-        }
+        let projection =
+            self.downsample.as_ref().map(|(conv, bn)| || conv.forward_bn(xs, bn, false, train));
+        self.conv2.forward_block_end(&ys, &self.bn2, xs, projection, train)
     }
 }
 
