@@ -72,6 +72,12 @@ pub fn default_peers(
     peers
 }
 
+/// Puts `net` on the crossbar of `cfg` with its own fp32 weights as the targets (the peers
+/// programme the same weights).
+fn onto_crossbar_unquantized(net: &Network, cfg: &AnalogConfig) -> Result<()> {
+    onto_crossbar(net, &QuantConfig { method: QuantMethod::Fp32, ..Default::default() }, cfg)
+}
+
 /// gqcim's side of one configuration: a timer of its trial (programming + inference over
 /// `images` random images; each call returns images/s, the median of `reps` trials), and,
 /// with a checkpoint, the mean accuracy over `reps` trials on the first `eval_images` test
@@ -86,9 +92,8 @@ struct GqcimSide {
 
 impl GqcimSide {
     fn new(o: &BenchOptions, cfg: &AnalogConfig, images: i64, reps: usize) -> Result<GqcimSide> {
-        let fp32 = QuantConfig { method: QuantMethod::Fp32, ..Default::default() };
         let net = resnet(Arch::Resnet20, o.device);
-        onto_crossbar(&net, &fp32, cfg)?;
+        onto_crossbar_unquantized(&net, cfg)?;
         Ok(GqcimSide { net, cfg: cfg.clone(), images, reps, device: o.device })
     }
 
@@ -101,10 +106,9 @@ impl GqcimSide {
     fn accuracy(&self, o: &BenchOptions, eval_images: i64) -> Result<Option<f64>> {
         let Some(ckpt) = &o.checkpoint else { return Ok(None) };
         let dev = self.device;
-        let fp32 = QuantConfig { method: QuantMethod::Fp32, ..Default::default() };
         let mut net = resnet(Arch::Resnet20, dev);
         crate::checkpoint::load_strict(&mut net.vs, ckpt)?;
-        onto_crossbar(&net, &fp32, &self.cfg)?;
+        onto_crossbar_unquantized(&net, &self.cfg)?;
         let data_cfg = crate::config::DataConfig::default();
         let test = load_split(&data_cfg, false)?.limit(eval_images as usize);
         let x =
